@@ -1,0 +1,16 @@
+#pragma once
+
+// The one mapping from absl::Status to grpc::Status.
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace fleetca::api {
+
+// ToGrpcStatus keeps the code and message. Domain and storage layers already word their
+// messages for callers (INTERNAL ones carry only an incident id), so nothing is stripped
+// here; UNKNOWN and other unexpected codes become INTERNAL.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace fleetca::api

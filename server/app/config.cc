@@ -1,0 +1,121 @@
+#include "server/app/config.h"
+
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+ABSL_FLAG(std::string, database_url, "",
+          "PostgreSQL connection URL (env FLEETCA_DATABASE_URL), e.g. "
+          "postgresql://fleetca@127.0.0.1:5432/fleetca");
+ABSL_FLAG(std::string, listen, "",
+          "gRPC listen address (env FLEETCA_LISTEN; default 127.0.0.1:50051). Plaintext, so "
+          "loopback only.");
+ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env FLEETCA_LOG_LEVEL)");
+ABSL_FLAG(int, db_max_connections, 0,
+          "most PostgreSQL connections (env FLEETCA_DB_MAX_CONNECTIONS; default 16)");
+ABSL_FLAG(absl::Duration, db_acquire_timeout, absl::Seconds(5),
+          "how long a call waits for a free database connection before UNAVAILABLE");
+ABSL_FLAG(absl::Duration, db_connect_timeout, absl::Seconds(5),
+          "timeout to open a database connection");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "on SIGTERM, how long in-flight calls may take before they are cancelled");
+
+namespace fleetca::app {
+namespace {
+
+// Pick returns the flag's value, else the environment variable's, else "".
+std::string Pick(const std::string& flag_value, const char* env) {
+  if (!flag_value.empty()) return flag_value;
+  const char* v = std::getenv(env);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+}  // namespace
+
+absl::Status CheckPlaintextListen(const std::string& listen) {
+  if (absl::StartsWith(listen, "unix:")) return absl::OkStatus();
+  std::string host;
+  if (absl::StartsWith(listen, "[")) {
+    const size_t end = listen.find(']');
+    if (end == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("--listen: malformed address \"", listen, "\""));
+    }
+    host = listen.substr(1, end - 1);
+  } else {
+    const size_t colon = listen.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--listen: expected HOST:PORT, got \"", listen, "\""));
+    }
+    host = listen.substr(0, colon);
+  }
+  if (host == "localhost" || host == "::1" || absl::StartsWith(host, "127.")) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--listen: \"", listen,
+      "\" is not a loopback address; this fleetca serves plaintext gRPC (no TLS yet), so it "
+      "listens only on 127.0.0.1, [::1], localhost or a unix: socket"));
+}
+
+absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "fleetca-server [serve|migrate] [flags]\n"
+      "  serve    apply pending migrations, then serve gRPC (default)\n"
+      "  migrate  apply pending migrations and exit");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  Config c;
+  if (args.size() > 2) {
+    return absl::InvalidArgumentError("expected at most one command: serve or migrate");
+  }
+  if (args.size() == 2) c.command = args[1];
+  if (c.command != "serve" && c.command != "migrate") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown command \"", c.command, "\": expected serve or migrate"));
+  }
+  c.database_url = Pick(absl::GetFlag(FLAGS_database_url), "FLEETCA_DATABASE_URL");
+  if (c.database_url.empty()) {
+    return absl::InvalidArgumentError(
+        "--database_url (or FLEETCA_DATABASE_URL) is required, e.g. "
+        "postgresql://fleetca@127.0.0.1:5432/fleetca");
+  }
+  if (std::string l = Pick(absl::GetFlag(FLAGS_listen), "FLEETCA_LISTEN"); !l.empty()) {
+    c.listen = l;
+  }
+  if (std::string l = Pick(absl::GetFlag(FLAGS_log_level), "FLEETCA_LOG_LEVEL"); !l.empty()) {
+    if (!ParseLogLevel(l, &c.log_level)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--log_level: expected debug, info, warning or error, got \"", l, "\""));
+    }
+  }
+  int max_conn = absl::GetFlag(FLAGS_db_max_connections);
+  if (max_conn == 0) {
+    if (const char* v = std::getenv("FLEETCA_DB_MAX_CONNECTIONS"); v != nullptr && *v != '\0') {
+      if (!absl::SimpleAtoi(v, &max_conn)) {
+        return absl::InvalidArgumentError("FLEETCA_DB_MAX_CONNECTIONS: not a number");
+      }
+    }
+  }
+  if (max_conn != 0) c.db_max_connections = max_conn;
+  if (c.db_max_connections < 1 || c.db_max_connections > 1000) {
+    return absl::InvalidArgumentError("--db_max_connections: must be between 1 and 1000");
+  }
+  c.db_acquire_timeout = absl::GetFlag(FLAGS_db_acquire_timeout);
+  c.db_connect_timeout = absl::GetFlag(FLAGS_db_connect_timeout);
+  c.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (c.db_acquire_timeout <= absl::ZeroDuration() || c.db_connect_timeout <= absl::ZeroDuration() ||
+      c.shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeouts must be positive");
+  }
+  if (c.command == "serve") {
+    if (absl::Status st = CheckPlaintextListen(c.listen); !st.ok()) return st;
+  }
+  return c;
+}
+
+}  // namespace fleetca::app

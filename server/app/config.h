@@ -1,0 +1,33 @@
+#pragma once
+
+// Server configuration: flags first, then FLEETCA_* environment variables, then defaults.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/logging.h"
+
+namespace fleetca::app {
+
+struct Config {
+  std::string command = "serve";  // serve | migrate
+  std::string database_url;       // --database_url / FLEETCA_DATABASE_URL (required)
+  std::string listen = "127.0.0.1:50051";  // --listen / FLEETCA_LISTEN
+  LogLevel log_level = LogLevel::kInfo;    // --log_level / FLEETCA_LOG_LEVEL
+  int db_max_connections = 16;             // --db_max_connections / FLEETCA_DB_MAX_CONNECTIONS
+  absl::Duration db_acquire_timeout = absl::Seconds(5);
+  absl::Duration db_connect_timeout = absl::Seconds(5);
+  absl::Duration shutdown_grace = absl::Seconds(10);  // --shutdown_grace
+};
+
+// LoadConfig parses argv (the first non-flag argument is the command) and the environment.
+// INVALID_ARGUMENT names the flag or variable and says why.
+absl::StatusOr<Config> LoadConfig(int argc, char** argv);
+
+// CheckPlaintextListen accepts only loopback addresses (127.0.0.0/8, ::1, localhost) and
+// unix sockets: fleetca has no TLS yet and must not serve plaintext on a network.
+absl::Status CheckPlaintextListen(const std::string& listen);
+
+}  // namespace fleetca::app

@@ -1,0 +1,37 @@
+#include "storage/journal.h"
+
+#include <pqxx/pqxx>
+
+namespace fleetca::storage {
+
+namespace {
+constexpr char kJournalSql[] =
+    "SELECT fleetca_append_changes($1, $2::text[], $3), "
+    "fleetca_append_audit($4, $5, $2::text[], $6, $7::jsonb)";
+}  // namespace
+
+std::string PgTextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+int64_t Journal(pqxx::transaction_base& tx, const AuditContext& ctx, const JournalEntry& entry) {
+  if (entry.keys.empty()) return 0;
+  const pqxx::row row = tx.exec_params1(
+      kJournalSql, entry.entity_type, PgTextArray(entry.keys), entry.deleted ? "delete" : "upsert",
+      ctx.actor.empty() ? std::string("unknown") : ctx.actor, entry.action, ctx.request_id,
+      entry.details_json);
+  return row[0].as<int64_t>();
+}
+
+}  // namespace fleetca::storage
