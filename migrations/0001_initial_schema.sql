@@ -232,33 +232,31 @@ BEGIN
   RETURN last_revision;
 END $$;
 
--- fleetca_append_audit records one audit entry per target, chained by SHA-256:
--- hash = sha256(prev_hash || canonical), canonical being
--- id|epoch-microseconds|actor|action|target|request_id|details-as-jsonb-text.
-CREATE FUNCTION fleetca_append_audit(p_actor text, p_action text, p_targets text[],
+-- fleetca_append_audit records one audit entry (one per API call: a batch is one entry
+-- whose details list its objects), chained by SHA-256:
+--   hash = sha256(prev_hash || canonical), canonical being
+--   id|epoch-microseconds|actor|action|target|request_id|details-as-jsonb-text
+-- (jsonb's text form is canonical: sorted keys, fixed spacing). Returns the entry's id.
+CREATE FUNCTION fleetca_append_audit(p_actor text, p_action text, p_target text,
                                      p_request_id text, p_details jsonb)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-  prev bytea;
-  t text;
+  prev   bytea;
   new_id bigint;
-  at timestamptz := now();
-  canonical text;
+  at     timestamptz := now();
 BEGIN
   PERFORM fleetca_log_lock();
   SELECT hash INTO prev FROM audit_log ORDER BY id DESC LIMIT 1;
-  FOREACH t IN ARRAY p_targets LOOP
-    new_id := nextval(pg_get_serial_sequence('audit_log', 'id'));
-    canonical := new_id::text || '|' || (extract(epoch FROM at) * 1000000)::bigint::text || '|'
-                 || p_actor || '|' || p_action || '|' || t || '|' || p_request_id || '|'
-                 || p_details::text;
-    INSERT INTO audit_log (id, created_at, actor, action, target, request_id, details,
-                           prev_hash, hash)
-      OVERRIDING SYSTEM VALUE
-      VALUES (new_id, at, p_actor, p_action, t, p_request_id, p_details, prev,
-              sha256(coalesce(prev, ''::bytea) || convert_to(canonical, 'UTF8')));
-    SELECT hash INTO prev FROM audit_log WHERE id = new_id;
-  END LOOP;
+  new_id := nextval(pg_get_serial_sequence('audit_log', 'id'));
+  INSERT INTO audit_log (id, created_at, actor, action, target, request_id, details,
+                         prev_hash, hash)
+    OVERRIDING SYSTEM VALUE
+    VALUES (new_id, at, p_actor, p_action, p_target, p_request_id, p_details, prev,
+            sha256(coalesce(prev, ''::bytea) || convert_to(
+              new_id::text || '|' || (extract(epoch FROM at) * 1000000)::bigint::text || '|'
+              || p_actor || '|' || p_action || '|' || p_target || '|' || p_request_id || '|'
+              || p_details::text, 'UTF8')));
+  RETURN new_id;
 END $$;
 
 -- Wake watchers (sync streams, CRL builder) when a change commits.

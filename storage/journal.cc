@@ -7,7 +7,7 @@ namespace fleetca::storage {
 namespace {
 constexpr char kJournalSql[] =
     "SELECT fleetca_append_changes($1, $2::text[], $3), "
-    "fleetca_append_audit($4, $5, $2::text[], $6, $7::jsonb)";
+    "fleetca_append_audit($4, $5, $6, $7, $8::jsonb)";
 }  // namespace
 
 std::string PgTextArray(const std::vector<std::string>& values) {
@@ -29,8 +29,8 @@ int64_t Journal(pqxx::transaction_base& tx, const AuditContext& ctx, const Journ
   if (entry.keys.empty()) return 0;
   const pqxx::row row = tx.exec_params1(
       kJournalSql, entry.entity_type, PgTextArray(entry.keys), entry.deleted ? "delete" : "upsert",
-      ctx.actor.empty() ? std::string("unknown") : ctx.actor, entry.action, ctx.request_id,
-      entry.details_json);
+      ctx.actor.empty() ? std::string("unknown") : ctx.actor, entry.action,
+      entry.keys.size() == 1 ? entry.keys[0] : std::string(), ctx.request_id, entry.details_json);
   return row[0].as<int64_t>();
 }
 

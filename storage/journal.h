@@ -29,8 +29,10 @@ struct JournalEntry {
   std::string details_json = "{}";  // audit details, a JSON object
 };
 
-// Journal appends one change-log revision and one audit entry per key, inside tx, and
-// returns the last revision. Takes the log lock (held until tx ends): call it last.
+// Journal appends one change-log revision per key and one audit entry for the whole call
+// (its target is the key when there is one, else empty: list the keys in details_json),
+// inside tx, and returns the last revision (0 when keys is empty: nothing changed, nothing
+// is journaled). Takes the log lock (held until tx ends): call it last.
 // Throws libpqxx exceptions like any statement (mapped by ConnectionPool::Transact).
 int64_t Journal(pqxx::transaction_base& tx, const AuditContext& ctx, const JournalEntry& entry);
 

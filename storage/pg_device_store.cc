@@ -194,9 +194,15 @@ absl::StatusOr<std::vector<absl::Status>> PgDeviceStore::CreateBatch(
         for (const auto& d : devices) {
           if (inserted.count(d.comm_id) != 0) keys.push_back(d.comm_id);
         }
-        Journal(tx, ctx,
-                {"BatchRegisterDevices", "device", keys, false,
-                 DetailsJson({{"batch_size", std::to_string(devices.size())}})});
+        // One audit entry for the call, naming every device it registered.
+        std::string details = absl::StrCat("{\"batch_size\":", devices.size(),
+                                           ",\"registered\":", keys.size(), ",\"comm_ids\":[");
+        for (size_t k = 0; k < keys.size(); ++k) {
+          if (k > 0) details.push_back(',');
+          AppendJsonString(&details, keys[k]);
+        }
+        details += "]}";
+        Journal(tx, ctx, {"BatchRegisterDevices", "device", keys, false, details});
         return absl::OkStatus();
       }));
   for (size_t i = 0; i < devices.size(); ++i) {
