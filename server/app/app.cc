@@ -19,6 +19,7 @@
 #include "fleetca/v1/identity.grpc.pb.h"
 #include "fleetca/v1/issuance.grpc.pb.h"
 #include "fleetca/v1/revocation.grpc.pb.h"
+#include "grpc/health/v1/health.pb.h"
 #include "migrations/embedded_migrations.h"
 #include "server/api/device_registry_service.h"
 #include "server/app/config.h"
@@ -80,6 +81,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
   PendingServices pending;
 
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC serves health itself but does not link its descriptor; touching it here keeps
+  // grpc/health/v1/health.pb.o in the binary, so reflection clients can call Health.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
