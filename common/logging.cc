@@ -61,9 +61,9 @@ void Log(LogLevel level, absl::string_view msg, const std::vector<LogField>& fie
     AppendJsonString(&line, value);
   }
   line += "}\n";
-  // One write per line: lines from several threads never interleave (PIPE_BUF or not,
-  // stderr writes of a whole buffer are not split by the kernel for regular pipes/files
-  // in practice, and we never hold a lock here).
+  // One write(2) per line and no lock: lines up to PIPE_BUF (4 KiB) never interleave on a
+  // pipe, and appends to a file are atomic per write; a longer line could interleave with
+  // another thread's on a pipe, which is acceptable for logs.
   size_t off = 0;
   while (off < line.size()) {
     const ssize_t n = ::write(STDERR_FILENO, line.data() + off, line.size() - off);

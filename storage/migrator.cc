@@ -80,25 +80,6 @@ absl::Status CheckApplied(const std::map<int, std::string>& applied,
 
 }  // namespace
 
-absl::StatusOr<std::vector<int>> PendingMigrations(ConnectionPool& pool,
-                                                   const std::vector<Migration>& migrations) {
-  std::vector<int> pending;
-  absl::Status st = pool.Transact("check migrations", TxMode::kReadOnly,
-                                  [&](pqxx::transaction_base& tx) -> absl::Status {
-                                    pending.clear();
-                                    const auto applied = Applied(tx);
-                                    RETURN_IF_ERROR(CheckApplied(applied, migrations));
-                                    for (const auto& m : migrations) {
-                                      if (applied.count(m.version) == 0) {
-                                        pending.push_back(m.version);
-                                      }
-                                    }
-                                    return absl::OkStatus();
-                                  });
-  if (!st.ok()) return st;
-  return pending;
-}
-
 absl::StatusOr<MigrationReport> Migrate(ConnectionPool& pool,
                                         const std::vector<Migration>& migrations) {
   RETURN_IF_ERROR(CheckOrder(migrations));

@@ -35,8 +35,4 @@ struct MigrationReport {
 absl::StatusOr<MigrationReport> Migrate(ConnectionPool& pool,
                                         const std::vector<Migration>& migrations);
 
-// PendingMigrations returns the versions not yet applied (for readiness checks).
-absl::StatusOr<std::vector<int>> PendingMigrations(ConnectionPool& pool,
-                                                   const std::vector<Migration>& migrations);
-
 }  // namespace fleetca::storage

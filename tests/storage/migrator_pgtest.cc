@@ -35,7 +35,6 @@ TEST(MigratorTest, AppliesEverythingThenIsANoOp) {
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_TRUE(second->applied.empty());
   EXPECT_EQ(db.Exec("SELECT count(*) FROM schema_migrations"), std::to_string(all.size()));
-  EXPECT_TRUE(PendingMigrations(db.pool(), all)->empty());
 }
 
 TEST(MigratorTest, ConcurrentMigratorsApplyEachVersionOnce) {
