@@ -10,16 +10,21 @@
 
 namespace fleetca::storage {
 
-Lease::Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn)
-    : pool_(pool), conn_(std::move(conn)) {}
+Lease::Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn, int backend_pid)
+    : pool_(pool), conn_(std::move(conn)), backend_pid_(backend_pid) {}
 
 Lease::Lease(Lease&& other) noexcept
-    : pool_(other.pool_), conn_(std::move(other.conn_)), discard_(other.discard_) {
+    : pool_(other.pool_),
+      conn_(std::move(other.conn_)),
+      backend_pid_(other.backend_pid_),
+      discard_(other.discard_) {
   other.pool_ = nullptr;
 }
 
 Lease::~Lease() {
-  if (pool_ != nullptr && conn_ != nullptr) pool_->Release(std::move(conn_), discard_);
+  if (pool_ != nullptr && conn_ != nullptr) {
+    pool_->Release(std::move(conn_), backend_pid_, discard_);
+  }
 }
 
 std::string RedactUrl(absl::string_view url) {
@@ -103,23 +108,51 @@ absl::StatusOr<Lease> ConnectionPool::Acquire() {
     if (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(this, std::move(conn));
+      return MakeLease(std::move(conn));
     }
     ++open_;  // reserve the slot, connect outside the lock
   }
   auto conn = Connect();
+  absl::MutexLock lock(&mu_);
   if (!conn.ok()) {
-    absl::MutexLock lock(&mu_);
     --open_;
     return conn.status();
   }
-  return Lease(this, *std::move(conn));
+  return MakeLease(*std::move(conn));
 }
 
-void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn, bool discard) {
+Lease ConnectionPool::MakeLease(std::unique_ptr<pqxx::connection> conn) {
+  const int pid = conn->backendpid();
+  leased_pids_.insert(pid);
+  return Lease(this, std::move(conn), pid);
+}
+
+void ConnectionPool::CancelRunningQueries() {
+  std::set<int> pids;
+  {
+    absl::MutexLock lock(&mu_);
+    pids.insert(leased_pids_.begin(), leased_pids_.end());
+  }
+  if (pids.empty()) return;
+  try {
+    // A connection of its own: the pool may be exhausted by the very calls to cancel.
+    pqxx::connection conn(conninfo_);
+    pqxx::nontransaction tx(conn);
+    for (int pid : pids) tx.exec_params("SELECT pg_cancel_backend($1)", pid);
+    LogWarning("cancelled running database queries", {{"count", std::to_string(pids.size())}});
+  } catch (const std::exception& e) {
+    LogWarning("cannot cancel running database queries", {{"detail", e.what()}});
+  }
+}
+
+void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn, int backend_pid,
+                             bool discard) {
   std::deque<std::unique_ptr<pqxx::connection>> dropped;  // closed outside the lock
   {
     absl::MutexLock lock(&mu_);
+    if (auto it = leased_pids_.find(backend_pid); it != leased_pids_.end()) {
+      leased_pids_.erase(it);
+    }
     if (!discard && !closed_) {
       idle_.push_back(std::move(conn));
       return;
@@ -164,7 +197,8 @@ ConnectionPool::Stats ConnectionPool::GetStats() {
 
 absl::Status ConnectionPool::Transact(
     absl::string_view operation, TxMode mode,
-    const std::function<absl::Status(pqxx::transaction_base&)>& fn) {
+    const std::function<absl::Status(pqxx::transaction_base&)>& fn,
+    const RequestContext* request) {
   constexpr int kMaxAttempts = 3;
   absl::Status last;
   bool retried_connection = false;
@@ -180,6 +214,11 @@ absl::Status ConnectionPool::Transact(
         tx = std::make_unique<pqxx::work>(lease->conn());
       }
       absl::Status st = fn(*tx);
+      if (st.ok() && request != nullptr && request->IsCancelled()) {
+        st = absl::CancelledError(absl::StrCat(
+            operation, ": the call was cancelled before its changes were committed; nothing "
+                       "was changed"));
+      }
       if (!st.ok()) {
         tx->abort();
         return st;

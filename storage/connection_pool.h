@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <functional>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/request_context.h"
 
 #include <pqxx/connection>
 
@@ -55,10 +57,11 @@ class Lease {
 
  private:
   friend class ConnectionPool;
-  Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn);
+  Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn, int backend_pid);
 
-  ConnectionPool* pool_;
+  ConnectionPool* pool_;  // null once moved from
   std::unique_ptr<pqxx::connection> conn_;
+  int backend_pid_;  // read at lease time: a broken connection no longer knows it
   bool discard_ = false;
 };
 
@@ -83,8 +86,17 @@ class ConnectionPool {
   // fn may run more than once: again on a new connection when the connection turns out to
   // be broken before COMMIT (a restarted database), and again after a serialization failure
   // or deadlock (up to 3 attempts in all). fn must therefore only assign its outputs.
+  // When `request` is given and its caller has gone by the time fn returns, the transaction
+  // is rolled back and CANCELLED returned: a caller told its call failed never finds the
+  // change committed after all.
   absl::Status Transact(absl::string_view operation, TxMode mode,
-                        const std::function<absl::Status(pqxx::transaction_base&)>& fn);
+                        const std::function<absl::Status(pqxx::transaction_base&)>& fn,
+                        const RequestContext* request = nullptr);
+
+  // CancelRunningQueries asks PostgreSQL to cancel the statement running on every leased
+  // connection (pg_cancel_backend, over a separate connection). Their transactions fail and
+  // roll back. Used at shutdown once the grace period is over.
+  void CancelRunningQueries();
 
   // Ping runs SELECT 1 on a pooled connection: OK, or UNAVAILABLE with the reason.
   absl::Status Ping();
@@ -104,12 +116,14 @@ class ConnectionPool {
   friend class Lease;
   explicit ConnectionPool(PoolOptions options, std::string conninfo);
   absl::StatusOr<std::unique_ptr<pqxx::connection>> Connect();
-  void Release(std::unique_ptr<pqxx::connection> conn, bool discard);
+  void Release(std::unique_ptr<pqxx::connection> conn, int backend_pid, bool discard);
+  Lease MakeLease(std::unique_ptr<pqxx::connection> conn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const PoolOptions options_;
   const std::string conninfo_;  // url plus connect_timeout
   absl::Mutex mu_;
   std::deque<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
+  std::multiset<int> leased_pids_ ABSL_GUARDED_BY(mu_);  // backend pids of leased connections
   int open_ ABSL_GUARDED_BY(mu_) = 0;
   int waiting_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

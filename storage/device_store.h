@@ -54,13 +54,13 @@ class DeviceStore {
   virtual ~DeviceStore() = default;
 
   // Create registers one device. ALREADY_EXISTS when the comm-ID is taken.
-  virtual absl::StatusOr<Device> Create(const Device& device, const AuditContext& ctx) = 0;
+  virtual absl::StatusOr<Device> Create(const Device& device, const RequestContext& ctx) = 0;
 
   // CreateBatch registers devices (distinct comm-IDs) in one transaction. Returns one
   // status per input: OK, or ALREADY_EXISTS for a comm-ID registered before. The call fails
   // as a whole (nothing registered) only for database errors.
   virtual absl::StatusOr<std::vector<absl::Status>> CreateBatch(const std::vector<Device>& devices,
-                                                                const AuditContext& ctx) = 0;
+                                                                const RequestContext& ctx) = 0;
 
   // Get returns one device. NOT_FOUND when unknown.
   virtual absl::StatusOr<Device> Get(const std::string& comm_id) = 0;
@@ -73,19 +73,19 @@ class DeviceStore {
   // expected_version is set and differs from the stored version.
   virtual absl::StatusOr<Device> Update(const std::string& comm_id, const DeviceUpdate& update,
                                         std::optional<int64_t> expected_version,
-                                        const AuditContext& ctx) = 0;
+                                        const RequestContext& ctx) = 0;
 
   // SetStatus changes the status (a no-op when unchanged). NOT_FOUND, ABORTED as Update;
   // FAILED_PRECONDITION when the device is decommissioned and status is not.
   virtual absl::StatusOr<Device> SetStatus(const std::string& comm_id, DeviceStatus status,
                                            const std::string& reason,
                                            std::optional<int64_t> expected_version,
-                                           const AuditContext& ctx) = 0;
+                                           const RequestContext& ctx) = 0;
 
   // Delete removes a device. NOT_FOUND, ABORTED as Update; FAILED_PRECONDITION when
   // certificates reference it.
   virtual absl::Status Delete(const std::string& comm_id, std::optional<int64_t> expected_version,
-                              const AuditContext& ctx) = 0;
+                              const RequestContext& ctx) = 0;
 };
 
 }  // namespace fleetca::storage

@@ -25,7 +25,7 @@ std::string PgTextArray(const std::vector<std::string>& values) {
   return out;
 }
 
-int64_t Journal(pqxx::transaction_base& tx, const AuditContext& ctx, const JournalEntry& entry) {
+int64_t Journal(pqxx::transaction_base& tx, const RequestContext& ctx, const JournalEntry& entry) {
   if (entry.keys.empty()) return 0;
   const pqxx::row row = tx.exec_params1(
       kJournalSql, entry.entity_type, PgTextArray(entry.keys), entry.deleted ? "delete" : "upsert",

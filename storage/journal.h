@@ -7,18 +7,13 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/request_context.h"
 
 namespace pqxx {
 class transaction_base;
 }  // namespace pqxx
 
 namespace fleetca::storage {
-
-// Who asks, for the audit log.
-struct AuditContext {
-  std::string actor;       // authenticated identity, or the peer address while there is none
-  std::string request_id;  // the caller's request id, if any
-};
 
 // A change to journal: `action` done by ctx.actor on the `keys` of `entity_type`.
 struct JournalEntry {
@@ -34,7 +29,7 @@ struct JournalEntry {
 // inside tx, and returns the last revision (0 when keys is empty: nothing changed, nothing
 // is journaled). Takes the log lock (held until tx ends): call it last.
 // Throws libpqxx exceptions like any statement (mapped by ConnectionPool::Transact).
-int64_t Journal(pqxx::transaction_base& tx, const AuditContext& ctx, const JournalEntry& entry);
+int64_t Journal(pqxx::transaction_base& tx, const RequestContext& ctx, const JournalEntry& entry);
 
 // PgTextArray encodes strings as a PostgreSQL text[] literal: {"a","b\"c"}.
 std::string PgTextArray(const std::vector<std::string>& values);

@@ -149,7 +149,7 @@ const char* DeviceStatusName(DeviceStatus status) {
   return "active";
 }
 
-absl::StatusOr<Device> PgDeviceStore::Create(const Device& device, const AuditContext& ctx) {
+absl::StatusOr<Device> PgDeviceStore::Create(const Device& device, const RequestContext& ctx) {
   Device out;
   RETURN_IF_ERROR(pool_.Transact(
       "register device", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
@@ -165,12 +165,13 @@ absl::StatusOr<Device> PgDeviceStore::Create(const Device& device, const AuditCo
                 {"RegisterDevice", "device", {device.comm_id}, false,
                  DetailsJson({{"status", DeviceStatusName(device.status)}})});
         return absl::OkStatus();
-      }));
+      },
+      &ctx));
   return out;
 }
 
 absl::StatusOr<std::vector<absl::Status>> PgDeviceStore::CreateBatch(
-    const std::vector<Device>& devices, const AuditContext& ctx) {
+    const std::vector<Device>& devices, const RequestContext& ctx) {
   std::vector<absl::Status> results(devices.size());
   if (devices.empty()) return results;
   std::string json = "[";
@@ -204,7 +205,8 @@ absl::StatusOr<std::vector<absl::Status>> PgDeviceStore::CreateBatch(
         details += "]}";
         Journal(tx, ctx, {"BatchRegisterDevices", "device", keys, false, details});
         return absl::OkStatus();
-      }));
+      },
+      &ctx));
   for (size_t i = 0; i < devices.size(); ++i) {
     if (inserted.count(devices[i].comm_id) == 0) {
       results[i] = absl::AlreadyExistsError(
@@ -249,7 +251,7 @@ absl::StatusOr<std::vector<Device>> PgDeviceStore::List(const DeviceFilter& filt
 absl::StatusOr<Device> PgDeviceStore::Update(const std::string& comm_id,
                                              const DeviceUpdate& update,
                                              std::optional<int64_t> expected_version,
-                                             const AuditContext& ctx) {
+                                             const RequestContext& ctx) {
   Device out;
   std::optional<std::string> attributes, groups;
   if (update.attributes) attributes = JsonObject(*update.attributes);
@@ -269,14 +271,15 @@ absl::StatusOr<Device> PgDeviceStore::Update(const std::string& comm_id,
         if (groups) details["groups"] = *groups;
         Journal(tx, ctx, {"UpdateDevice", "device", {comm_id}, false, DetailsJson(details)});
         return absl::OkStatus();
-      }));
+      },
+      &ctx));
   return out;
 }
 
 absl::StatusOr<Device> PgDeviceStore::SetStatus(const std::string& comm_id, DeviceStatus status,
                                                 const std::string& reason,
                                                 std::optional<int64_t> expected_version,
-                                                const AuditContext& ctx) {
+                                                const RequestContext& ctx) {
   Device out;
   RETURN_IF_ERROR(pool_.Transact(
       "set device status", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
@@ -300,20 +303,22 @@ absl::StatusOr<Device> PgDeviceStore::SetStatus(const std::string& comm_id, Devi
                               {"to", DeviceStatusName(status)},
                               {"reason", reason}})});
         return absl::OkStatus();
-      }));
+      },
+      &ctx));
   return out;
 }
 
 absl::Status PgDeviceStore::Delete(const std::string& comm_id,
                                    std::optional<int64_t> expected_version,
-                                   const AuditContext& ctx) {
+                                   const RequestContext& ctx) {
   absl::Status st = pool_.Transact(
       "delete device", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
         RETURN_IF_ERROR(LockForChange(tx, comm_id, expected_version).status());
         tx.exec_params(kDeleteSql, comm_id);
         Journal(tx, ctx, {"DeleteDevice", "device", {comm_id}, true, "{}"});
         return absl::OkStatus();
-      });
+      },
+      &ctx);
   if (st.code() == absl::StatusCode::kFailedPrecondition &&
       ConstraintName(st) == "certificates_comm_id_fkey") {
     return absl::FailedPreconditionError(

@@ -4,9 +4,11 @@
 
 namespace fleetca::api {
 
-storage::AuditContext AuditContextFor(const grpc::ServerContext& context) {
-  storage::AuditContext ctx;
+RequestContext RequestContextFor(const grpc::ServerContext& context) {
+  RequestContext ctx;
   ctx.actor = "unauthenticated:" + context.peer();
+  // The ServerContext outlives the handler, and the handler outlives every use of ctx.
+  ctx.cancelled = [&context] { return context.IsCancelled(); };
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("x-request-id");
   if (it != metadata.end()) {

@@ -8,9 +8,9 @@
 
 namespace fleetca::api {
 
-// AuditContextFor names the caller. Until mutual TLS identifies callers, the actor is
+// RequestContextFor names the caller. Until mutual TLS identifies callers, the actor is
 // "unauthenticated:<peer address>". The request id comes from the "x-request-id" metadata
 // (at most 128 printable ASCII characters; otherwise ignored).
-storage::AuditContext AuditContextFor(const grpc::ServerContext& context);
+RequestContext RequestContextFor(const grpc::ServerContext& context);
 
 }  // namespace fleetca::api

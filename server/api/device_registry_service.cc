@@ -91,7 +91,7 @@ grpc::Status DeviceRegistryService::RegisterDevice(grpc::ServerContext* context,
   }
   auto device = FromProto(request->device(), "device");
   if (!device.ok()) return ToGrpcStatus(device.status());
-  auto stored = registry_.Register(*std::move(device), AuditContextFor(*context));
+  auto stored = registry_.Register(*std::move(device), RequestContextFor(*context));
   if (!stored.ok()) return ToGrpcStatus(stored.status());
   ToProto(*stored, response->mutable_device());
   return grpc::Status::OK;
@@ -114,7 +114,7 @@ grpc::Status DeviceRegistryService::BatchRegisterDevices(
       devices.push_back(*std::move(d));
     }
   }
-  auto results = registry_.RegisterBatch(std::move(devices), AuditContextFor(*context));
+  auto results = registry_.RegisterBatch(std::move(devices), RequestContextFor(*context));
   if (!results.ok()) return ToGrpcStatus(results.status());
   int registered = 0;
   for (int i = 0; i < request->devices_size(); ++i) {
@@ -176,7 +176,7 @@ grpc::Status DeviceRegistryService::UpdateDevice(grpc::ServerContext* context,
                                   request->update_mask().paths().end());
   // Accept the etag in the request or, as AIP-154 allows, on the device itself.
   const std::string& etag = request->etag().empty() ? request->device().etag() : request->etag();
-  auto stored = registry_.Update(*device, fields, etag, AuditContextFor(*context));
+  auto stored = registry_.Update(*device, fields, etag, RequestContextFor(*context));
   if (!stored.ok()) return ToGrpcStatus(stored.status());
   ToProto(*stored, response->mutable_device());
   return grpc::Status::OK;
@@ -186,7 +186,7 @@ grpc::Status DeviceRegistryService::SetDeviceStatus(grpc::ServerContext* context
                                                     const v1::SetDeviceStatusRequest* request,
                                                     v1::SetDeviceStatusResponse* response) {
   auto stored = registry_.SetStatus(request->comm_id(), FromProtoStatus(request->status()),
-                                    request->reason(), request->etag(), AuditContextFor(*context));
+                                    request->reason(), request->etag(), RequestContextFor(*context));
   if (!stored.ok()) return ToGrpcStatus(stored.status());
   ToProto(*stored, response->mutable_device());
   return grpc::Status::OK;
@@ -196,7 +196,7 @@ grpc::Status DeviceRegistryService::DeleteDevice(grpc::ServerContext* context,
                                                  const v1::DeleteDeviceRequest* request,
                                                  v1::DeleteDeviceResponse*) {
   return ToGrpcStatus(
-      registry_.Delete(request->comm_id(), request->etag(), AuditContextFor(*context)));
+      registry_.Delete(request->comm_id(), request->etag(), RequestContextFor(*context)));
 }
 
 }  // namespace fleetca::api

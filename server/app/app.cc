@@ -88,6 +88,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would silently share
+  // it and split the calls. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.RegisterService(&device_registry_service);
   pending.RegisterAll(builder);
@@ -102,6 +105,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
   // Health: SERVING while the database answers, NOT_SERVING otherwise.
   absl::Notification stopping;
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  // Implemented services report health by name too (the unimplemented ones stay unknown).
+  health->SetServingStatus(v1::DeviceRegistryService::service_full_name(), true);
   std::thread health_thread([&] {
     bool last = true;
     do {
@@ -114,7 +119,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
           LogWarning("database unreachable", {{"error", std::string(st.message())}});
         }
       }
-      health->SetServingStatus(last);
+      health->SetServingStatus(last);  // "" and every service name set below
     } while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2)));
   });
 
@@ -130,8 +135,21 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
                               {"grace", absl::FormatDuration(config.shutdown_grace)}});
     stopping.Notify();
     health->SetServingStatus(false);
-    server->Shutdown(std::chrono::system_clock::now() +
-                     absl::ToChronoMilliseconds(config.shutdown_grace));
+    // Shutdown waits for running handlers; past the grace period gRPC cancels the calls,
+    // and the database statements they wait on are cancelled here so the handlers return
+    // (their transactions roll back: the callers were told the calls failed).
+    absl::Notification shut_down;
+    std::thread shutdown_thread([&] {
+      server->Shutdown(std::chrono::system_clock::now() +
+                       absl::ToChronoMilliseconds(config.shutdown_grace));
+      shut_down.Notify();
+    });
+    if (!shut_down.WaitForNotificationWithTimeout(config.shutdown_grace)) {
+      do {
+        pool.CancelRunningQueries();
+      } while (!shut_down.WaitForNotificationWithTimeout(absl::Seconds(1)));
+    }
+    shutdown_thread.join();
   });
 
   server->Wait();

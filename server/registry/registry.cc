@@ -79,13 +79,13 @@ absl::StatusOr<std::optional<int64_t>> ParseEtag(absl::string_view field,
   return std::optional<int64_t>(version);
 }
 
-absl::StatusOr<Device> Registry::Register(Device device, const storage::AuditContext& ctx) {
+absl::StatusOr<Device> Registry::Register(Device device, const RequestContext& ctx) {
   RETURN_IF_ERROR(ValidateNewDevice("device", &device));
   return store_.Create(device, ctx);
 }
 
 absl::StatusOr<std::vector<BatchItemResult>> Registry::RegisterBatch(
-    std::vector<Device> devices, const storage::AuditContext& ctx) {
+    std::vector<Device> devices, const RequestContext& ctx) {
   if (devices.empty()) {
     return absl::InvalidArgumentError("devices: at least one device is required");
   }
@@ -149,7 +149,7 @@ absl::StatusOr<ListDevicesPage> Registry::List(const ListDevicesQuery& query) {
 absl::StatusOr<Device> Registry::Update(const Device& device,
                                         const std::vector<std::string>& fields,
                                         const std::string& etag,
-                                        const storage::AuditContext& ctx) {
+                                        const RequestContext& ctx) {
   RETURN_IF_ERROR(ValidateCommId("device.comm_id", device.comm_id));
   if (fields.empty()) {
     return absl::InvalidArgumentError(
@@ -182,7 +182,7 @@ absl::StatusOr<Device> Registry::Update(const Device& device,
 absl::StatusOr<Device> Registry::SetStatus(const std::string& comm_id,
                                            std::optional<storage::DeviceStatus> status,
                                            const std::string& reason, const std::string& etag,
-                                           const storage::AuditContext& ctx) {
+                                           const RequestContext& ctx) {
   RETURN_IF_ERROR(ValidateCommId("comm_id", comm_id));
   if (!status.has_value()) {
     return absl::InvalidArgumentError(
@@ -195,7 +195,7 @@ absl::StatusOr<Device> Registry::SetStatus(const std::string& comm_id,
 }
 
 absl::Status Registry::Delete(const std::string& comm_id, const std::string& etag,
-                              const storage::AuditContext& ctx) {
+                              const RequestContext& ctx) {
   RETURN_IF_ERROR(ValidateCommId("comm_id", comm_id));
   ASSIGN_OR_RETURN(std::optional<int64_t> version, ParseEtag("etag", etag));
   return store_.Delete(comm_id, version, ctx);

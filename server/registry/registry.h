@@ -40,14 +40,14 @@ class Registry {
 
   // Register validates and stores one device (status defaults to active).
   absl::StatusOr<storage::Device> Register(storage::Device device,
-                                           const storage::AuditContext& ctx);
+                                           const RequestContext& ctx);
 
   // RegisterBatch registers up to 10,000 devices in one transaction; one result per item.
   // Bad items and comm-IDs repeated within the batch (after their first occurrence) fail on
   // their own; the rest are registered. INVALID_ARGUMENT for an empty or oversized batch;
   // the store's error when the transaction fails (then nothing is registered).
   absl::StatusOr<std::vector<BatchItemResult>> RegisterBatch(std::vector<storage::Device> devices,
-                                                             const storage::AuditContext& ctx);
+                                                             const RequestContext& ctx);
 
   absl::StatusOr<storage::Device> Get(const std::string& comm_id);
 
@@ -59,15 +59,15 @@ class Registry {
   absl::StatusOr<storage::Device> Update(const storage::Device& device,
                                          const std::vector<std::string>& fields,
                                          const std::string& etag,
-                                         const storage::AuditContext& ctx);
+                                         const RequestContext& ctx);
 
   absl::StatusOr<storage::Device> SetStatus(const std::string& comm_id,
                                             std::optional<storage::DeviceStatus> status,
                                             const std::string& reason, const std::string& etag,
-                                            const storage::AuditContext& ctx);
+                                            const RequestContext& ctx);
 
   absl::Status Delete(const std::string& comm_id, const std::string& etag,
-                      const storage::AuditContext& ctx);
+                      const RequestContext& ctx);
 
  private:
   storage::DeviceStore& store_;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <pqxx/pqxx>
+#include <thread>
 
 #include "tests/testing/test_database.h"
 
@@ -106,6 +107,54 @@ TEST(ConnectionPoolTest, StaleConnectionsAreReplacedTransparently) {
   });
   EXPECT_TRUE(st.ok()) << st;
   EXPECT_EQ(db.Exec("SELECT count(*) FROM t"), "1");
+}
+
+TEST(ConnectionPoolTest, ACancelledCallRollsBackInsteadOfCommitting) {
+  testing::TestDatabase db(/*migrate=*/false);
+  db.Exec("CREATE TABLE t (x int)");
+  RequestContext gone;
+  gone.cancelled = [] { return true; };
+  absl::Status st = db.pool().Transact(
+      "insert", TxMode::kReadWrite,
+      [](pqxx::transaction_base& tx) {
+        tx.exec("INSERT INTO t VALUES (1)");
+        return absl::OkStatus();
+      },
+      &gone);
+  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("nothing was changed"));
+  EXPECT_EQ(db.Exec("SELECT count(*) FROM t"), "0");
+}
+
+TEST(ConnectionPoolTest, CancelRunningQueriesUnblocksAWaitingTransaction) {
+  testing::TestDatabase db(/*migrate=*/false);
+  db.Exec("CREATE TABLE t (x int)");
+  // Another session holds a lock the transaction below must wait for.
+  pqxx::connection blocker(db.url());
+  pqxx::work lock(blocker);
+  lock.exec("LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+
+  absl::Status st = absl::UnknownError("not run");
+  std::thread writer([&] {
+    st = db.pool().Transact("insert", TxMode::kReadWrite, [](pqxx::transaction_base& tx) {
+      tx.exec("INSERT INTO t VALUES (1)");
+      return absl::OkStatus();
+    });
+  });
+  // Wait until the insert is blocked on the lock, then cancel it.
+  for (int i = 0; i < 200; ++i) {
+    if (db.Exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                "query LIKE 'INSERT INTO t%'") == "1") {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  db.pool().CancelRunningQueries();
+  writer.join();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  lock.commit();
+  EXPECT_EQ(db.Exec("SELECT count(*) FROM t"), "0");
+  EXPECT_TRUE(db.pool().Ping().ok());  // the connection is usable again
 }
 
 }  // namespace

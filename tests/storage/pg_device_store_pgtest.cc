@@ -25,7 +25,7 @@ class PgDeviceStoreTest : public ::testing::Test {
  protected:
   testing::TestDatabase db_;
   PgDeviceStore store_{db_.pool()};
-  AuditContext ctx_{"tester", "req-1"};
+  RequestContext ctx_{"tester", "req-1", nullptr};
 };
 
 TEST_F(PgDeviceStoreTest, CreateThenGetRoundTripsEveryField) {

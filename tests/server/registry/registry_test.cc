@@ -20,14 +20,14 @@ using storage::Device;
 // FakeDeviceStore keeps devices in a map; enough for Registry's own logic.
 class FakeDeviceStore : public storage::DeviceStore {
  public:
-  absl::StatusOr<Device> Create(const Device& d, const storage::AuditContext&) override {
+  absl::StatusOr<Device> Create(const Device& d, const RequestContext&) override {
     if (devices_.count(d.comm_id)) return absl::AlreadyExistsError("exists");
     Device s = d;
     s.version = 1;
     return devices_[d.comm_id] = s;
   }
   absl::StatusOr<std::vector<absl::Status>> CreateBatch(const std::vector<Device>& ds,
-                                                        const storage::AuditContext& ctx) override {
+                                                        const RequestContext& ctx) override {
     ++batch_calls;
     std::vector<absl::Status> out;
     for (const auto& d : ds) out.push_back(Create(d, ctx).status());
@@ -49,18 +49,18 @@ class FakeDeviceStore : public storage::DeviceStore {
     return out;
   }
   absl::StatusOr<Device> Update(const std::string& id, const storage::DeviceUpdate& u,
-                                std::optional<int64_t> v, const storage::AuditContext&) override {
+                                std::optional<int64_t> v, const RequestContext&) override {
     last_update = u;
     last_version = v;
     return Get(id);
   }
   absl::StatusOr<Device> SetStatus(const std::string& id, storage::DeviceStatus,
                                    const std::string&, std::optional<int64_t>,
-                                   const storage::AuditContext&) override {
+                                   const RequestContext&) override {
     return Get(id);
   }
   absl::Status Delete(const std::string& id, std::optional<int64_t>,
-                      const storage::AuditContext&) override {
+                      const RequestContext&) override {
     return devices_.erase(id) ? absl::OkStatus() : absl::NotFoundError("not found");
   }
 
@@ -82,7 +82,7 @@ class RegistryTest : public ::testing::Test {
  protected:
   FakeDeviceStore store_;
   Registry registry_{store_};
-  storage::AuditContext ctx_{"test", ""};
+  RequestContext ctx_{"test", "", nullptr};
 };
 
 TEST_F(RegistryTest, BatchReportsEachItemAndKeepsTheGoodOnes) {

@@ -1,0 +1,93 @@
+"""PostgreSQL restarted under a running server: calls fail fast with UNAVAILABLE while it is
+down, succeed again soon after it is back (same server process), and nothing is lost. Uses a
+private PostgreSQL cluster so that no other test sees the restart."""
+
+import time
+import unittest
+
+from fleetca_e2e import E2ETestCase, log, parallel
+
+DOWN_CALL_BOUND = 30.0   # seconds a call may take to fail while PostgreSQL is down
+RECOVERY_BOUND = 30.0    # seconds after PostgreSQL is back until calls succeed again
+
+
+class PostgresRestartTest(E2ETestCase):
+
+    def wait_health(self, client, status, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = client.health()
+            if r.code == "OK" and r.body.get("status") == status:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f"health is not {status} after {timeout}s: {r!r}")
+            time.sleep(0.2)
+
+    def count(self, client):
+        ids, token = [], ""
+        while True:
+            body = self.ok(client.call("ListDevices", {"pageSize": 1000, "pageToken": token}))
+            ids += [d["commId"] for d in body.get("devices", [])]
+            token = body.get("nextPageToken", "")
+            if not token:
+                return ids
+
+    def test_unavailable_then_recovery_without_restarting_the_server(self):
+        cluster = self.new_cluster("restart")
+        server = self.start_server(cluster.url, args=["--db_connect_timeout=3s",
+                                                      "--db_acquire_timeout=5s"])
+        client = server.wait_ready()
+
+        self.ok(client.call("BatchRegisterDevices", {"devices": [
+            {"commId": f"before-{i:03d}"} for i in range(200)]}))
+        for i in range(3):
+            self.ok(client.call("RegisterDevice", {"device": {"commId": f"single-{i}"}}))
+        # Several calls at once, so that the pool holds several connections that the restart
+        # will break.
+        for r in parallel([lambda: client.call("ListDevices", {"pageSize": 1000})] * 6, 6):
+            self.ok(r, "parallel ListDevices")
+        before = self.count(client)
+        self.assertEqual(len(before), 203)
+
+        log("stopping PostgreSQL")
+        cluster.stop()
+        for method, request in [
+            ("GetDevice", {"commId": "before-001"}),
+            ("RegisterDevice", {"device": {"commId": "while-down"}}),
+            ("ListDevices", {}),
+            ("BatchRegisterDevices", {"devices": [{"commId": "while-down-batch"}]}),
+        ]:
+            r = client.call(method, request, timeout=DOWN_CALL_BOUND + 30)
+            self.assertCode(r, "UNAVAILABLE", f"{method} while PostgreSQL is down")
+            self.assertLess(r.seconds, DOWN_CALL_BOUND, f"{method} took too long to fail: {r!r}")
+        self.wait_health(client, "NOT_SERVING", 30)
+        self.assertIsNone(server.proc.poll(), "the server exited while PostgreSQL was down")
+
+        log("starting PostgreSQL again")
+        cluster.start()
+        back = time.monotonic()
+        deadline = back + RECOVERY_BOUND
+        while True:
+            r = client.call("GetDevice", {"commId": "before-001"})
+            if r.code == "OK":
+                break
+            self.assertCode(r, "UNAVAILABLE", "GetDevice while PostgreSQL comes back")
+            if time.monotonic() > deadline:
+                self.fail(f"still failing {RECOVERY_BOUND}s after PostgreSQL is back: {r!r}")
+            time.sleep(0.2)
+        log(f"calls succeed again {time.monotonic() - back:.1f}s after PostgreSQL is back")
+
+        # Once one call succeeds, all do: no call pays for a stale pooled connection.
+        for round_ in range(3):
+            for r in parallel([lambda: client.call("ListDevices", {"pageSize": 10})] * 6, 6):
+                self.ok(r, f"parallel ListDevices after recovery, round {round_}")
+        self.ok(client.call("RegisterDevice", {"device": {"commId": "after-1"}}))
+        self.assertEqual(self.count(client), sorted(before + ["after-1"]))
+        self.wait_health(client, "SERVING", 30)
+        self.assertIn("database reachable again", server.messages())
+
+        self.assertEqual(server.stop(), 0, server.describe())
+
+
+if __name__ == "__main__":
+    unittest.main()
