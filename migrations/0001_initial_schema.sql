@@ -70,7 +70,8 @@ CREATE TRIGGER devices_decommission_is_final BEFORE UPDATE OF status ON devices
 -- API client identities (stations, brokers, watchers, controllers, admins).
 CREATE TABLE identities (
   name        text COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
-  role        text NOT NULL CHECK (role IN ('admin', 'provisioner', 'broker', 'viewer')),
+  -- Devices authenticate with their device certificates, not as identities.
+  role        text NOT NULL CHECK (role IN ('admin', 'provisioner', 'broker', 'viewer', 'mqtt_client')),
   status      text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
   description text NOT NULL DEFAULT '' CHECK (octet_length(description) <= 256),
   created_at  timestamptz NOT NULL DEFAULT now(),
