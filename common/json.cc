@@ -59,6 +59,16 @@ std::string JsonObject(const std::map<std::string, std::string>& m) {
   return out;
 }
 
+std::string JsonArray(const std::vector<std::string>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendJsonString(&out, values[i]);
+  }
+  out.push_back(']');
+  return out;
+}
+
 namespace {
 
 class FlatParser {

@@ -24,6 +24,9 @@ std::string JsonString(absl::string_view s);
 // JsonObject returns a flat JSON object of string values, keys in map order.
 std::string JsonObject(const std::map<std::string, std::string>& m);
 
+// JsonArray returns a JSON array of strings.
+std::string JsonArray(const std::vector<std::string>& values);
+
 // ParseFlatJsonObject parses a JSON object whose values are all strings (as written by
 // JsonObject or by PostgreSQL's jsonb output). Returns INVALID_ARGUMENT otherwise.
 absl::StatusOr<std::map<std::string, std::string>> ParseFlatJsonObject(absl::string_view json);

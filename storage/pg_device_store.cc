@@ -105,12 +105,9 @@ void AppendDeviceJson(std::string* out, const Device& d) {
   AppendJsonString(out, d.display_name);
   out->append(",\"attributes\":");
   out->append(JsonObject(d.attributes));
-  out->append(",\"groups\":[");
-  for (size_t i = 0; i < d.groups.size(); ++i) {
-    if (i > 0) out->push_back(',');
-    AppendJsonString(out, d.groups[i]);
-  }
-  out->append("]}");
+  out->append(",\"groups\":");
+  out->append(JsonArray(d.groups));
+  out->push_back('}');
 }
 
 absl::Status NotFound(const std::string& comm_id) {
@@ -129,10 +126,6 @@ absl::StatusOr<DeviceStatus> LockForChange(pqxx::transaction_base& tx, const std
                                            "\"): read it again and retry"));
   }
   return ParseStatus(r[0][1].as<std::string>());
-}
-
-std::string DetailsJson(const std::map<std::string, std::string>& details) {
-  return JsonObject(details);
 }
 
 }  // namespace
@@ -163,7 +156,7 @@ absl::StatusOr<Device> PgDeviceStore::Create(const Device& device, const Request
         ASSIGN_OR_RETURN(out, FromRow(r[0]));
         Journal(tx, ctx,
                 {"RegisterDevice", "device", {device.comm_id}, false,
-                 DetailsJson({{"status", DeviceStatusName(device.status)}})});
+                 JsonObject({{"status", DeviceStatusName(device.status)}})});
         return absl::OkStatus();
       },
       &ctx));
@@ -196,13 +189,9 @@ absl::StatusOr<std::vector<absl::Status>> PgDeviceStore::CreateBatch(
           if (inserted.count(d.comm_id) != 0) keys.push_back(d.comm_id);
         }
         // One audit entry for the call, naming every device it registered.
-        std::string details = absl::StrCat("{\"batch_size\":", devices.size(),
-                                           ",\"registered\":", keys.size(), ",\"comm_ids\":[");
-        for (size_t k = 0; k < keys.size(); ++k) {
-          if (k > 0) details.push_back(',');
-          AppendJsonString(&details, keys[k]);
-        }
-        details += "]}";
+        const std::string details =
+            absl::StrCat("{\"batch_size\":", devices.size(), ",\"registered\":", keys.size(),
+                         ",\"comm_ids\":", JsonArray(keys), "}");
         Journal(tx, ctx, {"BatchRegisterDevices", "device", keys, false, details});
         return absl::OkStatus();
       },
@@ -269,7 +258,7 @@ absl::StatusOr<Device> PgDeviceStore::Update(const std::string& comm_id,
         if (update.display_name) details["display_name"] = *update.display_name;
         if (attributes) details["attributes"] = *attributes;
         if (groups) details["groups"] = *groups;
-        Journal(tx, ctx, {"UpdateDevice", "device", {comm_id}, false, DetailsJson(details)});
+        Journal(tx, ctx, {"UpdateDevice", "device", {comm_id}, false, JsonObject(details)});
         return absl::OkStatus();
       },
       &ctx));
@@ -299,7 +288,7 @@ absl::StatusOr<Device> PgDeviceStore::SetStatus(const std::string& comm_id, Devi
         ASSIGN_OR_RETURN(out, FromRow(r[0]));
         Journal(tx, ctx,
                 {"SetDeviceStatus", "device", {comm_id}, false,
-                 DetailsJson({{"from", DeviceStatusName(current)},
+                 JsonObject({{"from", DeviceStatusName(current)},
                               {"to", DeviceStatusName(status)},
                               {"reason", reason}})});
         return absl::OkStatus();

@@ -18,6 +18,11 @@ TEST(JsonTest, ObjectRoundTrips) {
   EXPECT_EQ(*parsed, m);
 }
 
+TEST(JsonTest, Array) {
+  EXPECT_EQ(JsonArray({}), "[]");
+  EXPECT_EQ(JsonArray({"a", "b\"c"}), "[\"a\",\"b\\\"c\"]");
+}
+
 TEST(JsonTest, ParsesPostgresJsonbOutput) {
   // jsonb::text puts a space after ':' and ',' and may use \u escapes.
   auto parsed = ParseFlatJsonObject(R"({"a": "1", "b": "\u00e9\ud83d\ude00"})");
