@@ -90,6 +90,7 @@ CREATE TABLE issuers (
   subject         text NOT NULL,
   certificate_der bytea,            -- NULL while an offline-root CSR is pending
   csr_der         bytea,
+  chain_der       bytea,            -- offline root: the certificates above it, DER, concatenated
   ski             bytea,
   not_before      timestamptz,
   not_after       timestamptz,
@@ -112,6 +113,21 @@ CREATE TABLE issuers (
 CREATE UNIQUE INDEX issuers_one_active_per_purpose ON issuers (purpose)
   WHERE state = 'active' AND purpose <> 'external';
 
+-- Brokers fleetca serves: the names and addresses their server certificates may carry,
+-- and how far each has read the change log.
+CREATE TABLE brokers (
+  name                 text COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
+  display_name         text NOT NULL DEFAULT '' CHECK (octet_length(display_name) <= 256),
+  allowed_dns_names    text[] NOT NULL DEFAULT '{}' CHECK (cardinality(allowed_dns_names) <= 64),
+  allowed_ip_addresses text[] NOT NULL DEFAULT '{}'
+                       CHECK (cardinality(allowed_ip_addresses) <= 64),
+  version              bigint NOT NULL DEFAULT 1 CHECK (version >= 1),
+  last_seen_at         timestamptz,
+  last_revision        bigint,
+  created_at           timestamptz NOT NULL DEFAULT now(),
+  updated_at           timestamptz NOT NULL DEFAULT now()
+);
+
 -- Every certificate fleetca issued or tracks. A row is written (status 'reserved') before
 -- the signature, so no certificate exists that the database does not know; the DER is
 -- filled in the same transaction that returns it.
@@ -120,26 +136,35 @@ CREATE TABLE certificates (
   issuer_id          text COLLATE "C" NOT NULL REFERENCES issuers (id),
   kind               text NOT NULL CHECK (kind IN ('device', 'broker', 'identity', 'external_device')),
   comm_id            text COLLATE "C" REFERENCES devices (comm_id) ON DELETE RESTRICT,
+  broker_name        text COLLATE "C" REFERENCES brokers (name) ON DELETE RESTRICT,
   identity_name      text COLLATE "C" REFERENCES identities (name) ON DELETE RESTRICT,
-  subject_cn         text NOT NULL,
+  subject            text NOT NULL,
+  key_algorithm      text NOT NULL,
+  dns_names          text[] NOT NULL DEFAULT '{}',
+  ip_addresses       text[] NOT NULL DEFAULT '{}',
   status             text NOT NULL CHECK (status IN ('reserved', 'issued', 'revoked', 'on_hold')),
   profile            text NOT NULL DEFAULT '',
   not_before         timestamptz NOT NULL,
   not_after          timestamptz NOT NULL,
   der                bytea,
   fingerprint_sha256 bytea UNIQUE CHECK (fingerprint_sha256 IS NULL OR octet_length(fingerprint_sha256) = 32),
+  -- Idempotency: one certificate per request id, whoever sends it; csr_sha256 tells a retry
+  -- (same CSR: the same certificate again) from a reuse (another CSR: ALREADY_EXISTS).
+  request_id         text UNIQUE CHECK (request_id IS NULL OR octet_length(request_id) BETWEEN 1 AND 128),
+  csr_sha256         bytea CHECK (csr_sha256 IS NULL OR octet_length(csr_sha256) = 32),
   requester          text NOT NULL DEFAULT '',
-  request_id         text,
+  renewed_from       bytea REFERENCES certificates (serial),
   created_at         timestamptz NOT NULL DEFAULT now(),
   CHECK (not_after > not_before),
-  CHECK (status = 'reserved' OR der IS NOT NULL),
+  CHECK (status = 'reserved' OR (der IS NOT NULL AND fingerprint_sha256 IS NOT NULL)),
   CHECK (kind NOT IN ('device', 'external_device') OR comm_id IS NOT NULL),
-  CHECK (kind <> 'identity' OR identity_name IS NOT NULL),
-  -- A retried request (same requester and request id) gets the same certificate.
-  UNIQUE (requester, request_id)
+  CHECK (kind <> 'broker' OR broker_name IS NOT NULL),
+  CHECK (kind <> 'identity' OR identity_name IS NOT NULL)
 );
 CREATE INDEX certificates_comm_id ON certificates (comm_id, not_after) WHERE comm_id IS NOT NULL;
 CREATE INDEX certificates_issuer_not_after ON certificates (issuer_id, not_after);
+CREATE INDEX certificates_not_after ON certificates (not_after);
+CREATE INDEX certificates_broker ON certificates (broker_name) WHERE broker_name IS NOT NULL;
 
 -- Revocations (RFC 5280 section 5.3.1 reason codes; 7 is unused, 6 is certificateHold).
 CREATE TABLE revocations (
@@ -202,16 +227,6 @@ CREATE TABLE acl_assignments (
   CHECK ((subject_type = 'all_devices') = (subject = ''))
 );
 CREATE INDEX acl_assignments_subject ON acl_assignments (subject_type, subject);
-
--- Brokers fleetca serves (sync watchers), with how far each has read.
-CREATE TABLE brokers (
-  name          text COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
-  description   text NOT NULL DEFAULT '',
-  hostnames     text[] NOT NULL DEFAULT '{}',
-  last_seen_at  timestamptz,
-  last_revision bigint,
-  created_at    timestamptz NOT NULL DEFAULT now()
-);
 
 -- fleetca_log_lock serializes every append to change_log and audit_log until commit.
 -- Writers call it as late as they can in their transaction to keep the section short.

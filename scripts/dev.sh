@@ -36,6 +36,17 @@ trap cleanup EXIT
 
 FLEETCA_DATABASE_URL=$(bash scripts/pg.sh url "$pg_port")
 export FLEETCA_DATABASE_URL
+
+# The key-encryption key that wraps the CA private keys in PostgreSQL: a development one,
+# made on first run, kept beside the local database. Production keeps its KEK in a secret
+# store (docs/security.md).
+kek_file=.dev/kek
+if [ ! -f "$kek_file" ]; then
+  (umask 077 && "$server" gen-kek --kek_id="dev-$(date +%Y%m%d)" >"$kek_file")
+  echo "dev.sh: created a development key-encryption key in $repo/$kek_file (mode 0600)." >&2
+  echo "dev.sh: it encrypts the CA keys stored in .dev/pg: keep the two together." >&2
+fi
+export FLEETCA_KEK_FILE=$repo/$kek_file
 export FLEETCA_LOG_LEVEL=${FLEETCA_LOG_LEVEL:-info}
 "$server" migrate
 
@@ -47,7 +58,9 @@ cat >&2 <<EOF
 
 fleetca gRPC (plaintext, reflection on): $listen
 PostgreSQL: $FLEETCA_DATABASE_URL   (data in $repo/$pg_dir)
-Try, from another terminal in $repo:
+Try, from another terminal in $repo (README.md has the whole example):
+  tools/node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge \\
+    $url_hint/fleetca.v1.CertificateAuthorityService/InitializeHierarchy
   tools/node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge \\
     -d '{"device":{"commId":"imei-356938035643809"}}' \\
     $url_hint/fleetca.v1.DeviceRegistryService/RegisterDevice

@@ -7,6 +7,7 @@
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "storage/pg_errors.h"
+#include "storage/pg_util.h"
 
 namespace fleetca::storage {
 namespace {
@@ -66,17 +67,6 @@ absl::StatusOr<DeviceStatus> ParseStatus(const std::string& s) {
   if (s == "suspended") return DeviceStatus::kSuspended;
   if (s == "decommissioned") return DeviceStatus::kDecommissioned;
   return absl::InternalError("unknown device status in the database");
-}
-
-std::vector<std::string> ParseTextArray(const pqxx::field& f) {
-  std::vector<std::string> out;
-  pqxx::array_parser parser = f.as_array();
-  while (true) {
-    auto [junction, value] = parser.get_next();
-    if (junction == pqxx::array_parser::done) break;
-    if (junction == pqxx::array_parser::string_value) out.push_back(std::move(value));
-  }
-  return out;
 }
 
 absl::StatusOr<Device> FromRow(const pqxx::row& row) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/call_context.h"
+#include "server/api/proto_convert.h"
 #include "server/api/status.h"
 
 namespace fleetca::api {
@@ -35,18 +36,6 @@ v1::DeviceStatus ToProtoStatus(DeviceStatus s) {
       return v1::DEVICE_STATUS_DECOMMISSIONED;
   }
   return v1::DEVICE_STATUS_UNSPECIFIED;
-}
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* ts) {
-  const int64_t micros = absl::ToUnixMicros(t);
-  int64_t seconds = micros / 1000000;
-  int64_t rem = micros % 1000000;
-  if (rem < 0) {
-    rem += 1000000;
-    --seconds;
-  }
-  ts->set_seconds(seconds);
-  ts->set_nanos(static_cast<int32_t>(rem * 1000));
 }
 
 void ToProto(const storage::Device& d, v1::Device* out) {

@@ -5,7 +5,10 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -14,19 +17,26 @@
 #include "fleetca/v1/acl.grpc.pb.h"
 #include "fleetca/v1/audit.grpc.pb.h"
 #include "fleetca/v1/broker_auth.grpc.pb.h"
-#include "fleetca/v1/broker_sync.grpc.pb.h"
-#include "fleetca/v1/certificate_authority.grpc.pb.h"
 #include "fleetca/v1/identity.grpc.pb.h"
-#include "fleetca/v1/issuance.grpc.pb.h"
 #include "fleetca/v1/revocation.grpc.pb.h"
 #include "grpc/health/v1/health.pb.h"
 #include "migrations/embedded_migrations.h"
+#include "pki/kek.h"
+#include "server/api/broker_sync_service.h"
+#include "server/api/certificate_authority_service.h"
 #include "server/api/device_registry_service.h"
+#include "server/api/issuance_service.h"
+#include "server/brokers/broker_registry.h"
+#include "server/ca/certificate_authority.h"
+#include "server/issuance/issuance.h"
 #include "server/app/config.h"
 #include "server/registry/registry.h"
 #include "storage/connection_pool.h"
 #include "storage/migrator.h"
+#include "storage/pg_broker_store.h"
+#include "storage/pg_certificate_store.h"
 #include "storage/pg_device_store.h"
+#include "storage/pg_issuer_store.h"
 
 namespace fleetca::app {
 namespace {
@@ -53,31 +63,94 @@ absl::Status MigrateNow(storage::ConnectionPool& pool) {
 // Services of the v1 API not built yet: registered so that reflection lists them and every
 // call gets UNIMPLEMENTED (the generated base classes' behaviour).
 struct PendingServices {
-  v1::CertificateAuthorityService::Service certificate_authority;
-  v1::IssuanceService::Service issuance;
   v1::RevocationService::Service revocation;
   v1::AclService::Service acl;
-  v1::BrokerSyncService::Service broker_sync;
   v1::BrokerAuthService::Service broker_auth;
   v1::AuditService::Service audit;
   v1::IdentityService::Service identity;
 
   void RegisterAll(grpc::ServerBuilder& builder) {
-    builder.RegisterService(&certificate_authority);
-    builder.RegisterService(&issuance);
     builder.RegisterService(&revocation);
     builder.RegisterService(&acl);
-    builder.RegisterService(&broker_sync);
     builder.RegisterService(&broker_auth);
     builder.RegisterService(&audit);
     builder.RegisterService(&identity);
   }
 };
 
-int Serve(const Config& config, storage::ConnectionPool& pool) {
-  storage::PgDeviceStore device_store(pool);
-  registry::Registry registry(device_store);
-  api::DeviceRegistryService device_registry_service(registry);
+// Domain: every store and use case, wired once for serve and init.
+struct Domain {
+  Domain(const Config& config, storage::ConnectionPool& pool, const pki::KeyRing& ring)
+      : device_store(pool),
+        issuer_store(pool),
+        certificate_store(pool),
+        broker_store(pool),
+        registry(device_store),
+        brokers(broker_store),
+        ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
+        issuance(ca, certificate_store, broker_store,
+                 issuance::DefaultProfiles(config.organization)) {}
+
+  storage::PgDeviceStore device_store;
+  storage::PgIssuerStore issuer_store;
+  storage::PgCertificateStore certificate_store;
+  storage::PgBrokerStore broker_store;
+  pki::SoftwareKeyStore key_store;
+  registry::Registry registry;
+  brokers::BrokerRegistry brokers;
+  ca::CertificateAuthority ca;
+  issuance::Issuance issuance;
+};
+
+absl::StatusOr<pki::KeyRing> LoadKeyRing(const Config& config) {
+  std::vector<pki::Kek> keks;
+  for (size_t i = 0; i < config.keks.size(); ++i) {
+    auto kek = pki::Kek::Parse(config.keks[i]);
+    if (!kek.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          i == 0 ? "the current KEK" : "a previous KEK", ": ", kek.status().message()));
+    }
+    keks.push_back(*std::move(kek));
+  }
+  return pki::KeyRing::Create(std::move(keks));
+}
+
+int Init(const Config& config, Domain& domain) {
+  ca::InitOptions options;
+  options.subject.common_name = config.ca_name;
+  options.subject.organization = config.organization;
+  auto algorithm = pki::ParseKeyAlgorithmName(config.ca_key_algorithm);
+  if (!algorithm.ok()) {
+    LogError("bad configuration", {{"error", absl::StrCat("--ca_key_algorithm: ",
+                                                          algorithm.status().message())}});
+    return 2;
+  }
+  options.root_algorithm = options.intermediate_algorithm = *algorithm;
+  options.offline_root = config.offline_root;
+  RequestContext ctx;
+  ctx.actor = "fleetca-server init";
+  auto result = domain.ca.Initialize(options, ctx);
+  if (!result.ok()) {
+    LogError("init failed", {{"error", std::string(result.status().message())}});
+    return 1;
+  }
+  for (const auto& issuer : result->issuers) {
+    const bool created = std::find(result->created.begin(), result->created.end(), issuer.id) !=
+                         result->created.end();
+    LogInfo(created ? "issuer created" : "issuer exists",
+            {{"issuer", issuer.id},
+             {"state", storage::IssuerStateName(issuer.state)},
+             {"subject", issuer.subject},
+             {"algorithm", issuer.algorithm}});
+  }
+  return 0;
+}
+
+int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
+  api::DeviceRegistryService device_registry_service(domain.registry);
+  api::CertificateAuthorityService certificate_authority_service(domain.ca);
+  api::IssuanceService issuance_service(domain.issuance);
+  api::BrokerSyncService broker_sync_service(domain.brokers);
   PendingServices pending;
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -93,6 +166,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.RegisterService(&device_registry_service);
+  builder.RegisterService(&certificate_authority_service);
+  builder.RegisterService(&issuance_service);
+  builder.RegisterService(&broker_sync_service);
   pending.RegisterAll(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (port == 0 && config.listen.rfind("unix:", 0) != 0)) {
@@ -106,7 +182,11 @@ int Serve(const Config& config, storage::ConnectionPool& pool) {
   absl::Notification stopping;
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   // Implemented services report health by name too (the unimplemented ones stay unknown).
-  health->SetServingStatus(v1::DeviceRegistryService::service_full_name(), true);
+  for (const char* name :
+       {v1::DeviceRegistryService::service_full_name(), v1::CertificateAuthorityService::service_full_name(),
+        v1::IssuanceService::service_full_name(), v1::BrokerSyncService::service_full_name()}) {
+    health->SetServingStatus(name, true);
+  }
   std::thread health_thread([&] {
     bool last = true;
     do {
@@ -177,6 +257,24 @@ int Main(int argc, char** argv) {
     return 2;
   }
   SetMinLogLevel(config->log_level);
+  if (config->command == "gen-kek") {
+    auto kek = pki::Kek::Generate(config->kek_id);
+    if (!kek.ok()) {
+      LogError("gen-kek failed", {{"error", std::string(kek.status().message())}});
+      return 2;
+    }
+    std::printf("%s\n", kek->Serialize().c_str());
+    return 0;
+  }
+  std::optional<pki::KeyRing> ring;
+  if (config->command != "migrate") {
+    auto loaded = LoadKeyRing(*config);
+    if (!loaded.ok()) {
+      LogError("bad configuration", {{"error", std::string(loaded.status().message())}});
+      return 2;
+    }
+    ring = *std::move(loaded);
+  }
   auto pool = OpenPool(*config);
   if (!pool.ok()) {
     LogError("cannot open the database", {{"error", std::string(pool.status().message())}});
@@ -187,7 +285,14 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (config->command == "migrate") return 0;
-  return Serve(*config, **pool);
+  Domain domain(*config, **pool, *ring);
+  // Every CA key must unwrap under the configured KEKs, or the server does not start.
+  if (absl::Status st = domain.ca.LoadKeys(); !st.ok()) {
+    LogError("cannot load the CA keys", {{"error", std::string(st.message())}});
+    return 1;
+  }
+  if (config->command == "init") return Init(*config, domain);
+  return Serve(*config, **pool, domain);
 }
 
 }  // namespace fleetca::app

@@ -5,6 +5,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +27,24 @@ ABSL_FLAG(absl::Duration, db_connect_timeout, absl::Seconds(5),
           "timeout to open a database connection");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "on SIGTERM, how long in-flight calls may take before they are cancelled");
+ABSL_FLAG(std::string, kek_file, "",
+          "file holding the current key-encryption key (env FLEETCA_KEK_FILE, or the key itself "
+          "in FLEETCA_KEK); make one with `fleetca-server gen-kek --kek_id=...`");
+ABSL_FLAG(std::vector<std::string>, previous_kek_files, {},
+          "comma-separated files of older KEKs, to unwrap keys not yet re-wrapped "
+          "(env FLEETCA_PREVIOUS_KEK_FILES)");
+ABSL_FLAG(std::string, public_base_url, "",
+          "base of the CRL and CA-certificate URLs put in issued certificates (env "
+          "FLEETCA_PUBLIC_BASE_URL; default http://127.0.0.1:8080)");
+ABSL_FLAG(std::string, organization, "",
+          "subject O of issued device and broker certificates (env FLEETCA_ORGANIZATION)");
+ABSL_FLAG(std::string, ca_name, "fleetca",
+          "init: the CA's name, prefix of its certificates' Common Names");
+ABSL_FLAG(std::string, ca_key_algorithm, "ecdsa-p256",
+          "init: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519");
+ABSL_FLAG(bool, offline_root, false,
+          "init: keep the root elsewhere: create the intermediates pending, with CSRs");
+ABSL_FLAG(std::string, kek_id, "", "gen-kek: the id of the new KEK, e.g. kek-2026-11");
 
 namespace fleetca::app {
 namespace {
@@ -65,18 +86,26 @@ absl::Status CheckPlaintextListen(const std::string& listen) {
 
 absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "fleetca-server [serve|migrate] [flags]\n"
-      "  serve    apply pending migrations, then serve gRPC (default)\n"
-      "  migrate  apply pending migrations and exit");
+      "fleetca-server [serve|migrate|init|gen-kek] [flags]\n"
+      "  serve    apply pending migrations, load the CA keys, serve gRPC (default)\n"
+      "  migrate  apply pending migrations and exit\n"
+      "  init     apply migrations, create what is missing of the CA hierarchy, and exit\n"
+      "  gen-kek  print a new key-encryption key (store it as a secret, mode 0600)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   Config c;
   if (args.size() > 2) {
     return absl::InvalidArgumentError("expected at most one command: serve or migrate");
   }
   if (args.size() == 2) c.command = args[1];
-  if (c.command != "serve" && c.command != "migrate") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown command \"", c.command, "\": expected serve or migrate"));
+  if (c.command != "serve" && c.command != "migrate" && c.command != "init" &&
+      c.command != "gen-kek") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown command \"", c.command, "\": expected serve, migrate, init or gen-kek"));
+  }
+  if (c.command == "gen-kek") {
+    c.kek_id = absl::GetFlag(FLAGS_kek_id);
+    if (c.kek_id.empty()) return absl::InvalidArgumentError("gen-kek: --kek_id is required");
+    return c;
   }
   c.database_url = Pick(absl::GetFlag(FLAGS_database_url), "FLEETCA_DATABASE_URL");
   if (c.database_url.empty()) {
@@ -114,6 +143,48 @@ absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
   }
   if (c.command == "serve") {
     if (absl::Status st = CheckPlaintextListen(c.listen); !st.ok()) return st;
+  }
+  if (std::string u = Pick(absl::GetFlag(FLAGS_public_base_url), "FLEETCA_PUBLIC_BASE_URL");
+      !u.empty()) {
+    while (!u.empty() && u.back() == '/') u.pop_back();
+    c.public_base_url = u;
+  }
+  if (!absl::StartsWith(c.public_base_url, "http://") &&
+      !absl::StartsWith(c.public_base_url, "https://")) {
+    return absl::InvalidArgumentError("--public_base_url: must start with http:// or https://");
+  }
+  c.organization = Pick(absl::GetFlag(FLAGS_organization), "FLEETCA_ORGANIZATION");
+  c.ca_name = absl::GetFlag(FLAGS_ca_name);
+  c.ca_key_algorithm = absl::GetFlag(FLAGS_ca_key_algorithm);
+  c.offline_root = absl::GetFlag(FLAGS_offline_root);
+  if (c.command == "serve" || c.command == "init") {
+    // The current KEK: a file (flag or FLEETCA_KEK_FILE), else the value in FLEETCA_KEK.
+    const std::string kek_file = Pick(absl::GetFlag(FLAGS_kek_file), "FLEETCA_KEK_FILE");
+    if (!kek_file.empty()) {
+      auto text = ReadSecretFile(kek_file);
+      if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("--kek_file: ", text.status().message()));
+      c.keks.push_back(*text);
+    } else if (const char* v = std::getenv("FLEETCA_KEK"); v != nullptr && *v != '\0') {
+      c.keks.push_back(v);
+    } else {
+      return absl::InvalidArgumentError(
+          "no key-encryption key: set --kek_file or FLEETCA_KEK_FILE (a file), or FLEETCA_KEK "
+          "(the key). CA private keys are stored only encrypted under it. Make one with: "
+          "fleetca-server gen-kek --kek_id=kek-1 > kek && chmod 600 kek");
+    }
+    std::vector<std::string> previous = absl::GetFlag(FLAGS_previous_kek_files);
+    if (previous.empty()) {
+      if (const char* v = std::getenv("FLEETCA_PREVIOUS_KEK_FILES"); v != nullptr && *v != '\0') {
+        previous = absl::StrSplit(v, ',', absl::SkipEmpty());
+      }
+    }
+    for (const std::string& f : previous) {
+      auto text = ReadSecretFile(f);
+      if (!text.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("--previous_kek_files: ", text.status().message()));
+      }
+      c.keks.push_back(*text);
+    }
   }
   return c;
 }

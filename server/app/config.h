@@ -6,13 +6,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
 
 namespace fleetca::app {
 
 struct Config {
-  std::string command = "serve";  // serve | migrate
+  std::string command = "serve";  // serve | migrate | init | gen-kek
   std::string database_url;       // --database_url / FLEETCA_DATABASE_URL (required)
   std::string listen = "127.0.0.1:50051";  // --listen / FLEETCA_LISTEN
   LogLevel log_level = LogLevel::kInfo;    // --log_level / FLEETCA_LOG_LEVEL
@@ -20,6 +21,19 @@ struct Config {
   absl::Duration db_acquire_timeout = absl::Seconds(5);
   absl::Duration db_connect_timeout = absl::Seconds(5);
   absl::Duration shutdown_grace = absl::Seconds(10);  // --shutdown_grace
+
+  // Key-encryption keys, one-line form (pki/kek.h): the current one first, then older ones
+  // still needed to unwrap keys not yet re-wrapped. From FLEETCA_KEK or --kek_file, plus
+  // --previous_kek_files. Required by serve and init.
+  std::vector<std::string> keks;
+  std::string public_base_url = "http://127.0.0.1:8080";  // --public_base_url
+  std::string organization;                                // --organization: subject O
+  // init: the CA's name and algorithms.
+  std::string ca_name = "fleetca";
+  std::string ca_key_algorithm = "ecdsa-p256";
+  bool offline_root = false;
+  // gen-kek: the id of the new KEK.
+  std::string kek_id;
 };
 
 // LoadConfig parses argv (the first non-flag argument is the command) and the environment.

@@ -1,13 +1,10 @@
 #include "server/registry/registry.h"
 
-#include <openssl/sha.h>
-
 #include <set>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "common/page_token.h"
 #include "common/status_macros.h"
 #include "server/registry/validation.h"
 
@@ -16,46 +13,14 @@ namespace {
 
 using storage::Device;
 
-// Page tokens: base64url("d1|" + filter fingerprint + "|" + last comm-ID). The fingerprint
-// (first 8 bytes of SHA-256 over the filters) makes a token fail loudly when reused with
-// other filters instead of silently skipping devices.
-constexpr char kTokenVersion[] = "d1";
+constexpr char kPageTokenKind[] = "devices";
 
-std::string FilterFingerprint(const storage::DeviceFilter& f) {
+// Filters: the canonical form that page tokens are bound to.
+std::string Filters(const storage::DeviceFilter& f) {
   std::string canon = absl::StrCat(f.status ? storage::DeviceStatusName(*f.status) : "", "\n",
                                    f.comm_id_prefix, "\n", f.group, "\n");
   for (const auto& [k, v] : f.attributes) absl::StrAppend(&canon, k, "=", v, "\n");
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(canon.data()), canon.size(), digest);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
-}
-
-std::string EncodePageToken(const storage::DeviceFilter& f, const std::string& last) {
-  std::string token;
-  absl::WebSafeBase64Escape(absl::StrCat(kTokenVersion, "|", FilterFingerprint(f), "|", last),
-                            &token);
-  return token;
-}
-
-absl::StatusOr<std::string> DecodePageToken(const storage::DeviceFilter& f,
-                                            const std::string& token) {
-  if (token.empty()) return std::string();
-  std::string raw;
-  std::vector<std::string> parts;
-  if (token.size() <= 256 && absl::WebSafeBase64Unescape(token, &raw)) {
-    parts = absl::StrSplit(raw, absl::MaxSplits('|', 2));
-  }
-  if (parts.size() != 3 || parts[0] != kTokenVersion ||
-      !ValidateCommId("page_token", parts[2]).ok()) {
-    return absl::InvalidArgumentError(
-        "page_token: not a token returned by ListDevices; send the next_page_token of the "
-        "previous page, or nothing for the first page");
-  }
-  if (parts[1] != FilterFingerprint(f)) {
-    return absl::InvalidArgumentError(
-        "page_token: was issued for other filters; send the same filters as the first page");
-  }
-  return parts[2];
+  return canon;
 }
 
 absl::Status ValidateFilter(const storage::DeviceFilter& f) {
@@ -133,14 +98,17 @@ absl::StatusOr<ListDevicesPage> Registry::List(const ListDevicesQuery& query) {
   const int page_size =
       query.page_size == 0 ? kDefaultPageSize : std::min(query.page_size, kMaxPageSize);
   RETURN_IF_ERROR(ValidateFilter(query.filter));
-  ASSIGN_OR_RETURN(std::string after, DecodePageToken(query.filter, query.page_token));
+  ASSIGN_OR_RETURN(std::string after,
+                   DecodePageToken(kPageTokenKind, Filters(query.filter), query.page_token));
+  if (!after.empty()) RETURN_IF_ERROR(ValidateCommId("page_token", after));
   // One extra row tells whether another page exists, without a COUNT.
   ASSIGN_OR_RETURN(std::vector<Device> devices,
                    store_.List(query.filter, after, page_size + 1));
   ListDevicesPage page;
   if (devices.size() > static_cast<size_t>(page_size)) {
     devices.resize(page_size);
-    page.next_page_token = EncodePageToken(query.filter, devices.back().comm_id);
+    page.next_page_token =
+        EncodePageToken(kPageTokenKind, Filters(query.filter), devices.back().comm_id);
   }
   page.devices = std::move(devices);
   return page;

@@ -251,6 +251,19 @@ class Client:
         return self._run(["--list-methods", self.base], timeout=60)
 
 
+_KEK = None
+
+
+def test_kek():
+    """A key-encryption key for this test process, made by the server's own gen-kek."""
+    global _KEK
+    if _KEK is None:
+        out = subprocess.run([SERVER, "gen-kek", "--kek_id=e2e"], capture_output=True, text=True,
+                             timeout=60, check=True)
+        _KEK = out.stdout.strip()
+    return _KEK
+
+
 class Server:
     """One fleetca-server process, its stderr in a log file."""
 
@@ -263,8 +276,9 @@ class Server:
                "--log_level=info", *args]
         full_env = dict(os.environ)
         for k in ("FLEETCA_DATABASE_URL", "FLEETCA_LISTEN", "FLEETCA_LOG_LEVEL",
-                  "FLEETCA_DB_MAX_CONNECTIONS"):
+                  "FLEETCA_DB_MAX_CONNECTIONS", "FLEETCA_KEK_FILE", "FLEETCA_PREVIOUS_KEK_FILES"):
             full_env.pop(k, None)
+        full_env["FLEETCA_KEK"] = test_kek()
         full_env.update(env or {})
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,

@@ -19,12 +19,15 @@ BAD_COMM_IDS = {
 }
 
 # One method of each API service not built yet (issue 2: they answer UNIMPLEMENTED).
+# RPCs not built yet: services of later issues, and the parts of built services that are not
+# (rotation, key re-wrap, PKCS#12, external certificates).
 PENDING = [
-    ("fleetca.v1.IssuanceService", "SignDeviceCsr"),
-    ("fleetca.v1.CertificateAuthorityService", "GetTrustBundle"),
+    ("fleetca.v1.IssuanceService", "ExportPkcs12"),
+    ("fleetca.v1.IssuanceService", "RegisterExternalCertificate"),
+    ("fleetca.v1.CertificateAuthorityService", "RotateIssuer"),
+    ("fleetca.v1.CertificateAuthorityService", "RewrapIssuerKeys"),
     ("fleetca.v1.RevocationService", "RevokeCertificate"),
     ("fleetca.v1.AclService", "CreateAclProfile"),
-    ("fleetca.v1.BrokerSyncService", "ListBrokers"),
     ("fleetca.v1.BrokerSyncService", "Watch"),  # server streaming
     ("fleetca.v1.BrokerAuthService", "AuthorizeConnect"),
     ("fleetca.v1.AuditService", "ListAuditEvents"),

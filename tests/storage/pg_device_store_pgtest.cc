@@ -186,9 +186,10 @@ TEST_F(PgDeviceStoreTest, DeleteRefusesADeviceWithCertificates) {
       "INSERT INTO issuers (id, purpose, state, algorithm, subject, certificate_der) "
       "VALUES ('devices-1', 'devices', 'active', 'ecdsa-p256', 'CN=x', '\\x30'::bytea)");
   db_.Exec(
-      "INSERT INTO certificates (serial, issuer_id, kind, comm_id, subject_cn, status, "
-      "not_before, not_after, der) VALUES ('\\x01', 'devices-1', 'device', 'd1', 'd1', 'issued', "
-      "now(), now() + interval '1 day', '\\x30')");
+      "INSERT INTO certificates (serial, issuer_id, kind, comm_id, subject, key_algorithm, "
+      "status, not_before, not_after, der, fingerprint_sha256) VALUES ('\\x01', 'devices-1', "
+      "'device', 'd1', 'CN=d1', 'ecdsa-p256', 'issued', now(), now() + interval '1 day', "
+      "'\\x30', sha256('\\x30'))");
   auto st = store_.Delete("d1", std::nullopt, ctx_);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(st.message()), HasSubstr("decommission it instead"));

@@ -1,0 +1,74 @@
+#pragma once
+
+// KeyStore: the only holder of CA private keys. Callers hand it a to-be-signed object and
+// the id of the issuer whose key must sign; the key never leaves. A PKCS#11 (HSM)
+// implementation can follow the software one.
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "pki/kek.h"
+#include "pki/keys.h"
+#include "pki/openssl_util.h"
+
+namespace fleetca::pki {
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+
+  // Each Sign* signs in place with the issuer's key; digest SHA-256 for P-256 and RSA,
+  // SHA-384 for P-384, none for Ed25519. NOT_FOUND when the store has no key for issuer_id.
+  // Thread-safe.
+  virtual absl::Status SignCertificate(const std::string& issuer_id, X509* cert) = 0;
+  virtual absl::Status SignCsr(const std::string& issuer_id, X509_REQ* req) = 0;
+  virtual absl::Status SignCrl(const std::string& issuer_id, X509_CRL* crl) = 0;
+
+  // HasKey reports whether issuer_id's key is loaded.
+  virtual bool HasKey(const std::string& issuer_id) = 0;
+
+  // CheckMatches verifies that issuer_id's key is the private half of certificate's public
+  // key. FAILED_PRECONDITION when it is not (a key stored under the wrong issuer would
+  // otherwise sign certificates nobody can verify); NOT_FOUND when there is no key.
+  virtual absl::Status CheckMatches(const std::string& issuer_id, const X509* certificate) = 0;
+};
+
+// SoftwareKeyStore keeps unwrapped keys in memory (process memory is the trust boundary;
+// keys are stored wrapped in the database).
+class SoftwareKeyStore final : public KeyStore {
+ public:
+  SoftwareKeyStore() = default;
+
+  // Add takes ownership of a private key for issuer_id (replacing any previous one).
+  void Add(const std::string& issuer_id, EvpPkeyPtr key);
+  // AddWrapped unwraps a stored key (aad = issuer_id) with the KEK named kek_id and adds it.
+  // FAILED_PRECONDITION when the ring lacks that KEK or it does not authenticate.
+  absl::Status AddWrapped(const std::string& issuer_id, absl::string_view kek_id,
+                          absl::string_view wrapped, const KeyRing& ring);
+  // Remove forgets issuer_id's key.
+  void Remove(const std::string& issuer_id);
+
+  absl::Status SignCertificate(const std::string& issuer_id, X509* cert) override;
+  absl::Status SignCsr(const std::string& issuer_id, X509_REQ* req) override;
+  absl::Status SignCrl(const std::string& issuer_id, X509_CRL* crl) override;
+  bool HasKey(const std::string& issuer_id) override;
+  absl::Status CheckMatches(const std::string& issuer_id, const X509* certificate) override;
+
+ private:
+  // Key returns a new reference to issuer_id's key (EVP_PKEY_up_ref), or null.
+  EvpPkeyPtr Key(const std::string& issuer_id);
+
+  absl::Mutex mu_;
+  std::map<std::string, EvpPkeyPtr> keys_ ABSL_GUARDED_BY(mu_);
+};
+
+// WrapPrivateKey encodes key as PKCS#8 and wraps it under ring.current() with aad =
+// issuer_id. The plaintext DER is wiped before returning.
+absl::StatusOr<std::string> WrapPrivateKey(const EVP_PKEY* key, const std::string& issuer_id,
+                                           const KeyRing& ring);
+
+}  // namespace fleetca::pki

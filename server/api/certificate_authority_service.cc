@@ -1,0 +1,264 @@
+#include "server/api/certificate_authority_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/api/call_context.h"
+#include "server/api/proto_convert.h"
+#include "server/api/status.h"
+
+namespace fleetca::api {
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+pki::SubjectName FromProtoName(const v1::DistinguishedName& n) {
+  pki::SubjectName s;
+  s.common_name = n.common_name();
+  s.organization = n.organization();
+  s.organizational_unit = n.organizational_unit();
+  s.country = n.country();
+  return s;
+}
+
+}  // namespace
+
+std::optional<pki::KeyAlgorithm> FromProtoAlgorithm(v1::KeyAlgorithm a) {
+  switch (a) {
+    case v1::KEY_ALGORITHM_UNSPECIFIED:
+    case v1::KEY_ALGORITHM_ECDSA_P256:
+      return pki::KeyAlgorithm::kEcdsaP256;
+    case v1::KEY_ALGORITHM_ECDSA_P384:
+      return pki::KeyAlgorithm::kEcdsaP384;
+    case v1::KEY_ALGORITHM_RSA_2048:
+      return pki::KeyAlgorithm::kRsa2048;
+    case v1::KEY_ALGORITHM_RSA_3072:
+      return pki::KeyAlgorithm::kRsa3072;
+    case v1::KEY_ALGORITHM_RSA_4096:
+      return pki::KeyAlgorithm::kRsa4096;
+    case v1::KEY_ALGORITHM_ED25519:
+      return pki::KeyAlgorithm::kEd25519;
+    default:
+      return std::nullopt;
+  }
+}
+
+v1::KeyAlgorithm ToProtoAlgorithm(const std::string& name) {
+  auto a = pki::ParseKeyAlgorithmName(name);
+  if (!a.ok()) return v1::KEY_ALGORITHM_OTHER;
+  switch (*a) {
+    case pki::KeyAlgorithm::kEcdsaP256:
+      return v1::KEY_ALGORITHM_ECDSA_P256;
+    case pki::KeyAlgorithm::kEcdsaP384:
+      return v1::KEY_ALGORITHM_ECDSA_P384;
+    case pki::KeyAlgorithm::kRsa2048:
+      return v1::KEY_ALGORITHM_RSA_2048;
+    case pki::KeyAlgorithm::kRsa3072:
+      return v1::KEY_ALGORITHM_RSA_3072;
+    case pki::KeyAlgorithm::kRsa4096:
+      return v1::KEY_ALGORITHM_RSA_4096;
+    case pki::KeyAlgorithm::kEd25519:
+      return v1::KEY_ALGORITHM_ED25519;
+  }
+  return v1::KEY_ALGORITHM_OTHER;
+}
+
+std::optional<storage::IssuerPurpose> FromProtoPurpose(v1::IssuerPurpose p) {
+  switch (p) {
+    case v1::ISSUER_PURPOSE_ROOT:
+      return storage::IssuerPurpose::kRoot;
+    case v1::ISSUER_PURPOSE_DEVICES:
+      return storage::IssuerPurpose::kDevices;
+    case v1::ISSUER_PURPOSE_BROKERS:
+      return storage::IssuerPurpose::kBrokers;
+    case v1::ISSUER_PURPOSE_OPERATORS:
+      return storage::IssuerPurpose::kOperators;
+    default:
+      return std::nullopt;
+  }
+}
+
+v1::IssuerPurpose ToProtoPurpose(storage::IssuerPurpose p) {
+  switch (p) {
+    case storage::IssuerPurpose::kRoot:
+      return v1::ISSUER_PURPOSE_ROOT;
+    case storage::IssuerPurpose::kDevices:
+      return v1::ISSUER_PURPOSE_DEVICES;
+    case storage::IssuerPurpose::kBrokers:
+      return v1::ISSUER_PURPOSE_BROKERS;
+    case storage::IssuerPurpose::kOperators:
+      return v1::ISSUER_PURPOSE_OPERATORS;
+  }
+  return v1::ISSUER_PURPOSE_UNSPECIFIED;
+}
+
+absl::Status CertificateAuthorityService::ToProto(const storage::Issuer& i, v1::Issuer* out) {
+  out->set_issuer_id(i.id);
+  out->set_purpose(ToProtoPurpose(i.purpose));
+  const bool expired = i.not_after.has_value() && *i.not_after <= absl::Now();
+  switch (i.state) {
+    case storage::IssuerState::kPending:
+      out->set_status(v1::ISSUER_STATUS_PENDING);
+      break;
+    case storage::IssuerState::kActive:
+      out->set_status(expired ? v1::ISSUER_STATUS_EXPIRED : v1::ISSUER_STATUS_ACTIVE);
+      break;
+    case storage::IssuerState::kRetired:
+      out->set_status(expired ? v1::ISSUER_STATUS_EXPIRED : v1::ISSUER_STATUS_RETIRED);
+      break;
+  }
+  out->set_subject(i.subject);
+  out->set_key_algorithm(ToProtoAlgorithm(i.algorithm));
+  out->set_key_storage(i.key_ciphertext.empty() ? v1::KEY_STORAGE_NONE : v1::KEY_STORAGE_SOFTWARE);
+  out->set_kek_id(i.kek_id);
+  out->set_parent_issuer_id(i.parent_id);
+  if (!i.certificate_der.empty()) {
+    out->set_sha256_fingerprint(pki::Sha256Hex(i.certificate_der));
+    out->set_certificate_pem(pki::DerToPem(i.certificate_der, "CERTIFICATE"));
+    auto chain = ca_.ChainPem(i);
+    if (!chain.ok()) return chain.status();
+    out->set_chain_pem(*chain);
+  }
+  if (!i.csr_der.empty()) out->set_csr_pem(pki::DerToPem(i.csr_der, "CERTIFICATE REQUEST"));
+  if (i.not_before) SetTimestamp(*i.not_before, out->mutable_not_before());
+  if (i.not_after) SetTimestamp(*i.not_after, out->mutable_not_after());
+  out->set_crl_url(ca_.CrlUrl(i.id));
+  out->set_certificate_url(ca_.CaIssuersUrl(i.id));
+  SetTimestamp(i.create_time, out->mutable_create_time());
+  return absl::OkStatus();
+}
+
+grpc::Status CertificateAuthorityService::InitializeHierarchy(
+    grpc::ServerContext* context, const v1::InitializeHierarchyRequest* request,
+    v1::InitializeHierarchyResponse* response) {
+  ca::InitOptions options;
+  options.subject = FromProtoName(request->subject());
+  if (options.subject.common_name.empty()) options.subject.common_name = "fleetca";
+  auto root_alg = FromProtoAlgorithm(request->root_key_algorithm());
+  if (!root_alg) return Invalid("root_key_algorithm: not supported");
+  auto inter_alg = FromProtoAlgorithm(request->intermediate_key_algorithm());
+  if (!inter_alg) return Invalid("intermediate_key_algorithm: not supported");
+  options.root_algorithm = *root_alg;
+  options.intermediate_algorithm = *inter_alg;
+  if (request->has_root_validity()) {
+    auto d = FromDuration("root_validity", request->root_validity());
+    if (!d.ok()) return ToGrpcStatus(d.status());
+    options.root_validity = *d;
+  }
+  if (request->has_intermediate_validity()) {
+    auto d = FromDuration("intermediate_validity", request->intermediate_validity());
+    if (!d.ok()) return ToGrpcStatus(d.status());
+    options.intermediate_validity = *d;
+  }
+  for (int i = 0; i < request->purposes_size(); ++i) {
+    auto p = FromProtoPurpose(request->purposes(i));
+    if (!p) return Invalid(absl::StrCat("purposes[", i, "]: unknown purpose"));
+    options.purposes.push_back(*p);
+  }
+  options.offline_root = request->offline_root();
+  auto result = ca_.Initialize(options, RequestContextFor(*context));
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  for (const auto& issuer : result->issuers) {
+    if (absl::Status st = ToProto(issuer, response->add_issuers()); !st.ok()) return ToGrpcStatus(st);
+  }
+  for (const auto& id : result->created) response->add_created_issuer_ids(id);
+  return grpc::Status::OK;
+}
+
+grpc::Status CertificateAuthorityService::CreateIntermediateCsr(
+    grpc::ServerContext* context, const v1::CreateIntermediateCsrRequest* request,
+    v1::CreateIntermediateCsrResponse* response) {
+  auto purpose = FromProtoPurpose(request->purpose());
+  if (!purpose || *purpose == storage::IssuerPurpose::kRoot) {
+    return Invalid("purpose: one of ISSUER_PURPOSE_DEVICES, _BROKERS, _OPERATORS");
+  }
+  auto alg = FromProtoAlgorithm(request->key_algorithm());
+  if (!alg) return Invalid("key_algorithm: not supported");
+  pki::SubjectName subject = FromProtoName(request->subject());
+  if (subject.common_name.empty()) {
+    subject.common_name = absl::StrCat("fleetca ", ca::PurposeTitle(*purpose), " CA");
+  }
+  auto issuer = ca_.CreateIntermediateCsr(*purpose, *alg, subject, RequestContextFor(*context));
+  if (!issuer.ok()) return ToGrpcStatus(issuer.status());
+  return ToGrpcStatus(ToProto(*issuer, response->mutable_issuer()));
+}
+
+grpc::Status CertificateAuthorityService::ImportIntermediateCertificate(
+    grpc::ServerContext* context, const v1::ImportIntermediateCertificateRequest* request,
+    v1::ImportIntermediateCertificateResponse* response) {
+  if (request->issuer_id().empty()) return Invalid("issuer_id: is required");
+  if (request->certificate_pem().empty()) return Invalid("certificate_pem: is required");
+  auto retired = ca_.ImportIntermediateCertificate(request->issuer_id(), request->certificate_pem(),
+                                                   request->chain_pem(), RequestContextFor(*context));
+  if (!retired.ok()) return ToGrpcStatus(retired.status());
+  response->set_retired_issuer_id(*retired);
+  auto issuer = ca_.GetIssuer(request->issuer_id());
+  if (!issuer.ok()) return ToGrpcStatus(issuer.status());
+  return ToGrpcStatus(ToProto(*issuer, response->mutable_issuer()));
+}
+
+grpc::Status CertificateAuthorityService::ListIssuers(grpc::ServerContext*,
+                                                      const v1::ListIssuersRequest* request,
+                                                      v1::ListIssuersResponse* response) {
+  if (request->page_size() < 0) return Invalid("page_size: must not be negative");
+  if (!request->page_token().empty()) {
+    return Invalid("page_token: issuers fit in one page; send no token");
+  }
+  auto issuers = ca_.ListIssuers();
+  if (!issuers.ok()) return ToGrpcStatus(issuers.status());
+  for (const auto& i : *issuers) {
+    if (request->purpose() != v1::ISSUER_PURPOSE_UNSPECIFIED &&
+        ToProtoPurpose(i.purpose) != request->purpose()) {
+      continue;
+    }
+    v1::Issuer issuer;
+    if (absl::Status st = ToProto(i, &issuer); !st.ok()) return ToGrpcStatus(st);
+    if (request->status() != v1::ISSUER_STATUS_UNSPECIFIED && issuer.status() != request->status()) {
+      continue;
+    }
+    *response->add_issuers() = std::move(issuer);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CertificateAuthorityService::GetIssuer(grpc::ServerContext*,
+                                                    const v1::GetIssuerRequest* request,
+                                                    v1::GetIssuerResponse* response) {
+  if (request->issuer_id().empty()) return Invalid("issuer_id: is required");
+  auto issuer = ca_.GetIssuer(request->issuer_id());
+  if (!issuer.ok()) return ToGrpcStatus(issuer.status());
+  return ToGrpcStatus(ToProto(*issuer, response->mutable_issuer()));
+}
+
+grpc::Status CertificateAuthorityService::GetTrustBundle(grpc::ServerContext*,
+                                                         const v1::GetTrustBundleRequest* request,
+                                                         v1::GetTrustBundleResponse* response) {
+  if (request->format() != v1::TRUST_BUNDLE_FORMAT_UNSPECIFIED &&
+      request->format() != v1::TRUST_BUNDLE_FORMAT_PEM) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "format: only TRUST_BUNDLE_FORMAT_PEM is available in this version");
+  }
+  ca::BundleScope scope = ca::BundleScope::kAll;
+  switch (request->scope()) {
+    case v1::TRUST_BUNDLE_SCOPE_UNSPECIFIED:
+    case v1::TRUST_BUNDLE_SCOPE_ALL:
+      break;
+    case v1::TRUST_BUNDLE_SCOPE_CLIENT_AUTH:
+      scope = ca::BundleScope::kClientAuth;
+      break;
+    case v1::TRUST_BUNDLE_SCOPE_SERVER_AUTH:
+      scope = ca::BundleScope::kServerAuth;
+      break;
+    default:
+      return Invalid("scope: unknown value");
+  }
+  std::vector<std::string> ids;
+  auto pem = ca_.TrustBundle(scope, &ids);
+  if (!pem.ok()) return ToGrpcStatus(pem.status());
+  response->set_bundle_pem(*pem);
+  for (const auto& id : ids) response->add_issuer_ids(id);
+  response->set_bundle_sha256(pki::Sha256Hex(*pem));
+  return grpc::Status::OK;
+}
+
+}  // namespace fleetca::api

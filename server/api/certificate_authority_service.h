@@ -1,0 +1,46 @@
+#pragma once
+
+// gRPC CertificateAuthorityService over ca::CertificateAuthority. Built: InitializeHierarchy,
+// CreateIntermediateCsr, ImportIntermediateCertificate, ListIssuers, GetIssuer,
+// GetTrustBundle (PEM). The rest answers UNIMPLEMENTED (rotation, KEK re-wrap, importing an
+// issuer's key, external CAs, PKCS#12/JKS bundles).
+
+#include "fleetca/v1/certificate_authority.grpc.pb.h"
+#include "server/ca/certificate_authority.h"
+
+namespace fleetca::api {
+
+class CertificateAuthorityService final : public v1::CertificateAuthorityService::Service {
+ public:
+  explicit CertificateAuthorityService(ca::CertificateAuthority& ca) : ca_(ca) {}
+
+  grpc::Status InitializeHierarchy(grpc::ServerContext* context,
+                                   const v1::InitializeHierarchyRequest* request,
+                                   v1::InitializeHierarchyResponse* response) override;
+  grpc::Status CreateIntermediateCsr(grpc::ServerContext* context,
+                                     const v1::CreateIntermediateCsrRequest* request,
+                                     v1::CreateIntermediateCsrResponse* response) override;
+  grpc::Status ImportIntermediateCertificate(
+      grpc::ServerContext* context, const v1::ImportIntermediateCertificateRequest* request,
+      v1::ImportIntermediateCertificateResponse* response) override;
+  grpc::Status ListIssuers(grpc::ServerContext* context, const v1::ListIssuersRequest* request,
+                           v1::ListIssuersResponse* response) override;
+  grpc::Status GetIssuer(grpc::ServerContext* context, const v1::GetIssuerRequest* request,
+                         v1::GetIssuerResponse* response) override;
+  grpc::Status GetTrustBundle(grpc::ServerContext* context,
+                              const v1::GetTrustBundleRequest* request,
+                              v1::GetTrustBundleResponse* response) override;
+
+ private:
+  absl::Status ToProto(const storage::Issuer& issuer, v1::Issuer* out);
+
+  ca::CertificateAuthority& ca_;
+};
+
+// Enum conversions shared with the issuance service.
+std::optional<pki::KeyAlgorithm> FromProtoAlgorithm(v1::KeyAlgorithm a);
+v1::KeyAlgorithm ToProtoAlgorithm(const std::string& name);
+std::optional<storage::IssuerPurpose> FromProtoPurpose(v1::IssuerPurpose p);
+v1::IssuerPurpose ToProtoPurpose(storage::IssuerPurpose p);
+
+}  // namespace fleetca::api

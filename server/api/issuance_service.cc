@@ -1,0 +1,252 @@
+#include "server/api/issuance_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "pki/certificate_builder.h"
+#include "server/api/call_context.h"
+#include "server/api/certificate_authority_service.h"
+#include "server/api/proto_convert.h"
+#include "server/api/status.h"
+
+namespace fleetca::api {
+namespace {
+
+using storage::CertificateKind;
+using storage::CertificateStatus;
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+v1::CertificateKind ToProtoKind(CertificateKind k) {
+  switch (k) {
+    case CertificateKind::kDevice:
+    case CertificateKind::kExternalDevice:
+      return v1::CERTIFICATE_KIND_DEVICE;
+    case CertificateKind::kBroker:
+      return v1::CERTIFICATE_KIND_BROKER;
+    case CertificateKind::kIdentity:
+      return v1::CERTIFICATE_KIND_IDENTITY;
+  }
+  return v1::CERTIFICATE_KIND_UNSPECIFIED;
+}
+
+void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out) {
+  const storage::CertificateRecord& r = c.record;
+  out->set_serial(pki::SerialToHex(r.serial));
+  out->set_sha256_fingerprint(pki::SerialToHex(r.fingerprint));
+  out->set_issuer_id(r.issuer_id);
+  out->set_kind(ToProtoKind(r.kind));
+  out->set_comm_id(r.comm_id);
+  out->set_broker_id(r.broker_name);
+  out->set_identity_name(r.identity_name);
+  out->set_subject(r.subject);
+  for (const auto& d : r.dns_names) out->add_dns_names(d);
+  for (const auto& ip : r.ip_addresses) out->add_ip_addresses(ip);
+  SetTimestamp(r.not_before, out->mutable_not_before());
+  SetTimestamp(r.not_after, out->mutable_not_after());
+  switch (r.status) {
+    case CertificateStatus::kRevoked:
+      out->set_status(v1::CERTIFICATE_STATUS_REVOKED);
+      break;
+    case CertificateStatus::kOnHold:
+      out->set_status(v1::CERTIFICATE_STATUS_ON_HOLD);
+      break;
+    default:
+      out->set_status(r.not_after <= absl::Now() ? v1::CERTIFICATE_STATUS_EXPIRED
+                                                 : v1::CERTIFICATE_STATUS_ACTIVE);
+  }
+  out->set_profile(r.profile);
+  out->set_request_id(r.request_id);
+  if (!r.renewed_from.empty()) out->set_renewed_from_serial(pki::SerialToHex(r.renewed_from));
+  out->set_external(r.kind == CertificateKind::kExternalDevice);
+  out->set_key_algorithm(ToProtoAlgorithm(r.key_algorithm));
+  out->set_certificate_pem(c.certificate_pem);
+  out->set_chain_pem(c.chain_pem);
+  SetTimestamp(r.create_time, out->mutable_create_time());
+  out->set_requested_by(r.requester);
+}
+
+// FillCsr copies the CSR oneof (PEM or DER) into req. INVALID_ARGUMENT when absent.
+template <typename Request>
+grpc::Status FillCsr(const Request& in, issuance::SignRequest* req) {
+  if (in.has_csr_pem()) {
+    req->csr = in.csr_pem();
+    req->csr_is_pem = true;
+    req->csr_field = "csr_pem";
+  } else if (in.has_csr_der()) {
+    req->csr = in.csr_der();
+    req->csr_is_pem = false;
+    req->csr_field = "csr_der";
+  } else {
+    return Invalid("csr_pem: a CSR is required (csr_pem or csr_der)");
+  }
+  if (in.has_validity()) {
+    auto d = FromDuration("validity", in.validity());
+    if (!d.ok()) return ToGrpcStatus(d.status());
+    req->validity = *d;
+  }
+  req->request_id = in.request_id();
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status IssuanceService::SignDeviceCsr(grpc::ServerContext* context,
+                                            const v1::SignDeviceCsrRequest* request,
+                                            v1::SignDeviceCsrResponse* response) {
+  issuance::SignRequest req;
+  req.subject_id = request->comm_id();
+  req.profile = request->profile();
+  if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
+  auto issued = issuance_.SignDeviceCsr(req, RequestContextFor(*context));
+  if (!issued.ok()) return ToGrpcStatus(issued.status());
+  ToProto(*issued, response->mutable_certificate());
+  response->set_replayed(issued->replayed);
+  return grpc::Status::OK;
+}
+
+grpc::Status IssuanceService::SignBrokerCsr(grpc::ServerContext* context,
+                                            const v1::SignBrokerCsrRequest* request,
+                                            v1::SignBrokerCsrResponse* response) {
+  issuance::SignRequest req;
+  req.subject_id = request->broker_id();
+  req.profile = request->profile();
+  req.dns_names.assign(request->dns_names().begin(), request->dns_names().end());
+  req.ip_addresses.assign(request->ip_addresses().begin(), request->ip_addresses().end());
+  if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
+  auto issued = issuance_.SignBrokerCsr(req, RequestContextFor(*context));
+  if (!issued.ok()) return ToGrpcStatus(issued.status());
+  ToProto(*issued, response->mutable_certificate());
+  response->set_replayed(issued->replayed);
+  return grpc::Status::OK;
+}
+
+grpc::Status IssuanceService::RenewDeviceCertificate(
+    grpc::ServerContext* context, const v1::RenewDeviceCertificateRequest* request,
+    v1::RenewDeviceCertificateResponse* response) {
+  if (request->revoke_previous()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "revoke_previous: revocation is not available in this version");
+  }
+  issuance::SignRequest req;
+  req.subject_id = request->comm_id();
+  if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
+  auto serial = pki::SerialFromHex(request->previous_serial());
+  if (!serial.ok()) return Invalid("previous_serial: a serial in hex, e.g. 3a9f...");
+  req.renew_from_serial = *serial;
+  auto issued = issuance_.RenewDeviceCertificate(req, RequestContextFor(*context));
+  if (!issued.ok()) return ToGrpcStatus(issued.status());
+  ToProto(*issued, response->mutable_certificate());
+  response->set_replayed(issued->replayed);
+  return grpc::Status::OK;
+}
+
+grpc::Status IssuanceService::GetCertificate(grpc::ServerContext*,
+                                             const v1::GetCertificateRequest* request,
+                                             v1::GetCertificateResponse* response) {
+  absl::StatusOr<issuance::IssuedCertificate> c;
+  if (request->has_serial()) {
+    auto serial = pki::SerialFromHex(request->serial());
+    if (!serial.ok()) return Invalid("serial: a serial in hex, e.g. 3a9f...");
+    c = issuance_.GetBySerial(*serial);
+  } else if (request->has_sha256_fingerprint()) {
+    auto fp = pki::SerialFromHex(request->sha256_fingerprint());
+    if (!fp.ok() || fp->size() != 32) {
+      return Invalid("sha256_fingerprint: 64 hex digits (colons allowed)");
+    }
+    c = issuance_.GetByFingerprint(*fp);
+  } else {
+    return Invalid("serial: a serial or a sha256_fingerprint is required");
+  }
+  if (!c.ok()) return ToGrpcStatus(c.status());
+  ToProto(*c, response->mutable_certificate());
+  return grpc::Status::OK;
+}
+
+grpc::Status IssuanceService::ListCertificates(grpc::ServerContext*,
+                                               const v1::ListCertificatesRequest* request,
+                                               v1::ListCertificatesResponse* response) {
+  issuance::ListCertificatesQuery q;
+  q.page_size = request->page_size();
+  q.page_token = request->page_token();
+  q.filter.comm_id = request->comm_id();
+  q.filter.issuer_id = request->issuer_id();
+  q.filter.broker_name = request->broker_id();
+  switch (request->kind()) {
+    case v1::CERTIFICATE_KIND_UNSPECIFIED:
+      break;
+    case v1::CERTIFICATE_KIND_DEVICE:
+      q.filter.kind = CertificateKind::kDevice;
+      break;
+    case v1::CERTIFICATE_KIND_BROKER:
+      q.filter.kind = CertificateKind::kBroker;
+      break;
+    case v1::CERTIFICATE_KIND_IDENTITY:
+      q.filter.kind = CertificateKind::kIdentity;
+      break;
+    default:
+      return Invalid("kind: unknown value");
+  }
+  switch (request->status()) {
+    case v1::CERTIFICATE_STATUS_UNSPECIFIED:
+      break;
+    case v1::CERTIFICATE_STATUS_ACTIVE:
+      q.filter.status = CertificateStatus::kIssued;
+      q.filter.expires_after = absl::Now();
+      break;
+    case v1::CERTIFICATE_STATUS_REVOKED:
+      q.filter.status = CertificateStatus::kRevoked;
+      break;
+    case v1::CERTIFICATE_STATUS_ON_HOLD:
+      q.filter.status = CertificateStatus::kOnHold;
+      break;
+    case v1::CERTIFICATE_STATUS_EXPIRED:
+      q.filter.status = CertificateStatus::kIssued;
+      q.filter.expires_before = absl::Now();
+      break;
+    default:
+      return Invalid("status: unknown value");
+  }
+  if (request->has_expires_after()) q.filter.expires_after = FromTimestamp(request->expires_after());
+  if (request->has_expires_before()) q.filter.expires_before = FromTimestamp(request->expires_before());
+  if (!request->identity_name().empty() || !request->requested_by().empty()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "identity_name, requested_by: filters not available in this version");
+  }
+  auto page = issuance_.List(q);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  for (auto& record : page->certificates) {
+    issuance::IssuedCertificate c;
+    c.certificate_pem = pki::DerToPem(record.der, "CERTIFICATE");
+    c.record = std::move(record);
+    ToProto(c, response->add_certificates());
+  }
+  response->set_next_page_token(page->next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status IssuanceService::ListProfiles(grpc::ServerContext*,
+                                           const v1::ListProfilesRequest* request,
+                                           v1::ListProfilesResponse* response) {
+  for (const auto& p : issuance_.profiles()) {
+    const v1::CertificateKind kind = ToProtoKind(p.kind);
+    if (request->kind() != v1::CERTIFICATE_KIND_UNSPECIFIED && request->kind() != kind) continue;
+    v1::Profile* out = response->add_profiles();
+    out->set_name(p.name);
+    out->set_kind(kind);
+    out->set_is_default(p.is_default);
+    out->set_description(p.description);
+    out->mutable_default_validity()->set_seconds(absl::ToInt64Seconds(p.default_validity));
+    out->mutable_max_validity()->set_seconds(absl::ToInt64Seconds(p.max_validity));
+    out->set_subject_organization(p.organization);
+    out->set_subject_organizational_unit(p.organizational_unit);
+    for (auto a : {v1::KEY_ALGORITHM_ECDSA_P256, v1::KEY_ALGORITHM_ECDSA_P384,
+                   v1::KEY_ALGORITHM_RSA_2048, v1::KEY_ALGORITHM_RSA_3072,
+                   v1::KEY_ALGORITHM_RSA_4096, v1::KEY_ALGORITHM_ED25519}) {
+      out->add_allowed_key_algorithms(a);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace fleetca::api

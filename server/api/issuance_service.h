@@ -1,0 +1,36 @@
+#pragma once
+
+// gRPC IssuanceService over issuance::Issuance. Built: SignDeviceCsr, SignBrokerCsr,
+// RenewDeviceCertificate, GetCertificate, ListCertificates, ListProfiles.
+// RegisterExternalCertificate and ExportPkcs12 answer UNIMPLEMENTED.
+
+#include "fleetca/v1/issuance.grpc.pb.h"
+#include "server/issuance/issuance.h"
+
+namespace fleetca::api {
+
+class IssuanceService final : public v1::IssuanceService::Service {
+ public:
+  explicit IssuanceService(issuance::Issuance& issuance) : issuance_(issuance) {}
+
+  grpc::Status SignDeviceCsr(grpc::ServerContext* context, const v1::SignDeviceCsrRequest* request,
+                             v1::SignDeviceCsrResponse* response) override;
+  grpc::Status SignBrokerCsr(grpc::ServerContext* context, const v1::SignBrokerCsrRequest* request,
+                             v1::SignBrokerCsrResponse* response) override;
+  grpc::Status RenewDeviceCertificate(grpc::ServerContext* context,
+                                      const v1::RenewDeviceCertificateRequest* request,
+                                      v1::RenewDeviceCertificateResponse* response) override;
+  grpc::Status GetCertificate(grpc::ServerContext* context,
+                              const v1::GetCertificateRequest* request,
+                              v1::GetCertificateResponse* response) override;
+  grpc::Status ListCertificates(grpc::ServerContext* context,
+                                const v1::ListCertificatesRequest* request,
+                                v1::ListCertificatesResponse* response) override;
+  grpc::Status ListProfiles(grpc::ServerContext* context, const v1::ListProfilesRequest* request,
+                            v1::ListProfilesResponse* response) override;
+
+ private:
+  issuance::Issuance& issuance_;
+};
+
+}  // namespace fleetca::api

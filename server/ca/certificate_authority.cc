@@ -1,0 +1,472 @@
+#include "server/ca/certificate_authority.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "pki/csr.h"
+
+namespace fleetca::ca {
+namespace {
+
+using storage::Issuer;
+using storage::IssuerPurpose;
+using storage::IssuerState;
+
+constexpr absl::Duration kCacheTtl = absl::Seconds(10);
+// Certificates start a little in the past so that clients with a slow clock accept them.
+constexpr absl::Duration kBackdate = absl::Minutes(5);
+
+constexpr IssuerPurpose kIntermediatePurposes[] = {IssuerPurpose::kDevices, IssuerPurpose::kBrokers,
+                                                   IssuerPurpose::kOperators};
+
+// NextId returns "<purpose>-<n>" with n one more than the issuers of that purpose so far.
+std::string NextId(const std::vector<Issuer>& existing, IssuerPurpose purpose) {
+  int n = 0;
+  for (const Issuer& i : existing) {
+    if (i.purpose == purpose) ++n;
+  }
+  return absl::StrCat(storage::IssuerPurposeName(purpose), "-", n + 1);
+}
+
+const Issuer* FindActive(const std::vector<Issuer>& issuers, IssuerPurpose purpose) {
+  for (const Issuer& i : issuers) {
+    if (i.purpose == purpose && i.state == IssuerState::kActive) return &i;
+  }
+  return nullptr;
+}
+
+const Issuer* FindPending(const std::vector<Issuer>& issuers, IssuerPurpose purpose) {
+  for (const Issuer& i : issuers) {
+    if (i.purpose == purpose && i.state == IssuerState::kPending) return &i;
+  }
+  return nullptr;
+}
+
+pki::SubjectName SubjectFor(const pki::SubjectName& base, IssuerPurpose purpose) {
+  pki::SubjectName s = base;
+  s.common_name = absl::StrCat(base.common_name, " ", PurposeTitle(purpose), " CA");
+  return s;
+}
+
+absl::Status ValidateSubject(const pki::SubjectName& s) {
+  auto check = [](absl::string_view field, const std::string& v, size_t max) -> absl::Status {
+    if (v.size() > max) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", max, " bytes"));
+    }
+    for (char c : v) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7f) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ": control characters are not allowed"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (s.common_name.empty()) return absl::InvalidArgumentError("subject.common_name: is required");
+  RETURN_IF_ERROR(check("subject.common_name", s.common_name, 48));
+  RETURN_IF_ERROR(check("subject.organization", s.organization, 64));
+  RETURN_IF_ERROR(check("subject.organizational_unit", s.organizational_unit, 64));
+  if (!s.country.empty() &&
+      (s.country.size() != 2 || !absl::ascii_isupper(s.country[0]) || !absl::ascii_isupper(s.country[1]))) {
+    return absl::InvalidArgumentError("subject.country: two capital letters (ISO 3166), e.g. FR");
+  }
+  return absl::OkStatus();
+}
+
+// A new issuer, before it is stored: its row and its key (kept apart from the shared KeyStore
+// until the row is committed, so a lost race leaves nothing behind).
+struct NewIssuer {
+  Issuer row;
+  pki::EvpPkeyPtr key;
+};
+
+absl::StatusOr<std::string> Der(const X509* cert) { return pki::CertificateToDer(cert); }
+
+}  // namespace
+
+const char* PurposeTitle(IssuerPurpose purpose) {
+  switch (purpose) {
+    case IssuerPurpose::kRoot:
+      return "Root";
+    case IssuerPurpose::kDevices:
+      return "Devices";
+    case IssuerPurpose::kBrokers:
+      return "Brokers";
+    case IssuerPurpose::kOperators:
+      return "Operators";
+  }
+  return "";
+}
+
+std::string CertificateAuthority::CrlUrl(const std::string& issuer_id) const {
+  return absl::StrCat(config_.public_base_url, "/crl/", issuer_id, ".crl");
+}
+
+std::string CertificateAuthority::CaIssuersUrl(const std::string& issuer_id) const {
+  return absl::StrCat(config_.public_base_url, "/ca/", issuer_id, ".crt");
+}
+
+absl::Status CertificateAuthority::EnsureKeyLoaded(const Issuer& issuer) {
+  if (keys_.HasKey(issuer.id)) return absl::OkStatus();
+  if (issuer.key_ciphertext.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("issuer \"", issuer.id, "\" has no private key held by fleetca"));
+  }
+  absl::Status st = keys_.AddWrapped(issuer.id, issuer.kek_id, issuer.key_ciphertext, ring_);
+  if (!st.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot unwrap the private key of issuer \"", issuer.id, "\" (wrapped under KEK \"",
+        issuer.kek_id, "\"): ", st.message(),
+        ". Configure that KEK (FLEETCA_KEK / --kek_file), or the KEK it was re-wrapped with"));
+  }
+  if (!issuer.certificate_der.empty()) {
+    ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::CertificateFromDer(issuer.certificate_der));
+    if (absl::Status match = keys_.CheckMatches(issuer.id, cert.get()); !match.ok()) {
+      keys_.Remove(issuer.id);
+      return match;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CertificateAuthority::LoadKeys() {
+  ASSIGN_OR_RETURN(std::vector<Issuer> issuers, ListIssuers());
+  for (const Issuer& i : issuers) {
+    if (i.key_ciphertext.empty() || i.state == IssuerState::kRetired) continue;
+    RETURN_IF_ERROR(EnsureKeyLoaded(i));
+  }
+  return absl::OkStatus();
+}
+
+void CertificateAuthority::InvalidateCache() {
+  absl::MutexLock lock(&mu_);
+  cache_.clear();
+}
+
+absl::StatusOr<std::vector<Issuer>> CertificateAuthority::ListIssuers() { return store_.List(); }
+
+absl::StatusOr<Issuer> CertificateAuthority::GetIssuer(const std::string& id) {
+  return store_.Get(id);
+}
+
+absl::StatusOr<InitResult> CertificateAuthority::Initialize(const InitOptions& options,
+                                                            const RequestContext& ctx) {
+  RETURN_IF_ERROR(ValidateSubject(options.subject));
+  if (options.root_validity <= absl::ZeroDuration() ||
+      options.intermediate_validity <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("validity: must be positive");
+  }
+  std::vector<IssuerPurpose> purposes = options.purposes;
+  if (purposes.empty()) purposes.assign(std::begin(kIntermediatePurposes), std::end(kIntermediatePurposes));
+  for (IssuerPurpose p : purposes) {
+    if (p == IssuerPurpose::kRoot) {
+      return absl::InvalidArgumentError("purposes: list intermediates only; the root is implied");
+    }
+  }
+
+  ASSIGN_OR_RETURN(std::vector<Issuer> existing, store_.List());
+  const absl::Time now = absl::Now();
+  pki::SoftwareKeyStore local;  // signs with the keys made here until they are committed
+  std::vector<NewIssuer> created;
+
+  // 1. The root (unless it is kept offline).
+  const Issuer* root = FindActive(existing, IssuerPurpose::kRoot);
+  pki::X509Ptr root_cert;
+  std::string root_id;
+  absl::Time root_not_after;
+  if (options.offline_root) {
+    if (root != nullptr) {
+      return absl::FailedPreconditionError(
+          "offline_root: this CA already has its root (" + root->id + "); offline mode is for "
+          "a hierarchy whose root is kept elsewhere");
+    }
+  } else if (root != nullptr) {
+    ASSIGN_OR_RETURN(root_cert, pki::CertificateFromDer(root->certificate_der));
+    root_id = root->id;
+    root_not_after = root->not_after.value_or(now);
+    RETURN_IF_ERROR(EnsureKeyLoaded(*root));
+  } else {
+    NewIssuer r;
+    r.row.id = NextId(existing, IssuerPurpose::kRoot);
+    r.row.purpose = IssuerPurpose::kRoot;
+    r.row.state = IssuerState::kActive;
+    r.row.algorithm = pki::KeyAlgorithmName(options.root_algorithm);
+    ASSIGN_OR_RETURN(r.key, pki::GenerateKey(options.root_algorithm));
+    pki::CertificateTemplate t;
+    t.profile = pki::CertificateProfile::kRootCa;
+    t.serial = pki::RandomSerial();
+    t.subject = SubjectFor(options.subject, IssuerPurpose::kRoot);
+    t.not_before = now - kBackdate;
+    t.not_after = now + options.root_validity;
+    t.public_key = r.key.get();
+    pki::EvpPkeyPtr signer(r.key.get());
+    EVP_PKEY_up_ref(r.key.get());
+    local.Add(r.row.id, std::move(signer));
+    ASSIGN_OR_RETURN(root_cert, pki::BuildCertificate(t, nullptr, local, r.row.id));
+    ASSIGN_OR_RETURN(r.row.certificate_der, Der(root_cert.get()));
+    ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(root_cert.get()));
+    r.row.subject = info.subject;
+    r.row.not_before = info.not_before;
+    r.row.not_after = info.not_after;
+    ASSIGN_OR_RETURN(r.row.key_ciphertext, pki::WrapPrivateKey(r.key.get(), r.row.id, ring_));
+    r.row.kek_id = ring_.current().id();
+    root_id = r.row.id;
+    root_not_after = info.not_after;
+    existing.push_back(r.row);
+    created.push_back(std::move(r));
+  }
+
+  // 2. The intermediates still missing.
+  for (IssuerPurpose purpose : purposes) {
+    if (FindActive(existing, purpose) != nullptr) continue;
+    if (options.offline_root && FindPending(existing, purpose) != nullptr) continue;
+    NewIssuer n;
+    n.row.id = NextId(existing, purpose);
+    n.row.purpose = purpose;
+    n.row.algorithm = pki::KeyAlgorithmName(options.intermediate_algorithm);
+    ASSIGN_OR_RETURN(n.key, pki::GenerateKey(options.intermediate_algorithm));
+    const pki::SubjectName subject = SubjectFor(options.subject, purpose);
+    if (options.offline_root) {
+      n.row.state = IssuerState::kPending;
+      pki::EvpPkeyPtr signer(n.key.get());
+      EVP_PKEY_up_ref(n.key.get());
+      local.Add(n.row.id, std::move(signer));
+      ASSIGN_OR_RETURN(pki::X509ReqPtr csr, pki::BuildCsr(subject, n.key.get(), local, n.row.id));
+      ASSIGN_OR_RETURN(n.row.csr_der, pki::CsrToDer(csr.get()));
+      n.row.subject = pki::NameToString(X509_REQ_get_subject_name(csr.get()));
+    } else {
+      n.row.state = IssuerState::kActive;
+      n.row.parent_id = root_id;
+      pki::CertificateTemplate t;
+      t.profile = pki::CertificateProfile::kIntermediateCa;
+      t.serial = pki::RandomSerial();
+      t.subject = subject;
+      t.not_before = now - kBackdate;
+      t.not_after = std::min(now + options.intermediate_validity, root_not_after);
+      t.public_key = n.key.get();
+      t.crl_url = CrlUrl(root_id);
+      t.ca_issuers_url = CaIssuersUrl(root_id);
+      // A root made by this call signs from the local store; an existing one from the shared
+      // store, where its key is loaded.
+      pki::KeyStore& signer = local.HasKey(root_id) ? static_cast<pki::KeyStore&>(local) : keys_;
+      ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::BuildCertificate(t, root_cert.get(), signer, root_id));
+      ASSIGN_OR_RETURN(n.row.certificate_der, Der(cert.get()));
+      ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert.get()));
+      n.row.subject = info.subject;
+      n.row.not_before = info.not_before;
+      n.row.not_after = info.not_after;
+    }
+    ASSIGN_OR_RETURN(n.row.key_ciphertext, pki::WrapPrivateKey(n.key.get(), n.row.id, ring_));
+    n.row.kek_id = ring_.current().id();
+    existing.push_back(n.row);
+    created.push_back(std::move(n));
+  }
+
+  // 3. Store them all at once. A concurrent initialisation that got there first makes this
+  // fail with ALREADY_EXISTS: then its hierarchy is the one, and this call created nothing.
+  InitResult result;
+  if (!created.empty()) {
+    std::vector<Issuer> rows;
+    for (const NewIssuer& n : created) rows.push_back(n.row);
+    absl::Status st = store_.CreateAll(rows, ctx);
+    if (st.code() == absl::StatusCode::kAlreadyExists) {
+      created.clear();
+    } else if (!st.ok()) {
+      return st;
+    }
+    for (NewIssuer& n : created) {
+      result.created.push_back(n.row.id);
+      keys_.Add(n.row.id, std::move(n.key));
+    }
+    InvalidateCache();
+  }
+  ASSIGN_OR_RETURN(result.issuers, store_.List());
+  return result;
+}
+
+absl::StatusOr<std::string> CertificateAuthority::ChainPem(const Issuer& issuer) {
+  if (issuer.certificate_der.empty()) return std::string();
+  std::string pem = pki::DerToPem(issuer.certificate_der, "CERTIFICATE");
+  if (!issuer.parent_id.empty()) {
+    ASSIGN_OR_RETURN(Issuer parent, store_.Get(issuer.parent_id));
+    ASSIGN_OR_RETURN(std::string above, ChainPem(parent));
+    pem += above;
+  } else if (!issuer.chain_der.empty()) {
+    // Offline root: the certificates above were imported with this one.
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(issuer.chain_der.data());
+    const unsigned char* end = p + issuer.chain_der.size();
+    while (p < end) {
+      const unsigned char* start = p;
+      pki::X509Ptr c(d2i_X509(nullptr, &p, end - p));
+      if (c == nullptr) return pki::OpenSslError("stored issuer chain");
+      pem += pki::DerToPem(
+          absl::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(p - start)),
+          "CERTIFICATE");
+    }
+  }
+  return pem;
+}
+
+absl::StatusOr<std::shared_ptr<const ActiveIssuer>> CertificateAuthority::Active(
+    IssuerPurpose purpose) {
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(purpose);
+    if (it != cache_.end() && now - it->second.loaded < kCacheTtl) return it->second.issuer;
+  }
+  ASSIGN_OR_RETURN(std::vector<Issuer> issuers, store_.List());
+  const Issuer* row = FindActive(issuers, purpose);
+  if (row == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no active ", storage::IssuerPurposeName(purpose),
+        " CA: initialise the CA first (fleetca-server init, or InitializeHierarchy)"));
+  }
+  RETURN_IF_ERROR(EnsureKeyLoaded(*row));
+  auto active = std::make_shared<ActiveIssuer>();
+  active->row = *row;
+  ASSIGN_OR_RETURN(active->certificate, pki::CertificateFromDer(row->certificate_der));
+  active->certificate_pem = pki::DerToPem(row->certificate_der, "CERTIFICATE");
+  ASSIGN_OR_RETURN(active->chain_pem, ChainPem(*row));
+  absl::MutexLock lock(&mu_);
+  cache_[purpose] = {active, now};
+  return std::shared_ptr<const ActiveIssuer>(active);
+}
+
+absl::StatusOr<std::string> CertificateAuthority::TrustBundle(BundleScope scope,
+                                                             std::vector<std::string>* ids) {
+  ASSIGN_OR_RETURN(std::vector<Issuer> issuers, store_.List());
+  const absl::Time now = absl::Now();
+  auto wanted = [scope](IssuerPurpose p) {
+    switch (scope) {
+      case BundleScope::kAll:
+        return true;
+      case BundleScope::kClientAuth:
+        return p != IssuerPurpose::kBrokers;
+      case BundleScope::kServerAuth:
+        return p == IssuerPurpose::kRoot || p == IssuerPurpose::kBrokers;
+    }
+    return true;
+  };
+  std::string roots, intermediates;
+  std::set<std::string> seen;  // DER, so a certificate appears once
+  for (const Issuer& i : issuers) {
+    if (i.certificate_der.empty() || !wanted(i.purpose)) continue;
+    if (i.not_after.has_value() && *i.not_after <= now) continue;
+    ASSIGN_OR_RETURN(std::string chain, ChainPem(i));
+    // The issuer itself, then what the chain adds above it (an offline root).
+    ASSIGN_OR_RETURN(std::vector<pki::X509Ptr> certs, pki::CertificatesFromPem(chain));
+    for (size_t k = 0; k < certs.size(); ++k) {
+      if (k > 0 && i.purpose != IssuerPurpose::kRoot && !i.parent_id.empty()) break;
+      ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(certs[k].get()));
+      if (!seen.insert(der).second) continue;
+      ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(certs[k].get()));
+      const std::string pem = pki::DerToPem(der, "CERTIFICATE");
+      if (info.subject == info.issuer) {
+        roots += pem;
+      } else {
+        intermediates += pem;
+      }
+    }
+    if (ids != nullptr) ids->push_back(i.id);
+  }
+  if (roots.empty() && intermediates.empty()) {
+    return absl::FailedPreconditionError(
+        "the CA has no certificates yet: initialise it first (fleetca-server init)");
+  }
+  return roots + intermediates;
+}
+
+absl::StatusOr<Issuer> CertificateAuthority::CreateIntermediateCsr(IssuerPurpose purpose,
+                                                                  pki::KeyAlgorithm algorithm,
+                                                                  const pki::SubjectName& subject,
+                                                                  const RequestContext& ctx) {
+  if (purpose == IssuerPurpose::kRoot) {
+    return absl::InvalidArgumentError("purpose: must be an intermediate purpose");
+  }
+  pki::SubjectName name = subject;
+  RETURN_IF_ERROR(ValidateSubject(name));
+  ASSIGN_OR_RETURN(std::vector<Issuer> existing, store_.List());
+  Issuer row;
+  row.id = NextId(existing, purpose);
+  row.purpose = purpose;
+  row.state = IssuerState::kPending;
+  row.algorithm = pki::KeyAlgorithmName(algorithm);
+  ASSIGN_OR_RETURN(pki::EvpPkeyPtr key, pki::GenerateKey(algorithm));
+  pki::SoftwareKeyStore local;
+  pki::EvpPkeyPtr signer(key.get());
+  EVP_PKEY_up_ref(key.get());
+  local.Add(row.id, std::move(signer));
+  ASSIGN_OR_RETURN(pki::X509ReqPtr csr, pki::BuildCsr(name, key.get(), local, row.id));
+  ASSIGN_OR_RETURN(row.csr_der, pki::CsrToDer(csr.get()));
+  row.subject = pki::NameToString(X509_REQ_get_subject_name(csr.get()));
+  ASSIGN_OR_RETURN(row.key_ciphertext, pki::WrapPrivateKey(key.get(), row.id, ring_));
+  row.kek_id = ring_.current().id();
+  RETURN_IF_ERROR(store_.CreateAll({row}, ctx));
+  keys_.Add(row.id, std::move(key));
+  return store_.Get(row.id);
+}
+
+absl::StatusOr<std::string> CertificateAuthority::ImportIntermediateCertificate(
+    const std::string& issuer_id, const std::string& certificate_pem, const std::string& chain_pem,
+    const RequestContext& ctx) {
+  ASSIGN_OR_RETURN(Issuer issuer, store_.Get(issuer_id));
+  if (issuer.state != IssuerState::kPending) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("issuer \"", issuer_id, "\" is not pending: nothing to import"));
+  }
+  auto cert = pki::CertificateFromPem(certificate_pem);
+  if (!cert.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("certificate_pem: ", cert.status().message()));
+  }
+  // Its key must be the pending key (read back from the CSR handed out).
+  ASSIGN_OR_RETURN(pki::ParsedCsr csr, pki::ParseCsr("stored csr", issuer.csr_der, false));
+  pki::EvpPkeyPtr cert_key(X509_get_pubkey(cert->get()));
+  if (cert_key == nullptr || !pki::PublicKeysMatch(cert_key.get(), csr.public_key.get())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "certificate_pem: its public key is not the key of pending issuer \"", issuer_id, "\""));
+  }
+  ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
+  if (!info.is_ca || !info.can_sign_certificates) {
+    return absl::InvalidArgumentError(
+        "certificate_pem: not a CA certificate allowed to sign certificates (basicConstraints "
+        "CA:TRUE and keyUsage keyCertSign are required)");
+  }
+  std::vector<pki::X509Ptr> chain;
+  if (!chain_pem.empty()) {
+    auto parsed = pki::CertificatesFromPem(chain_pem);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("chain_pem: ", parsed.status().message()));
+    }
+    chain = *std::move(parsed);
+  }
+  std::vector<const X509*> roots, intermediates;
+  std::string chain_der;
+  for (const auto& c : chain) {
+    ASSIGN_OR_RETURN(pki::CertificateInfo ci, pki::InspectCertificate(c.get()));
+    (ci.subject == ci.issuer ? roots : intermediates).push_back(c.get());
+    ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(c.get()));
+    chain_der += der;
+  }
+  if (roots.empty()) {
+    return absl::InvalidArgumentError(
+        "chain_pem: must contain the self-signed root (and any intermediates) above the "
+        "certificate");
+  }
+  absl::Status verified = pki::VerifyChain(cert->get(), intermediates, roots, absl::Now());
+  if (!verified.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("certificate_pem: does not chain to the given root: ", verified.message()));
+  }
+  ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(cert->get()));
+  ASSIGN_OR_RETURN(std::string retired,
+                   store_.Activate(issuer_id, issuer.version, der, chain_der, info.not_before,
+                                   info.not_after, ctx));
+  RETURN_IF_ERROR(EnsureKeyLoaded(issuer));
+  InvalidateCache();
+  return retired;
+}
+
+}  // namespace fleetca::ca

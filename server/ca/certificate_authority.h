@@ -1,0 +1,130 @@
+#pragma once
+
+// CertificateAuthority: fleetca's CA hierarchy. A root and one intermediate per purpose
+// (devices: client certificates; brokers: server certificates; operators: API and MQTT
+// identities), modelled on the SpringCard deployment. Keys are generated here, stored only
+// wrapped under the KEK, and held unwrapped only inside the KeyStore.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/request_context.h"
+#include "pki/certificate_builder.h"
+#include "pki/kek.h"
+#include "pki/key_store.h"
+#include "storage/issuer_store.h"
+
+namespace fleetca::ca {
+
+struct CaConfig {
+  // Base of the URLs put in issued certificates: CRL distribution point
+  // <base>/crl/<issuer>.crl and AIA caIssuers <base>/ca/<issuer>.crt.
+  std::string public_base_url = "http://127.0.0.1:8080";
+};
+
+// An issuer ready to sign: its row, parsed certificate and chain up to the root.
+struct ActiveIssuer {
+  storage::Issuer row;
+  pki::X509Ptr certificate;
+  std::string certificate_pem;
+  // chain_pem: this issuer's certificate followed by every certificate above it, root
+  // included (so `openssl verify -CAfile <chain>` works on a leaf).
+  std::string chain_pem;
+};
+
+struct InitOptions {
+  pki::SubjectName subject;  // common_name is a prefix: "<cn> Root CA", "<cn> Devices CA"
+  pki::KeyAlgorithm root_algorithm = pki::KeyAlgorithm::kEcdsaP256;
+  pki::KeyAlgorithm intermediate_algorithm = pki::KeyAlgorithm::kEcdsaP256;
+  absl::Duration root_validity = absl::Hours(24 * 365 * 20);
+  absl::Duration intermediate_validity = absl::Hours(24 * 365 * 10);
+  std::vector<storage::IssuerPurpose> purposes;  // intermediates; empty: all three
+  bool offline_root = false;  // no root here: intermediates are created pending, with CSRs
+};
+
+struct InitResult {
+  std::vector<storage::Issuer> issuers;  // every issuer after the call
+  std::vector<std::string> created;      // ids created by this call
+};
+
+enum class BundleScope { kAll, kClientAuth, kServerAuth };
+
+class CertificateAuthority {
+ public:
+  // All borrowed; they must outlive the CA.
+  CertificateAuthority(storage::IssuerStore& store, pki::SoftwareKeyStore& keys,
+                       const pki::KeyRing& ring, CaConfig config)
+      : store_(store), keys_(keys), ring_(ring), config_(std::move(config)) {}
+
+  // LoadKeys unwraps every stored issuer key into the KeyStore. FAILED_PRECONDITION naming
+  // the issuer and the KEK when a KEK is missing from the ring or does not authenticate the
+  // key (the server must not start).
+  absl::Status LoadKeys();
+
+  // Initialize creates what is missing of the hierarchy, idempotently: a second call (or a
+  // concurrent one, on any replica) creates nothing and returns the same issuers.
+  // INVALID_ARGUMENT for bad options.
+  absl::StatusOr<InitResult> Initialize(const InitOptions& options, const RequestContext& ctx);
+
+  absl::StatusOr<std::vector<storage::Issuer>> ListIssuers();
+  absl::StatusOr<storage::Issuer> GetIssuer(const std::string& id);
+
+  // Active returns the active issuer of a purpose, ready to sign (its key loaded).
+  // FAILED_PRECONDITION "no active <purpose> CA: initialise the CA first" when there is none.
+  absl::StatusOr<std::shared_ptr<const ActiveIssuer>> Active(storage::IssuerPurpose purpose);
+
+  // ChainPem returns an issuer's certificate and those above it (PEM), "" while pending.
+  absl::StatusOr<std::string> ChainPem(const storage::Issuer& issuer);
+
+  // TrustBundle returns the certificates a relying party needs, PEM, root first:
+  // kClientAuth (brokers checking devices and identities): root, devices, operators CAs;
+  // kServerAuth (devices checking brokers): root, brokers CA; kAll: every active or pending-
+  // chain certificate. Retired issuers stay while their certificate is valid (their leaves
+  // still are). FAILED_PRECONDITION when there is nothing to trust yet.
+  absl::StatusOr<std::string> TrustBundle(BundleScope scope, std::vector<std::string>* issuer_ids);
+
+  // Offline root: CreateIntermediateCsr makes a pending intermediate (new key, wrapped and
+  // stored) and returns it with its CSR; ImportIntermediateCertificate checks the signed
+  // certificate (its key is the pending one, it is a CA that may sign certificates, the chain
+  // verifies up to a self-signed root) and activates it, retiring the previous one.
+  absl::StatusOr<storage::Issuer> CreateIntermediateCsr(storage::IssuerPurpose purpose,
+                                                        pki::KeyAlgorithm algorithm,
+                                                        const pki::SubjectName& subject,
+                                                        const RequestContext& ctx);
+  absl::StatusOr<std::string> ImportIntermediateCertificate(const std::string& issuer_id,
+                                                            const std::string& certificate_pem,
+                                                            const std::string& chain_pem,
+                                                            const RequestContext& ctx);
+
+  std::string CrlUrl(const std::string& issuer_id) const;
+  std::string CaIssuersUrl(const std::string& issuer_id) const;
+  pki::KeyStore& key_store() { return keys_; }
+
+ private:
+  absl::Status EnsureKeyLoaded(const storage::Issuer& issuer);
+  void InvalidateCache();
+
+  storage::IssuerStore& store_;
+  pki::SoftwareKeyStore& keys_;
+  const pki::KeyRing& ring_;
+  const CaConfig config_;
+
+  absl::Mutex mu_;
+  // Active issuers by purpose, reloaded after kCacheTtl so replicas see each other's changes.
+  struct CacheEntry {
+    std::shared_ptr<const ActiveIssuer> issuer;
+    absl::Time loaded;
+  };
+  std::map<storage::IssuerPurpose, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+// PurposeTitle: "Root", "Devices", "Brokers", "Operators" (for subject names).
+const char* PurposeTitle(storage::IssuerPurpose purpose);
+
+}  // namespace fleetca::ca

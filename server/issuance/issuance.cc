@@ -1,0 +1,361 @@
+#include "server/issuance/issuance.h"
+
+#include <algorithm>
+#include <set>
+
+#include <openssl/sha.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/page_token.h"
+#include "common/status_macros.h"
+#include "pki/certificate_builder.h"
+#include "pki/csr.h"
+#include "server/brokers/broker_registry.h"
+#include "server/registry/validation.h"
+
+namespace fleetca::issuance {
+namespace {
+
+using storage::CertificateKind;
+using storage::CertificateRecord;
+
+constexpr absl::Duration kBackdate = absl::Minutes(5);
+constexpr absl::Duration kDay = absl::Hours(24);
+constexpr size_t kMaxRequestIdLength = 128;
+constexpr char kPageTokenKind[] = "certificates";
+
+// Extensions a CSR may request that the CA ignores (it decides them itself): basic
+// constraints, key usage, extended key usage, subject key identifier. Anything else, and a
+// subjectAltName where the profile takes none, is refused.
+const std::set<std::string>& IgnoredExtensions() {
+  static const auto* oids =
+      new std::set<std::string>{"2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.14"};
+  return *oids;
+}
+constexpr char kSubjectAltNameOid[] = "2.5.29.17";
+
+absl::Status Invalid(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+absl::Status ValidateRequestId(const std::string& id) {
+  if (id.empty()) {
+    return Invalid("request_id",
+                   "is required: a unique id per certificate request, reused on retries, so a "
+                   "retried request never gets a second certificate");
+  }
+  if (id.size() > kMaxRequestIdLength ||
+      !std::all_of(id.begin(), id.end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x21 && static_cast<unsigned char>(c) <= 0x7e;
+      })) {
+    return Invalid("request_id", "must be 1 to 128 printable ASCII characters without spaces");
+  }
+  return absl::OkStatus();
+}
+
+// SubjectString renders the subject as the certificate will carry it (RFC 2253 order).
+std::string SubjectString(const pki::SubjectName& s) {
+  std::string out = absl::StrCat("CN=", s.common_name);
+  if (!s.organizational_unit.empty()) absl::StrAppend(&out, ",OU=", s.organizational_unit);
+  if (!s.organization.empty()) absl::StrAppend(&out, ",O=", s.organization);
+  if (!s.country.empty()) absl::StrAppend(&out, ",C=", s.country);
+  return out;
+}
+
+std::string Sha256(const std::string& data) {
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+}  // namespace
+
+std::vector<Profile> DefaultProfiles(const std::string& organization) {
+  Profile device;
+  device.name = "device";
+  device.kind = CertificateKind::kDevice;
+  device.is_default = true;
+  device.description = "MQTT device client certificate: CN = comm-ID, EKU clientAuth";
+  device.default_validity = 365 * kDay;
+  device.max_validity = 5 * 365 * kDay;
+  device.organization = organization;
+  Profile broker;
+  broker.name = "broker";
+  broker.kind = CertificateKind::kBroker;
+  broker.is_default = true;
+  broker.description = "MQTT broker server certificate: DNS/IP SANs from the allow-list, EKU serverAuth";
+  broker.default_validity = 365 * kDay;
+  broker.max_validity = 825 * kDay;
+  broker.organization = organization;
+  return {device, broker};
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::Complete(CertificateRecord record, bool replayed) {
+  IssuedCertificate out;
+  out.certificate_pem = pki::DerToPem(record.der, "CERTIFICATE");
+  ASSIGN_OR_RETURN(storage::Issuer issuer, ca_.GetIssuer(record.issuer_id));
+  ASSIGN_OR_RETURN(out.chain_pem, ca_.ChainPem(issuer));
+  out.record = std::move(record);
+  out.replayed = replayed;
+  return out;
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const SignRequest& req,
+                                                 const RequestContext& ctx) {
+  const bool is_device = kind == CertificateKind::kDevice;
+  const char* id_field = is_device ? "comm_id" : "broker_id";
+
+  // 1. Request fields.
+  if (is_device) {
+    RETURN_IF_ERROR(registry::ValidateCommId(id_field, req.subject_id));
+  } else {
+    RETURN_IF_ERROR(brokers::ValidateBrokerId(id_field, req.subject_id));
+  }
+  RETURN_IF_ERROR(ValidateRequestId(req.request_id));
+
+  // 2. Profile and validity.
+  const Profile* profile = nullptr;
+  for (const Profile& p : profiles_) {
+    if (p.kind == kind && (req.profile.empty() ? p.is_default : p.name == req.profile)) {
+      profile = &p;
+      break;
+    }
+  }
+  if (profile == nullptr) {
+    return Invalid("profile", absl::StrCat("no ", storage::CertificateKindName(kind),
+                                           " profile named ", registry::Quote(req.profile),
+                                           " (ListProfiles shows them)"));
+  }
+  if (req.validity < absl::ZeroDuration()) return Invalid("validity", "must not be negative");
+  const absl::Duration validity =
+      req.validity == absl::ZeroDuration() ? profile->default_validity
+                                           : std::min(req.validity, profile->max_validity);
+
+  // 3. The CSR: size, syntax, proof of possession, key policy.
+  ASSIGN_OR_RETURN(pki::ParsedCsr csr, pki::ParseCsr(req.csr_field, req.csr, req.csr_is_pem));
+
+  // 4. Subject and names, built by the CA; the CSR only has to agree.
+  pki::CertificateTemplate t;
+  t.profile = is_device ? pki::CertificateProfile::kClient : pki::CertificateProfile::kServer;
+  t.subject.organization = profile->organization;
+  t.subject.organizational_unit = profile->organizational_unit;
+  for (const std::string& oid : csr.extension_oids) {
+    if (IgnoredExtensions().count(oid) != 0) continue;
+    if (oid == kSubjectAltNameOid && !is_device) continue;  // checked below
+    return Invalid(req.csr_field,
+                   absl::StrCat("requests extension ", oid == kSubjectAltNameOid ? "subjectAltName" : oid,
+                                ", which the ", profile->name, " profile does not allow"));
+  }
+  if (is_device) {
+    if (csr.common_names.size() != 1) {
+      return Invalid(req.csr_field, absl::StrCat("the subject must have exactly one Common Name, "
+                                                 "found ", csr.common_names.size()));
+    }
+    if (csr.common_names[0] != req.subject_id) {
+      return Invalid(req.csr_field,
+                     absl::StrCat("Common Name ", registry::Quote(csr.common_names[0]),
+                                  " does not equal comm_id ", registry::Quote(req.subject_id),
+                                  " (byte for byte)"));
+    }
+    t.subject.common_name = req.subject_id;
+  } else {
+    ASSIGN_OR_RETURN(storage::Broker broker, brokers_.Get(req.subject_id));
+    std::vector<std::string> dns = req.dns_names, ips = req.ip_addresses;
+    dns.insert(dns.end(), csr.dns_names.begin(), csr.dns_names.end());
+    ips.insert(ips.end(), csr.ip_addresses.begin(), csr.ip_addresses.end());
+    if (csr.has_other_names) {
+      return Invalid(req.csr_field, "requests subjectAltName entries other than DNS and IP, "
+                                    "which the broker profile does not allow");
+    }
+    if (dns.empty() && ips.empty()) {
+      dns = broker.allowed_dns_names;
+      ips = broker.allowed_ip_addresses;
+      dns.erase(std::remove_if(dns.begin(), dns.end(),
+                               [](const std::string& d) { return d.rfind("*.", 0) == 0; }),
+                dns.end());
+    }
+    for (size_t i = 0; i < dns.size(); ++i) {
+      ASSIGN_OR_RETURN(dns[i], brokers::NormalizeDnsName(absl::StrCat("dns_names[", i, "]"), dns[i],
+                                                         /*allow_wildcard=*/false));
+      if (!brokers::DnsNameAllowed(dns[i], broker.allowed_dns_names)) {
+        return Invalid("dns_names", absl::StrCat(registry::Quote(dns[i]), " is not allowed for broker ",
+                                                 registry::Quote(broker.name),
+                                                 " (its allowed_dns_names)"));
+      }
+    }
+    for (size_t i = 0; i < ips.size(); ++i) {
+      ASSIGN_OR_RETURN(ips[i], brokers::NormalizeIpAddress(absl::StrCat("ip_addresses[", i, "]"), ips[i]));
+      if (std::find(broker.allowed_ip_addresses.begin(), broker.allowed_ip_addresses.end(),
+                    ips[i]) == broker.allowed_ip_addresses.end()) {
+        return Invalid("ip_addresses", absl::StrCat(ips[i], " is not allowed for broker ",
+                                                    registry::Quote(broker.name)));
+      }
+    }
+    std::sort(dns.begin(), dns.end());
+    dns.erase(std::unique(dns.begin(), dns.end()), dns.end());
+    std::sort(ips.begin(), ips.end());
+    ips.erase(std::unique(ips.begin(), ips.end()), ips.end());
+    if (dns.empty() && ips.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "broker ", registry::Quote(broker.name), " has no allowed DNS names or IP addresses: "
+          "add them with UpdateBroker first"));
+    }
+    // A CN in the CSR must name one of the certificate's names (it catches a CSR made for
+    // another host); the certificate's CN is the first DNS name, else the first address.
+    for (const std::string& cn : csr.common_names) {
+      auto lowered = brokers::NormalizeDnsName("cn", cn, false);
+      const bool matches = (lowered.ok() && std::count(dns.begin(), dns.end(), *lowered)) ||
+                           std::count(ips.begin(), ips.end(), cn);
+      if (!matches) {
+        return Invalid(req.csr_field, absl::StrCat("Common Name ", registry::Quote(cn),
+                                                   " is not one of the certificate's names (",
+                                                   absl::StrJoin(dns, ", "), ")"));
+      }
+    }
+    t.subject.common_name = dns.empty() ? ips.front() : dns.front();
+    t.dns_names = dns;
+    t.ip_addresses = ips;
+  }
+
+  // 5. The issuer, and the record the store reserves before signing.
+  ASSIGN_OR_RETURN(std::shared_ptr<const ca::ActiveIssuer> issuer,
+                   ca_.Active(is_device ? storage::IssuerPurpose::kDevices
+                                        : storage::IssuerPurpose::kBrokers));
+  const absl::Time now = absl::Now();
+  t.serial = pki::RandomSerial();
+  t.not_before = now - kBackdate;
+  t.not_after = std::min(now + validity, issuer->row.not_after.value_or(now + validity));
+  if (t.not_after <= now) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("issuer ", issuer->row.id, " expires now: rotate it"));
+  }
+  t.public_key = csr.public_key.get();
+  t.crl_url = ca_.CrlUrl(issuer->row.id);
+  t.ca_issuers_url = ca_.CaIssuersUrl(issuer->row.id);
+
+  CertificateRecord record;
+  record.serial = t.serial;
+  record.issuer_id = issuer->row.id;
+  record.kind = kind;
+  (is_device ? record.comm_id : record.broker_name) = req.subject_id;
+  record.key_algorithm = pki::KeyAlgorithmName(csr.key_algorithm);
+  record.dns_names = t.dns_names;
+  record.ip_addresses = t.ip_addresses;
+  record.profile = profile->name;
+  record.not_before = t.not_before;
+  record.not_after = t.not_after;
+  record.request_id = req.request_id;
+  record.csr_sha256 = Sha256(csr.der);
+  record.requester = ctx.actor;
+  record.renewed_from = req.renew_from_serial;
+  record.subject = SubjectString(t.subject);
+
+  // 6. One transaction: the subject is still there and active, the serial and request id
+  //    are reserved, the certificate is signed and stored; only then is it returned.
+  auto sign = [&]() -> absl::StatusOr<std::string> {
+    ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::BuildCertificate(t, issuer->certificate.get(),
+                                                              ca_.key_store(), issuer->row.id));
+    return pki::CertificateToDer(cert.get());
+  };
+  ASSIGN_OR_RETURN(storage::IssueOutcome outcome, certificates_.Issue(record, sign, ctx));
+  if (outcome.replayed) {
+    const CertificateRecord& prior = outcome.record;
+    const bool same = prior.csr_sha256 == record.csr_sha256 && prior.kind == kind &&
+                      prior.comm_id == record.comm_id && prior.broker_name == record.broker_name &&
+                      prior.renewed_from == record.renewed_from;
+    if (!same) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request_id ", registry::Quote(req.request_id),
+          " was already used for a different request (certificate ",
+          pki::SerialToHex(prior.serial), "); use a new request id for a new request"));
+    }
+  }
+  return Complete(std::move(outcome.record), outcome.replayed);
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::SignDeviceCsr(const SignRequest& request,
+                                                          const RequestContext& ctx) {
+  if (!request.renew_from_serial.empty()) {
+    return absl::InternalError("SignDeviceCsr with a renewal serial");
+  }
+  return Sign(CertificateKind::kDevice, request, ctx);
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::SignBrokerCsr(const SignRequest& request,
+                                                          const RequestContext& ctx) {
+  return Sign(CertificateKind::kBroker, request, ctx);
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::RenewDeviceCertificate(const SignRequest& request,
+                                                                   const RequestContext& ctx) {
+  RETURN_IF_ERROR(registry::ValidateCommId("comm_id", request.subject_id));
+  if (request.renew_from_serial.empty()) {
+    return Invalid("previous_serial", "is required: the serial of the certificate to renew");
+  }
+  auto previous = certificates_.GetBySerial(request.renew_from_serial);
+  if (previous.status().code() == absl::StatusCode::kNotFound) {
+    return absl::NotFoundError(absl::StrCat("previous_serial: no certificate has serial ",
+                                            pki::SerialToHex(request.renew_from_serial)));
+  }
+  RETURN_IF_ERROR(previous.status());
+  if (previous->kind != CertificateKind::kDevice || previous->comm_id != request.subject_id) {
+    return Invalid("previous_serial", absl::StrCat("certificate ",
+                                                   pki::SerialToHex(request.renew_from_serial),
+                                                   " is not a device certificate of ",
+                                                   registry::Quote(request.subject_id)));
+  }
+  if (previous->status != storage::CertificateStatus::kIssued) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "previous_serial: certificate ", pki::SerialToHex(request.renew_from_serial), " is ",
+        storage::CertificateStatusName(previous->status), ": only a valid certificate is renewed"));
+  }
+  if (previous->not_after <= absl::Now()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "previous_serial: certificate ", pki::SerialToHex(request.renew_from_serial),
+        " has expired: sign a new CSR with SignDeviceCsr instead"));
+  }
+  return Sign(CertificateKind::kDevice, request, ctx);
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::GetBySerial(const std::string& serial) {
+  ASSIGN_OR_RETURN(CertificateRecord record, certificates_.GetBySerial(serial));
+  return Complete(std::move(record), false);
+}
+
+absl::StatusOr<IssuedCertificate> Issuance::GetByFingerprint(const std::string& fingerprint) {
+  ASSIGN_OR_RETURN(CertificateRecord record, certificates_.GetByFingerprint(fingerprint));
+  return Complete(std::move(record), false);
+}
+
+absl::StatusOr<ListCertificatesPage> Issuance::List(const ListCertificatesQuery& q) {
+  if (q.page_size < 0) return Invalid("page_size", "must not be negative");
+  const int size = q.page_size == 0 ? 100 : std::min(q.page_size, 1000);
+  const storage::CertificateFilter& f = q.filter;
+  if (!f.comm_id.empty()) RETURN_IF_ERROR(registry::ValidateCommId("comm_id", f.comm_id));
+  if (!f.broker_name.empty()) RETURN_IF_ERROR(brokers::ValidateBrokerId("broker_id", f.broker_name));
+  const std::string filters = absl::StrCat(
+      f.comm_id, "\n", f.issuer_id, "\n", f.broker_name, "\n",
+      f.kind ? storage::CertificateKindName(*f.kind) : "", "\n",
+      f.status ? storage::CertificateStatusName(*f.status) : "", "\n",
+      f.expires_after ? absl::ToUnixMicros(*f.expires_after) : 0, "\n",
+      f.expires_before ? absl::ToUnixMicros(*f.expires_before) : 0);
+  ASSIGN_OR_RETURN(std::string after_hex, DecodePageToken(kPageTokenKind, filters, q.page_token));
+  std::string after;
+  if (!after_hex.empty()) {
+    auto serial = pki::SerialFromHex(after_hex);
+    if (!serial.ok()) return Invalid("page_token", "malformed");
+    after = *std::move(serial);
+  }
+  ASSIGN_OR_RETURN(std::vector<CertificateRecord> records, certificates_.List(f, after, size + 1));
+  ListCertificatesPage page;
+  if (records.size() > static_cast<size_t>(size)) {
+    records.resize(size);
+    page.next_page_token =
+        EncodePageToken(kPageTokenKind, filters, pki::SerialToHex(records.back().serial));
+  }
+  page.certificates = std::move(records);
+  return page;
+}
+
+}  // namespace fleetca::issuance

@@ -1,0 +1,91 @@
+#pragma once
+
+// CertificateStore: the certificate inventory, and the issuance transaction that makes
+// "nothing lost, nothing doubled" hold (issue: certificate issuance, item 5).
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/request_context.h"
+
+namespace fleetca::storage {
+
+enum class CertificateKind { kDevice, kBroker, kIdentity, kExternalDevice };
+enum class CertificateStatus { kReserved, kIssued, kRevoked, kOnHold };
+
+const char* CertificateKindName(CertificateKind kind);      // "device", "broker", ...
+const char* CertificateStatusName(CertificateStatus status);  // "reserved", "issued", ...
+
+struct CertificateRecord {
+  std::string serial;  // bytes, big-endian
+  std::string issuer_id;
+  CertificateKind kind = CertificateKind::kDevice;
+  std::string comm_id;        // device kinds
+  std::string broker_name;    // broker kind
+  std::string identity_name;  // identity kind
+  std::string subject;        // RFC 2253
+  std::string key_algorithm;  // pki::KeyAlgorithmName
+  std::vector<std::string> dns_names;
+  std::vector<std::string> ip_addresses;
+  CertificateStatus status = CertificateStatus::kReserved;
+  std::string profile;
+  absl::Time not_before;
+  absl::Time not_after;
+  std::string der;          // "" while reserved
+  std::string fingerprint;  // SHA-256 of der, bytes
+  std::string request_id;
+  std::string csr_sha256;  // bytes
+  std::string requester;
+  std::string renewed_from;  // serial bytes, or ""
+  absl::Time create_time;
+};
+
+struct IssueOutcome {
+  CertificateRecord record;
+  bool replayed = false;  // the request id was used before: record is that certificate
+};
+
+struct CertificateFilter {
+  std::string comm_id;
+  std::string issuer_id;
+  std::string broker_name;
+  std::optional<CertificateKind> kind;
+  std::optional<CertificateStatus> status;
+  std::optional<absl::Time> expires_after;   // not_after >= this
+  std::optional<absl::Time> expires_before;  // not_after < this
+};
+
+class CertificateStore {
+ public:
+  virtual ~CertificateStore() = default;
+
+  // Issue runs one transaction:
+  //   0. if the request id was used before, return that certificate with replayed = true
+  //      (the caller checks that the request is the same) and do nothing else;
+  //   1. the subject must exist: a device kind's comm_id registered and active (NOT_FOUND,
+  //      FAILED_PRECONDITION otherwise, locked against concurrent status changes until
+  //      commit); a broker kind's broker registered (NOT_FOUND);
+  //   2. reserve `reserved.serial` and `reserved.request_id`. If a concurrent retry took the
+  //      request id meanwhile (the insert waits for it), return its certificate as in 0;
+  //   3. sign() returns the DER; it is stored with its fingerprint, status issued, and
+  //      journaled. The caller gets the record only once it is committed.
+  virtual absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& reserved,
+                                             const std::function<absl::StatusOr<std::string>()>& sign,
+                                             const RequestContext& ctx) = 0;
+
+  // GetBySerial / GetByFingerprint: NOT_FOUND when unknown. Reserved rows are never visible
+  // (they only exist inside an uncommitted issuance).
+  virtual absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial) = 0;
+  virtual absl::StatusOr<CertificateRecord> GetByFingerprint(const std::string& fingerprint) = 0;
+
+  // List returns up to `limit` certificates with serial > after (bytes order), by serial.
+  virtual absl::StatusOr<std::vector<CertificateRecord>> List(const CertificateFilter& filter,
+                                                              const std::string& after,
+                                                              int limit) = 0;
+};
+
+}  // namespace fleetca::storage

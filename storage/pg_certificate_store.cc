@@ -1,0 +1,250 @@
+#include "storage/pg_certificate_store.h"
+
+#include <pqxx/pqxx>
+
+#include "absl/strings/str_cat.h"
+#include "common/json.h"
+#include "common/status_macros.h"
+#include "storage/journal.h"
+#include "storage/pg_errors.h"
+#include "storage/pg_util.h"
+
+namespace fleetca::storage {
+namespace {
+
+#define FLEETCA_CERT_COLUMNS                                                                 \
+  "encode(serial, 'hex'), issuer_id, kind, coalesce(comm_id, ''), coalesce(broker_name, ''), " \
+  "coalesce(identity_name, ''), subject, key_algorithm, dns_names, ip_addresses, status, "    \
+  "profile, (extract(epoch FROM not_before) * 1000000)::bigint, "                            \
+  "(extract(epoch FROM not_after) * 1000000)::bigint, encode(coalesce(der, ''), 'hex'), "     \
+  "encode(coalesce(fingerprint_sha256, ''), 'hex'), coalesce(request_id, ''), "               \
+  "encode(coalesce(csr_sha256, ''), 'hex'), requester, encode(coalesce(renewed_from, ''), "   \
+  "'hex'), (extract(epoch FROM created_at) * 1000000)::bigint"
+
+constexpr char kDeviceCheckSql[] = "SELECT status FROM devices WHERE comm_id = $1 FOR SHARE";
+constexpr char kBrokerCheckSql[] = "SELECT 1 FROM brokers WHERE name = $1 FOR SHARE";
+
+constexpr char kReserveSql[] =
+    "INSERT INTO certificates (serial, issuer_id, kind, comm_id, broker_name, identity_name, "
+    "subject, key_algorithm, dns_names, ip_addresses, status, profile, not_before, not_after, "
+    "request_id, csr_sha256, requester, renewed_from) VALUES (decode($1, 'hex'), $2, $3, "
+    "nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8, $9::text[], $10::text[], "
+    "'reserved', $11, to_timestamp($12::bigint / 1000000.0), "
+    "to_timestamp($13::bigint / 1000000.0), nullif($14, ''), nullif(decode($15, 'hex'), ''), "
+    "$16, nullif(decode($17, 'hex'), '')) ON CONFLICT (request_id) DO NOTHING RETURNING 1";
+
+constexpr char kStoreSql[] =
+    "UPDATE certificates SET der = decode($2, 'hex'), fingerprint_sha256 = sha256(decode($2, "
+    "'hex')), status = 'issued' WHERE serial = decode($1, 'hex') RETURNING " FLEETCA_CERT_COLUMNS;
+
+constexpr char kByRequestIdSql[] =
+    "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE request_id = $1";
+constexpr char kBySerialSql[] = "SELECT " FLEETCA_CERT_COLUMNS
+                                " FROM certificates WHERE serial = decode($1, 'hex') AND "
+                                "status <> 'reserved'";
+constexpr char kByFingerprintSql[] = "SELECT " FLEETCA_CERT_COLUMNS
+                                     " FROM certificates WHERE fingerprint_sha256 = "
+                                     "decode($1, 'hex')";
+
+constexpr char kListSql[] =
+    "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE serial > decode($1, 'hex') "
+    "AND status <> 'reserved' "
+    "AND ($2 = '' OR comm_id = $2) AND ($3 = '' OR issuer_id = $3) "
+    "AND ($4 = '' OR broker_name = $4) AND ($5 = '' OR kind = $5) AND ($6 = '' OR status = $6) "
+    "AND ($7::bigint IS NULL OR not_after >= to_timestamp($7::bigint / 1000000.0)) "
+    "AND ($8::bigint IS NULL OR not_after < to_timestamp($8::bigint / 1000000.0)) "
+    "ORDER BY serial LIMIT $9";
+
+#undef FLEETCA_CERT_COLUMNS
+
+absl::StatusOr<CertificateKind> ParseKind(const std::string& s) {
+  if (s == "device") return CertificateKind::kDevice;
+  if (s == "broker") return CertificateKind::kBroker;
+  if (s == "identity") return CertificateKind::kIdentity;
+  if (s == "external_device") return CertificateKind::kExternalDevice;
+  return absl::InternalError("unknown certificate kind in the database");
+}
+
+absl::StatusOr<CertificateStatus> ParseStatus(const std::string& s) {
+  if (s == "reserved") return CertificateStatus::kReserved;
+  if (s == "issued") return CertificateStatus::kIssued;
+  if (s == "revoked") return CertificateStatus::kRevoked;
+  if (s == "on_hold") return CertificateStatus::kOnHold;
+  return absl::InternalError("unknown certificate status in the database");
+}
+
+absl::StatusOr<CertificateRecord> FromRow(const pqxx::row& row) {
+  CertificateRecord c;
+  ASSIGN_OR_RETURN(c.serial, FromHex(row[0].as<std::string>()));
+  c.issuer_id = row[1].as<std::string>();
+  ASSIGN_OR_RETURN(c.kind, ParseKind(row[2].as<std::string>()));
+  c.comm_id = row[3].as<std::string>();
+  c.broker_name = row[4].as<std::string>();
+  c.identity_name = row[5].as<std::string>();
+  c.subject = row[6].as<std::string>();
+  c.key_algorithm = row[7].as<std::string>();
+  c.dns_names = ParseTextArray(row[8]);
+  c.ip_addresses = ParseTextArray(row[9]);
+  ASSIGN_OR_RETURN(c.status, ParseStatus(row[10].as<std::string>()));
+  c.profile = row[11].as<std::string>();
+  c.not_before = FromMicros(row[12].as<int64_t>());
+  c.not_after = FromMicros(row[13].as<int64_t>());
+  ASSIGN_OR_RETURN(c.der, FromHex(row[14].as<std::string>()));
+  ASSIGN_OR_RETURN(c.fingerprint, FromHex(row[15].as<std::string>()));
+  c.request_id = row[16].as<std::string>();
+  ASSIGN_OR_RETURN(c.csr_sha256, FromHex(row[17].as<std::string>()));
+  c.requester = row[18].as<std::string>();
+  ASSIGN_OR_RETURN(c.renewed_from, FromHex(row[19].as<std::string>()));
+  c.create_time = FromMicros(row[20].as<int64_t>());
+  return c;
+}
+
+absl::StatusOr<CertificateRecord> GetOne(ConnectionPool& pool, const char* sql,
+                                         const std::string& key, absl::string_view what) {
+  CertificateRecord out;
+  RETURN_IF_ERROR(pool.Transact("get certificate", TxMode::kReadOnly,
+                                [&](pqxx::transaction_base& tx) -> absl::Status {
+                                  const pqxx::result r = tx.exec_params(sql, key);
+                                  if (r.empty()) {
+                                    return absl::NotFoundError(absl::StrCat(
+                                        "no certificate has ", what, " ", key));
+                                  }
+                                  ASSIGN_OR_RETURN(out, FromRow(r[0]));
+                                  return absl::OkStatus();
+                                }));
+  return out;
+}
+
+}  // namespace
+
+const char* CertificateKindName(CertificateKind kind) {
+  switch (kind) {
+    case CertificateKind::kDevice:
+      return "device";
+    case CertificateKind::kBroker:
+      return "broker";
+    case CertificateKind::kIdentity:
+      return "identity";
+    case CertificateKind::kExternalDevice:
+      return "external_device";
+  }
+  return "device";
+}
+
+const char* CertificateStatusName(CertificateStatus status) {
+  switch (status) {
+    case CertificateStatus::kReserved:
+      return "reserved";
+    case CertificateStatus::kIssued:
+      return "issued";
+    case CertificateStatus::kRevoked:
+      return "revoked";
+    case CertificateStatus::kOnHold:
+      return "on_hold";
+  }
+  return "reserved";
+}
+
+absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
+    const CertificateRecord& r, const std::function<absl::StatusOr<std::string>()>& sign,
+    const RequestContext& ctx) {
+  IssueOutcome out;
+  RETURN_IF_ERROR(pool_.Transact(
+      "issue certificate", TxMode::kReadWrite,
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        out = IssueOutcome();
+        // 0. A request id seen before is a retry: answer with what was issued then.
+        if (const pqxx::result prior = tx.exec_params(kByRequestIdSql, r.request_id);
+            !prior.empty()) {
+          ASSIGN_OR_RETURN(out.record, FromRow(prior[0]));
+          out.replayed = true;
+          return absl::OkStatus();
+        }
+        // 1. The subject exists (and, for a device, is active) until this commits.
+        if (r.kind == CertificateKind::kDevice) {
+          const pqxx::result d = tx.exec_params(kDeviceCheckSql, r.comm_id);
+          if (d.empty()) {
+            return absl::NotFoundError(absl::StrCat("device \"", r.comm_id, "\" is not registered"));
+          }
+          if (const std::string status = d[0][0].as<std::string>(); status != "active") {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "device \"", r.comm_id, "\" is ", status, ": only active devices get certificates"));
+          }
+        } else if (r.kind == CertificateKind::kBroker) {
+          if (tx.exec_params(kBrokerCheckSql, r.broker_name).empty()) {
+            return absl::NotFoundError(
+                absl::StrCat("broker \"", r.broker_name, "\" is not registered"));
+          }
+        }
+        // 2. Reserve the serial and the request id. A concurrent retry holding the same
+        //    request id makes the insert wait for it, then do nothing: answer with its result.
+        const pqxx::result reserved = tx.exec_params(
+            kReserveSql, ToHex(r.serial), r.issuer_id, CertificateKindName(r.kind), r.comm_id,
+            r.broker_name, r.identity_name, r.subject, r.key_algorithm, PgTextArray(r.dns_names),
+            PgTextArray(r.ip_addresses), r.profile, ToMicros(r.not_before), ToMicros(r.not_after),
+            r.request_id, ToHex(r.csr_sha256), r.requester, ToHex(r.renewed_from));
+        if (reserved.empty()) {
+          const pqxx::result prior = tx.exec_params(kByRequestIdSql, r.request_id);
+          if (prior.empty()) return absl::AbortedError("request id vanished; retry");
+          ASSIGN_OR_RETURN(out.record, FromRow(prior[0]));
+          out.replayed = true;
+          return absl::OkStatus();
+        }
+        // 3. Sign, store, journal: all or nothing.
+        ASSIGN_OR_RETURN(std::string der, sign());
+        const pqxx::result stored = tx.exec_params(kStoreSql, ToHex(r.serial), ToHex(der));
+        ASSIGN_OR_RETURN(out.record, FromRow(stored[0]));
+        const std::string serial_hex = ToHex(r.serial);
+        std::map<std::string, std::string> details = {{"issuer", r.issuer_id},
+                                                      {"kind", CertificateKindName(r.kind)},
+                                                      {"subject", r.subject},
+                                                      {"profile", r.profile}};
+        if (!r.renewed_from.empty()) details["renewed_from"] = ToHex(r.renewed_from);
+        Journal(tx, ctx, {"IssueCertificate", "certificate", {serial_hex}, false,
+                          JsonObject(details)});
+        return absl::OkStatus();
+      },
+      &ctx));
+  return out;
+}
+
+absl::StatusOr<CertificateRecord> PgCertificateStore::GetBySerial(const std::string& serial) {
+  return GetOne(pool_, kBySerialSql, ToHex(serial), "serial");
+}
+
+absl::StatusOr<CertificateRecord> PgCertificateStore::GetByFingerprint(
+    const std::string& fingerprint) {
+  return GetOne(pool_, kByFingerprintSql, ToHex(fingerprint), "SHA-256 fingerprint");
+}
+
+absl::StatusOr<std::vector<CertificateRecord>> PgCertificateStore::List(
+    const CertificateFilter& f, const std::string& after, int limit) {
+  std::vector<CertificateRecord> out;
+  std::string ea, eb;
+  const char* expires_after = nullptr;
+  const char* expires_before = nullptr;
+  if (f.expires_after) {
+    ea = std::to_string(ToMicros(*f.expires_after));
+    expires_after = ea.c_str();
+  }
+  if (f.expires_before) {
+    eb = std::to_string(ToMicros(*f.expires_before));
+    expires_before = eb.c_str();
+  }
+  RETURN_IF_ERROR(pool_.Transact(
+      "list certificates", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
+        out.clear();
+        const pqxx::result r = tx.exec_params(
+            kListSql, ToHex(after), f.comm_id, f.issuer_id, f.broker_name,
+            f.kind ? CertificateKindName(*f.kind) : "", f.status ? CertificateStatusName(*f.status) : "",
+            expires_after, expires_before, limit);
+        for (const auto& row : r) {
+          ASSIGN_OR_RETURN(CertificateRecord c, FromRow(row));
+          out.push_back(std::move(c));
+        }
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
+}  // namespace fleetca::storage

@@ -1,0 +1,30 @@
+#pragma once
+
+// Small conversions shared by the PostgreSQL stores.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace pqxx {
+class field;
+}  // namespace pqxx
+
+namespace fleetca::storage {
+
+// Bytes travel as hex text: decode($n, 'hex') in, encode(col, 'hex') out.
+std::string ToHex(const std::string& bytes);
+absl::StatusOr<std::string> FromHex(const std::string& hex);
+
+// Timestamps travel as microseconds since the epoch (bigint).
+int64_t ToMicros(absl::Time t);
+absl::Time FromMicros(int64_t micros);
+std::optional<absl::Time> OptionalTime(const pqxx::field& f);  // NULL -> nullopt
+
+// ParseTextArray reads a text[] column.
+std::vector<std::string> ParseTextArray(const pqxx::field& f);
+
+}  // namespace fleetca::storage

@@ -1,0 +1,176 @@
+#include "storage/pg_certificate_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "storage/pg_device_store.h"
+#include "tests/testing/test_database.h"
+
+namespace fleetca::storage {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PgCertificateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Device d;
+    d.comm_id = "dev-1";
+    ASSERT_TRUE(devices_.Create(d, ctx_).ok());
+    db_.Exec(
+        "INSERT INTO issuers (id, purpose, state, algorithm, subject, certificate_der) "
+        "VALUES ('devices-1', 'devices', 'active', 'ecdsa-p256', 'CN=x', '\\x30'::bytea)");
+  }
+
+  CertificateRecord Record(const std::string& serial, const std::string& request_id) {
+    CertificateRecord r;
+    r.serial = serial;
+    r.issuer_id = "devices-1";
+    r.kind = CertificateKind::kDevice;
+    r.comm_id = "dev-1";
+    r.subject = "CN=dev-1";
+    r.key_algorithm = "ecdsa-p256";
+    r.profile = "device";
+    r.not_before = absl::Now() - absl::Minutes(5);
+    r.not_after = absl::Now() + absl::Hours(24);
+    r.request_id = request_id;
+    r.csr_sha256 = std::string(32, 'c');
+    return r;
+  }
+
+  testing::TestDatabase db_;
+  PgDeviceStore devices_{db_.pool()};
+  PgCertificateStore store_{db_.pool()};
+  RequestContext ctx_{"tester", "", nullptr};
+};
+
+TEST_F(PgCertificateStoreTest, IssueCommitsTheSignedCertificate) {
+  int signs = 0;
+  auto out = store_.Issue(Record("\x01\x02", "r1"), [&]() -> absl::StatusOr<std::string> {
+    ++signs;
+    return std::string("DER-1");
+  }, ctx_);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_FALSE(out->replayed);
+  EXPECT_EQ(signs, 1);
+  EXPECT_EQ(out->record.status, CertificateStatus::kIssued);
+  EXPECT_EQ(out->record.der, "DER-1");
+  EXPECT_EQ(out->record.fingerprint.size(), 32u);
+  auto got = store_.GetBySerial("\x01\x02");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->der, "DER-1");
+  EXPECT_TRUE(store_.GetByFingerprint(out->record.fingerprint).ok());
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"), "1");
+  EXPECT_EQ(db_.Exec("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1"), "IssueCertificate");
+}
+
+TEST_F(PgCertificateStoreTest, ARetryReturnsTheFirstCertificateWithoutSigning) {
+  ASSERT_TRUE(store_.Issue(Record("\x01", "r1"), [] { return absl::StatusOr<std::string>("A"); }, ctx_).ok());
+  int signs = 0;
+  auto again = store_.Issue(Record("\x02", "r1"), [&]() -> absl::StatusOr<std::string> {
+    ++signs;
+    return std::string("B");
+  }, ctx_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(signs, 0);
+  EXPECT_EQ(again->record.serial, "\x01");
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "1");
+}
+
+TEST_F(PgCertificateStoreTest, ConcurrentRetriesYieldOneCertificate) {
+  constexpr int kClients = 8;
+  std::atomic<int> signs{0};
+  std::vector<absl::StatusOr<IssueOutcome>> outs(kClients, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      outs[i] = store_.Issue(Record(std::string(1, static_cast<char>(0x10 + i)), "same"),
+                             [&]() -> absl::StatusOr<std::string> {
+                               ++signs;
+                               absl::SleepFor(absl::Milliseconds(50));  // widen the race
+                               return std::string("DER");
+                             },
+                             ctx_);
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> serials;
+  int fresh = 0;
+  for (const auto& o : outs) {
+    ASSERT_TRUE(o.ok()) << o.status();
+    serials.insert(o->record.serial);
+    if (!o->replayed) ++fresh;
+  }
+  EXPECT_EQ(serials.size(), 1u);
+  EXPECT_EQ(fresh, 1);
+  EXPECT_EQ(signs.load(), 1);
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "1");
+}
+
+TEST_F(PgCertificateStoreTest, TheDeviceMustBeRegisteredAndActive) {
+  int signs = 0;
+  auto sign = [&]() -> absl::StatusOr<std::string> {
+    ++signs;
+    return std::string("DER");
+  };
+  CertificateRecord unknown = Record("\x01", "r1");
+  unknown.comm_id = "nope";
+  EXPECT_EQ(store_.Issue(unknown, sign, ctx_).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(devices_.SetStatus("dev-1", DeviceStatus::kSuspended, "", std::nullopt, ctx_).ok());
+  auto st = store_.Issue(Record("\x02", "r2"), sign, ctx_).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("suspended"));
+  EXPECT_EQ(signs, 0);
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "0");
+}
+
+TEST_F(PgCertificateStoreTest, ASigningFailureLeavesNothing) {
+  auto st = store_.Issue(Record("\x01", "r1"),
+                         [] { return absl::StatusOr<std::string>(absl::InternalError("hsm down")); },
+                         ctx_).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "0");
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"), "0");
+  // The request id is free again: the retry succeeds.
+  EXPECT_TRUE(store_.Issue(Record("\x01", "r1"), [] { return absl::StatusOr<std::string>("D"); }, ctx_).ok());
+}
+
+TEST_F(PgCertificateStoreTest, ListFiltersAndPagesBySerial) {
+  for (int i = 1; i <= 5; ++i) {
+    CertificateRecord r = Record(std::string(1, static_cast<char>(i)), absl::StrCat("r", i));
+    if (i == 5) r.not_after = absl::Now() + absl::Hours(24 * 400);
+    const std::string der = absl::StrCat("DER-", i);  // distinct: fingerprints are unique
+    ASSERT_TRUE(store_.Issue(r, [&] { return absl::StatusOr<std::string>(der); }, ctx_).ok());
+  }
+  CertificateFilter all;
+  auto first = store_.List(all, "", 2);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[1].serial, "\x02");
+  auto rest = store_.List(all, (*first)[1].serial, 10);
+  EXPECT_EQ(rest->size(), 3u);
+  CertificateFilter late;
+  late.expires_after = absl::Now() + absl::Hours(24 * 300);
+  auto late_ones = store_.List(late, "", 10);
+  ASSERT_EQ(late_ones->size(), 1u);
+  EXPECT_EQ((*late_ones)[0].serial, "\x05");
+  CertificateFilter other;
+  other.comm_id = "someone-else";
+  EXPECT_TRUE(store_.List(other, "", 10)->empty());
+}
+
+TEST_F(PgCertificateStoreTest, TheDatabaseRefusesDuplicateSerials) {
+  ASSERT_TRUE(store_.Issue(Record("\x07", "r1"), [] { return absl::StatusOr<std::string>("D"); }, ctx_).ok());
+  auto st = store_.Issue(Record("\x07", "r2"), [] { return absl::StatusOr<std::string>("E"); }, ctx_).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "1");
+}
+
+}  // namespace
+}  // namespace fleetca::storage
