@@ -53,13 +53,19 @@ class IssuerStore {
   // List returns every issuer, ordered by purpose then id (there are few).
   virtual absl::StatusOr<std::vector<Issuer>> List() = 0;
 
+  // Replace inserts `issuer` (active) and retires the active issuer of its purpose, in one
+  // transaction, journaled. Returns the retired issuer's id, or "". ALREADY_EXISTS when the
+  // id is taken.
+  virtual absl::StatusOr<std::string> Replace(const Issuer& issuer, const RequestContext& ctx) = 0;
+
   // Activate turns a pending issuer active with its certificate (offline root), retiring the
   // previously active issuer of the same purpose, in one transaction. NOT_FOUND; ABORTED when
   // the issuer is no longer pending or changed since expected_version. Returns the retired
   // issuer's id, or "".
   virtual absl::StatusOr<std::string> Activate(const std::string& id, int64_t expected_version,
                                                const std::string& certificate_der,
-                                               const std::string& chain_der, absl::Time not_before,
+                                               const std::string& chain_der,
+                                               const std::string& parent_id, absl::Time not_before,
                                                absl::Time not_after, const RequestContext& ctx) = 0;
 };
 

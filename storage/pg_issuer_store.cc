@@ -45,8 +45,8 @@ constexpr char kRetireSql[] =
 constexpr char kActivateSql[] =
     "UPDATE issuers SET state = 'active', certificate_der = decode($2, 'hex'), "
     "chain_der = nullif(decode($3, 'hex'), ''), not_before = to_timestamp($4::bigint / 1000000.0), "
-    "not_after = to_timestamp($5::bigint / 1000000.0), version = version + 1, updated_at = now() "
-    "WHERE id = $1";
+    "not_after = to_timestamp($5::bigint / 1000000.0), parent_id = nullif($6, ''), "
+    "version = version + 1, updated_at = now() WHERE id = $1";
 
 #undef FLEETCA_ISSUER_COLUMNS
 
@@ -92,6 +92,14 @@ const char* TimeOrNull(const std::optional<absl::Time>& t, std::string* buf) {
   return buf->c_str();
 }
 
+void Insert(pqxx::transaction_base& tx, const Issuer& i) {
+  std::string nb, na;
+  tx.exec_params(kInsertSql, i.id, IssuerPurposeName(i.purpose), i.parent_id,
+                 IssuerStateName(i.state), i.algorithm, i.subject, ToHex(i.certificate_der),
+                 ToHex(i.chain_der), ToHex(i.csr_der), TimeOrNull(i.not_before, &nb),
+                 TimeOrNull(i.not_after, &na), ToHex(i.key_ciphertext), i.kek_id);
+}
+
 }  // namespace
 
 const char* IssuerPurposeName(IssuerPurpose purpose) {
@@ -128,12 +136,7 @@ absl::Status PgIssuerStore::CreateAll(const std::vector<Issuer>& issuers,
       [&](pqxx::transaction_base& tx) -> absl::Status {
         std::vector<std::string> ids;
         for (const Issuer& i : issuers) {
-          std::string nb, na;
-          tx.exec_params(kInsertSql, i.id, IssuerPurposeName(i.purpose), i.parent_id,
-                         IssuerStateName(i.state), i.algorithm, i.subject,
-                         ToHex(i.certificate_der), ToHex(i.chain_der), ToHex(i.csr_der),
-                         TimeOrNull(i.not_before, &nb), TimeOrNull(i.not_after, &na),
-                         ToHex(i.key_ciphertext), i.kek_id);
+          Insert(tx, i);
           ids.push_back(i.id);
         }
         Journal(tx, ctx,
@@ -178,10 +181,38 @@ absl::StatusOr<std::vector<Issuer>> PgIssuerStore::List() {
   return out;
 }
 
+absl::StatusOr<std::string> PgIssuerStore::Replace(const Issuer& issuer,
+                                                   const RequestContext& ctx) {
+  std::string retired;
+  absl::Status st = pool_.Transact(
+      "replace issuer", TxMode::kReadWrite,
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        retired.clear();
+        std::vector<std::string> keys;
+        for (const auto& row : tx.exec_params(kRetireSql, IssuerPurposeName(issuer.purpose))) {
+          retired = row[0].as<std::string>();
+          keys.push_back(retired);
+        }
+        Insert(tx, issuer);
+        keys.push_back(issuer.id);
+        Journal(tx, ctx,
+                {"ReplaceIssuer", "issuer", keys, false,
+                 absl::StrCat("{\"issuer\":\"", issuer.id, "\",\"retired\":\"", retired, "\"}")});
+        return absl::OkStatus();
+      },
+      &ctx);
+  if (st.code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AlreadyExistsError(absl::StrCat("issuer \"", issuer.id, "\" already exists"));
+  }
+  if (!st.ok()) return st;
+  return retired;
+}
+
 absl::StatusOr<std::string> PgIssuerStore::Activate(const std::string& id,
                                                     int64_t expected_version,
                                                     const std::string& certificate_der,
                                                     const std::string& chain_der,
+                                                    const std::string& parent_id,
                                                     absl::Time not_before, absl::Time not_after,
                                                     const RequestContext& ctx) {
   std::string retired;
@@ -201,7 +232,7 @@ absl::StatusOr<std::string> PgIssuerStore::Activate(const std::string& id,
           keys.push_back(retired);
         }
         tx.exec_params(kActivateSql, id, ToHex(certificate_der), ToHex(chain_der),
-                       ToMicros(not_before), ToMicros(not_after));
+                       ToMicros(not_before), ToMicros(not_after), parent_id);
         keys.push_back(id);
         Journal(tx, ctx,
                 {"ActivateIssuer", "issuer", keys, false,

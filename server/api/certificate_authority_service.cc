@@ -197,6 +197,28 @@ grpc::Status CertificateAuthorityService::ImportIntermediateCertificate(
   return ToGrpcStatus(ToProto(*issuer, response->mutable_issuer()));
 }
 
+grpc::Status CertificateAuthorityService::ImportIssuer(grpc::ServerContext* context,
+                                                       const v1::ImportIssuerRequest* request,
+                                                       v1::ImportIssuerResponse* response) {
+  auto purpose = FromProtoPurpose(request->purpose());
+  if (!purpose || *purpose == storage::IssuerPurpose::kRoot) {
+    return Invalid("purpose: one of ISSUER_PURPOSE_DEVICES, _BROKERS, _OPERATORS");
+  }
+  if (request->has_pkcs11_uri()) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "pkcs11_uri: HSM keys are not available in this version");
+  }
+  if (request->certificate_pem().empty()) return Invalid("certificate_pem: is required");
+  if (request->private_key_pem().empty()) return Invalid("private_key_pem: is required");
+  std::string retired;
+  auto issuer = ca_.ImportIssuer(*purpose, request->certificate_pem(), request->chain_pem(),
+                                 request->private_key_pem(), request->private_key_password(),
+                                 RequestContextFor(*context), &retired);
+  if (!issuer.ok()) return ToGrpcStatus(issuer.status());
+  response->set_retired_issuer_id(retired);
+  return ToGrpcStatus(ToProto(*issuer, response->mutable_issuer()));
+}
+
 grpc::Status CertificateAuthorityService::ListIssuers(grpc::ServerContext*,
                                                       const v1::ListIssuersRequest* request,
                                                       v1::ListIssuersResponse* response) {

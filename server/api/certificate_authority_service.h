@@ -1,9 +1,9 @@
 #pragma once
 
 // gRPC CertificateAuthorityService over ca::CertificateAuthority. Built: InitializeHierarchy,
-// CreateIntermediateCsr, ImportIntermediateCertificate, ListIssuers, GetIssuer,
-// GetTrustBundle (PEM). The rest answers UNIMPLEMENTED (rotation, KEK re-wrap, importing an
-// issuer's key, external CAs, PKCS#12/JKS bundles).
+// CreateIntermediateCsr, ImportIntermediateCertificate, ImportIssuer (PEM key), ListIssuers,
+// GetIssuer, GetTrustBundle (PEM). The rest answers UNIMPLEMENTED (rotation, KEK re-wrap,
+// PKCS#11 keys, external CAs, PKCS#12/JKS bundles).
 
 #include "fleetca/v1/certificate_authority.grpc.pb.h"
 #include "server/ca/certificate_authority.h"
@@ -23,6 +23,8 @@ class CertificateAuthorityService final : public v1::CertificateAuthorityService
   grpc::Status ImportIntermediateCertificate(
       grpc::ServerContext* context, const v1::ImportIntermediateCertificateRequest* request,
       v1::ImportIntermediateCertificateResponse* response) override;
+  grpc::Status ImportIssuer(grpc::ServerContext* context, const v1::ImportIssuerRequest* request,
+                            v1::ImportIssuerResponse* response) override;
   grpc::Status ListIssuers(grpc::ServerContext* context, const v1::ListIssuersRequest* request,
                            v1::ListIssuersResponse* response) override;
   grpc::Status GetIssuer(grpc::ServerContext* context, const v1::GetIssuerRequest* request,

@@ -409,6 +409,110 @@ absl::StatusOr<Issuer> CertificateAuthority::CreateIntermediateCsr(IssuerPurpose
   return store_.Get(row.id);
 }
 
+absl::Status CertificateAuthority::VerifyCaCertificate(const X509* cert,
+                                                      const std::string& chain_pem,
+                                                      std::string* chain_der,
+                                                      std::string* parent_id) {
+  ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert));
+  if (!info.is_ca || !info.can_sign_certificates) {
+    return absl::InvalidArgumentError(
+        "certificate_pem: not a CA certificate allowed to sign certificates (basicConstraints "
+        "CA:TRUE and keyUsage keyCertSign are required)");
+  }
+  const absl::Time now = absl::Now();
+  if (info.not_before > now || info.not_after <= now) {
+    return absl::InvalidArgumentError("certificate_pem: not valid now (check its notBefore/notAfter)");
+  }
+  std::vector<pki::X509Ptr> chain;
+  if (!chain_pem.empty()) {
+    auto parsed = pki::CertificatesFromPem(chain_pem);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("chain_pem: ", parsed.status().message()));
+    }
+    chain = *std::move(parsed);
+  }
+  std::vector<const X509*> roots, intermediates;
+  chain_der->clear();
+  parent_id->clear();
+  for (const auto& c : chain) {
+    ASSIGN_OR_RETURN(pki::CertificateInfo ci, pki::InspectCertificate(c.get()));
+    (ci.subject == ci.issuer ? roots : intermediates).push_back(c.get());
+    ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(c.get()));
+    *chain_der += der;
+  }
+  pki::X509Ptr own_root;
+  if (chain.empty()) {
+    // No chain given: it must have been signed by this CA's own root.
+    ASSIGN_OR_RETURN(std::vector<storage::Issuer> issuers, store_.List());
+    const storage::Issuer* root = FindActive(issuers, IssuerPurpose::kRoot);
+    if (root == nullptr) {
+      return absl::InvalidArgumentError(
+          "chain_pem: required (the self-signed root and any intermediates above the "
+          "certificate): this CA has no root of its own to check it against");
+    }
+    ASSIGN_OR_RETURN(own_root, pki::CertificateFromDer(root->certificate_der));
+    roots.push_back(own_root.get());
+    *parent_id = root->id;
+  } else if (roots.empty()) {
+    return absl::InvalidArgumentError(
+        "chain_pem: must contain the self-signed root (and any intermediates) above the "
+        "certificate");
+  }
+  absl::Status verified = pki::VerifyChain(cert, intermediates, roots, now);
+  if (!verified.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "certificate_pem: does not chain to ", chain.empty() ? "this CA's root" : "the given root",
+        ": ", verified.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Issuer> CertificateAuthority::ImportIssuer(
+    IssuerPurpose purpose, const std::string& certificate_pem, const std::string& chain_pem,
+    const std::string& private_key_pem, const std::string& password, const RequestContext& ctx,
+    std::string* retired) {
+  if (purpose == IssuerPurpose::kRoot) {
+    return absl::InvalidArgumentError(
+        "purpose: import intermediates (devices, brokers, operators); a root is created by init "
+        "or kept offline");
+  }
+  auto cert = pki::CertificateFromPem(certificate_pem);
+  if (!cert.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("certificate_pem: ", cert.status().message()));
+  }
+  auto key = pki::PrivateKeyFromPem(private_key_pem, password);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("private_key_pem: ", key.status().message()));
+  }
+  auto algorithm = pki::KeyAlgorithmOf(key->get());
+  if (!algorithm.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("private_key_pem: ", algorithm.status().message()));
+  }
+  pki::EvpPkeyPtr cert_key(X509_get_pubkey(cert->get()));
+  if (cert_key == nullptr || !pki::PublicKeysMatch(cert_key.get(), key->get())) {
+    return absl::InvalidArgumentError("private_key_pem: is not the key of certificate_pem");
+  }
+  Issuer row;
+  RETURN_IF_ERROR(VerifyCaCertificate(cert->get(), chain_pem, &row.chain_der, &row.parent_id));
+  ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
+  ASSIGN_OR_RETURN(std::vector<Issuer> existing, store_.List());
+  row.id = NextId(existing, purpose);
+  row.purpose = purpose;
+  row.state = IssuerState::kActive;
+  row.algorithm = pki::KeyAlgorithmName(*algorithm);
+  row.subject = info.subject;
+  ASSIGN_OR_RETURN(row.certificate_der, pki::CertificateToDer(cert->get()));
+  row.not_before = info.not_before;
+  row.not_after = info.not_after;
+  ASSIGN_OR_RETURN(row.key_ciphertext, pki::WrapPrivateKey(key->get(), row.id, ring_));
+  row.kek_id = ring_.current().id();
+  ASSIGN_OR_RETURN(*retired, store_.Replace(row, ctx));
+  keys_.Add(row.id, *std::move(key));
+  InvalidateCache();
+  return store_.Get(row.id);
+}
+
 absl::StatusOr<std::string> CertificateAuthority::ImportIntermediateCertificate(
     const std::string& issuer_id, const std::string& certificate_pem, const std::string& chain_pem,
     const RequestContext& ctx) {
@@ -428,42 +532,15 @@ absl::StatusOr<std::string> CertificateAuthority::ImportIntermediateCertificate(
     return absl::InvalidArgumentError(absl::StrCat(
         "certificate_pem: its public key is not the key of pending issuer \"", issuer_id, "\""));
   }
+  std::string chain_der, parent_id;
+  RETURN_IF_ERROR(VerifyCaCertificate(cert->get(), chain_pem, &chain_der, &parent_id));
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
-  if (!info.is_ca || !info.can_sign_certificates) {
-    return absl::InvalidArgumentError(
-        "certificate_pem: not a CA certificate allowed to sign certificates (basicConstraints "
-        "CA:TRUE and keyUsage keyCertSign are required)");
-  }
-  std::vector<pki::X509Ptr> chain;
-  if (!chain_pem.empty()) {
-    auto parsed = pki::CertificatesFromPem(chain_pem);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("chain_pem: ", parsed.status().message()));
-    }
-    chain = *std::move(parsed);
-  }
-  std::vector<const X509*> roots, intermediates;
-  std::string chain_der;
-  for (const auto& c : chain) {
-    ASSIGN_OR_RETURN(pki::CertificateInfo ci, pki::InspectCertificate(c.get()));
-    (ci.subject == ci.issuer ? roots : intermediates).push_back(c.get());
-    ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(c.get()));
-    chain_der += der;
-  }
-  if (roots.empty()) {
-    return absl::InvalidArgumentError(
-        "chain_pem: must contain the self-signed root (and any intermediates) above the "
-        "certificate");
-  }
-  absl::Status verified = pki::VerifyChain(cert->get(), intermediates, roots, absl::Now());
-  if (!verified.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("certificate_pem: does not chain to the given root: ", verified.message()));
-  }
   ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(cert->get()));
+  // Activate stores the chain given; a certificate signed by this CA's own root keeps no
+  // chain of its own but a parent (ChainPem follows the root's row).
   ASSIGN_OR_RETURN(std::string retired,
-                   store_.Activate(issuer_id, issuer.version, der, chain_der, info.not_before,
-                                   info.not_after, ctx));
+                   store_.Activate(issuer_id, issuer.version, der, chain_der, parent_id,
+                                   info.not_before, info.not_after, ctx));
   RETURN_IF_ERROR(EnsureKeyLoaded(issuer));
   InvalidateCache();
   return retired;

@@ -91,8 +91,9 @@ class CertificateAuthority {
 
   // Offline root: CreateIntermediateCsr makes a pending intermediate (new key, wrapped and
   // stored) and returns it with its CSR; ImportIntermediateCertificate checks the signed
-  // certificate (its key is the pending one, it is a CA that may sign certificates, the chain
-  // verifies up to a self-signed root) and activates it, retiring the previous one.
+  // certificate (its key is the pending one, it is a CA that may sign certificates, it
+  // verifies up to a self-signed root in chain_pem, or to this CA's root when chain_pem is
+  // empty) and activates it, retiring the previous one.
   absl::StatusOr<storage::Issuer> CreateIntermediateCsr(storage::IssuerPurpose purpose,
                                                         pki::KeyAlgorithm algorithm,
                                                         const pki::SubjectName& subject,
@@ -102,12 +103,30 @@ class CertificateAuthority {
                                                             const std::string& chain_pem,
                                                             const RequestContext& ctx);
 
+  // ImportIssuer makes an existing intermediate (certificate and private key, PEM; the key
+  // encrypted when password is set) the active issuer of its purpose, retiring the previous
+  // one. Checks: the key is allowed and is the certificate's; the certificate is a CA that
+  // may sign certificates, valid now; it verifies up to a self-signed root in chain_pem, or
+  // to this CA's root when chain_pem is empty. INVALID_ARGUMENT naming the field otherwise.
+  // Returns the new issuer and, in *retired, the retired issuer's id (or "").
+  absl::StatusOr<storage::Issuer> ImportIssuer(storage::IssuerPurpose purpose,
+                                               const std::string& certificate_pem,
+                                               const std::string& chain_pem,
+                                               const std::string& private_key_pem,
+                                               const std::string& password,
+                                               const RequestContext& ctx, std::string* retired);
+
   std::string CrlUrl(const std::string& issuer_id) const;
   std::string CaIssuersUrl(const std::string& issuer_id) const;
   pki::KeyStore& key_store() { return keys_; }
 
  private:
   absl::Status EnsureKeyLoaded(const storage::Issuer& issuer);
+  // VerifyCaCertificate checks an outside CA certificate: a CA that may sign, valid now, and
+  // chaining to a root in chain_pem (or this CA's root). Sets *chain_der to the chain given,
+  // or *parent_id to this CA's root id.
+  absl::Status VerifyCaCertificate(const X509* cert, const std::string& chain_pem,
+                                   std::string* chain_der, std::string* parent_id);
   void InvalidateCache();
 
   storage::IssuerStore& store_;

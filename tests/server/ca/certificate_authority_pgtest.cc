@@ -150,3 +150,89 @@ TEST_F(CertificateAuthorityTest, BadOptionsAreInvalid) {
 
 }  // namespace
 }  // namespace fleetca::ca
+
+namespace fleetca::ca {
+namespace {
+
+// An outside CA certificate for `key`, signed by signer_id's key in `signer` (self-signed
+// when issuer is null).
+std::string CaPem(pki::KeyStore& signer, const std::string& signer_id, const X509* issuer,
+                  const EVP_PKEY* key, const std::string& cn, bool ca = true) {
+  pki::CertificateTemplate t;
+  t.profile = issuer == nullptr ? pki::CertificateProfile::kRootCa
+                                : (ca ? pki::CertificateProfile::kIntermediateCa
+                                      : pki::CertificateProfile::kClient);
+  t.serial = pki::RandomSerial();
+  t.subject.common_name = cn;
+  t.not_before = absl::Now() - absl::Hours(1);
+  t.not_after = absl::Now() + absl::Hours(24 * 365);
+  t.public_key = key;
+  auto cert = pki::BuildCertificate(t, issuer, signer, signer_id);
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  return *pki::CertificateToPem(cert->get());
+}
+
+std::string KeyPem(const EVP_PKEY* key) {
+  return pki::DerToPem(*pki::PrivateKeyToDer(key), "PRIVATE KEY");
+}
+
+TEST_F(CertificateAuthorityTest, ImportIssuerWithAnOutsideChain) {
+  Replica r(db_.pool(), ring_);
+  ASSERT_TRUE(r.ca.Initialize(Options(), ctx_).ok());
+  // An outside root and an intermediate under it, made with OpenSSL here.
+  pki::SoftwareKeyStore outside;
+  auto root_key = *pki::GenerateKey(pki::KeyAlgorithm::kEcdsaP384);
+  auto inter_key = *pki::GenerateKey(pki::KeyAlgorithm::kEcdsaP256);
+  outside.Add("outside-root", pki::EvpPkeyPtr(EVP_PKEY_dup(root_key.get())));
+  const std::string root_pem = CaPem(outside, "outside-root", nullptr, root_key.get(), "Outside Root");
+  auto root_cert = *pki::CertificateFromPem(root_pem);
+  const std::string inter_pem =
+      CaPem(outside, "outside-root", root_cert.get(), inter_key.get(), "Outside Devices CA");
+
+  std::string retired;
+  auto imported = r.ca.ImportIssuer(IssuerPurpose::kDevices, inter_pem, root_pem,
+                                    KeyPem(inter_key.get()), "", ctx_, &retired);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->id, "devices-2");
+  EXPECT_EQ(retired, "devices-1");
+  auto active = r.ca.Active(IssuerPurpose::kDevices);
+  ASSERT_TRUE(active.ok()) << active.status();
+  EXPECT_EQ((*active)->row.id, "devices-2");
+  EXPECT_NE((*active)->chain_pem.find(root_pem.substr(30, 40)), std::string::npos);
+  EXPECT_EQ(db_.Exec("SELECT state FROM issuers WHERE id = 'devices-1'"), "retired");
+}
+
+TEST_F(CertificateAuthorityTest, ImportIssuerChecksKeyChainAndCaFlags) {
+  Replica r(db_.pool(), ring_);
+  ASSERT_TRUE(r.ca.Initialize(Options(), ctx_).ok());
+  auto root = *pki::CertificateFromDer(r.ca.GetIssuer("root-1")->certificate_der);
+  auto key = *pki::GenerateKey(pki::KeyAlgorithm::kEcdsaP256);
+  auto other = *pki::GenerateKey(pki::KeyAlgorithm::kEcdsaP256);
+  // Signed by this CA's own root: no chain needed, parent recorded.
+  const std::string pem = CaPem(r.keys, "root-1", root.get(), key.get(), "Second Brokers CA");
+  std::string retired;
+  EXPECT_EQ(r.ca.ImportIssuer(IssuerPurpose::kBrokers, pem, "", KeyPem(other.get()), "", ctx_,
+                              &retired).status().code(),
+            absl::StatusCode::kInvalidArgument);  // not its key
+  const std::string leaf = CaPem(r.keys, "root-1", root.get(), key.get(), "Not a CA", false);
+  auto not_ca = r.ca.ImportIssuer(IssuerPurpose::kBrokers, leaf, "", KeyPem(key.get()), "", ctx_,
+                                  &retired).status();
+  EXPECT_THAT(std::string(not_ca.message()), HasSubstr("not a CA certificate"));
+  pki::SoftwareKeyStore self;
+  self.Add("self", pki::EvpPkeyPtr(EVP_PKEY_dup(key.get())));
+  const std::string stranger = CaPem(self, "self", nullptr, key.get(), "Stranger");
+  auto unchained = r.ca.ImportIssuer(IssuerPurpose::kBrokers, stranger, "", KeyPem(key.get()), "",
+                                     ctx_, &retired).status();
+  EXPECT_THAT(std::string(unchained.message()), HasSubstr("does not chain"));
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM issuers"), "4");
+
+  auto ok = r.ca.ImportIssuer(IssuerPurpose::kBrokers, pem, "", KeyPem(key.get()), "", ctx_, &retired);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->parent_id, "root-1");
+  EXPECT_EQ(retired, "brokers-1");
+  auto chain = pki::CertificatesFromPem(*r.ca.ChainPem(*ok));
+  EXPECT_EQ(chain->size(), 2u);
+}
+
+}  // namespace
+}  // namespace fleetca::ca
