@@ -18,9 +18,11 @@ CREATE TABLE change_log (
 );
 CREATE INDEX change_log_entity ON change_log (entity_type, entity_key, revision);
 
--- The audit log: who did what to which object. Each entry carries the SHA-256 of the
--- previous entry's hash and its own canonical content (see fleetca_append_audit), so
--- editing or removing a past entry breaks the chain.
+-- The audit log: who did what to which object. Writers insert entries without taking any
+-- lock; the sequencer (fleetca_chain_audit, run by a background worker on one replica at a
+-- time) then chains them: chain_seq 1, 2, 3... in the order it finds them, each entry's hash
+-- covering the previous entry's hash and its own canonical content, so editing or removing a
+-- chained entry breaks the chain. Entries wait for the sequencer a fraction of a second.
 CREATE TABLE audit_log (
   id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   created_at  timestamptz NOT NULL DEFAULT now(),
@@ -29,9 +31,13 @@ CREATE TABLE audit_log (
   target      text NOT NULL DEFAULT '',
   request_id  text NOT NULL DEFAULT '',
   details     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(details) = 'object'),
+  chain_seq   bigint UNIQUE CHECK (chain_seq IS NULL OR chain_seq >= 1),
   prev_hash   bytea CHECK (prev_hash IS NULL OR octet_length(prev_hash) = 32),
-  hash        bytea NOT NULL CHECK (octet_length(hash) = 32)
+  hash        bytea CHECK (hash IS NULL OR octet_length(hash) = 32),
+  CHECK ((chain_seq IS NULL) = (hash IS NULL)),
+  CHECK (chain_seq IS NULL OR chain_seq = 1 OR prev_hash IS NOT NULL)
 );
+CREATE INDEX audit_log_unchained ON audit_log (id) WHERE chain_seq IS NULL;
 CREATE INDEX audit_log_target ON audit_log (target, id);
 CREATE INDEX audit_log_actor ON audit_log (actor, id);
 
@@ -164,6 +170,7 @@ CREATE TABLE certificates (
 CREATE INDEX certificates_comm_id ON certificates (comm_id, not_after) WHERE comm_id IS NOT NULL;
 CREATE INDEX certificates_issuer_not_after ON certificates (issuer_id, not_after);
 CREATE INDEX certificates_not_after ON certificates (not_after);
+CREATE INDEX certificates_created ON certificates (created_at, serial);
 CREATE INDEX certificates_broker ON certificates (broker_name) WHERE broker_name IS NOT NULL;
 
 -- Revocations (RFC 5280 section 5.3.1 reason codes; 7 is unused, 6 is certificateHold).
@@ -228,7 +235,7 @@ CREATE TABLE acl_assignments (
 );
 CREATE INDEX acl_assignments_subject ON acl_assignments (subject_type, subject);
 
--- fleetca_log_lock serializes every append to change_log and audit_log until commit.
+-- fleetca_log_lock serializes every append to change_log until commit.
 -- Writers call it as late as they can in their transaction to keep the section short.
 CREATE FUNCTION fleetca_log_lock() RETURNS void LANGUAGE sql AS $$
   SELECT pg_advisory_xact_lock(7318262781330071552);  -- 'fleetca' log lock
@@ -249,30 +256,70 @@ BEGIN
 END $$;
 
 -- fleetca_append_audit records one audit entry (one per API call: a batch is one entry
--- whose details list its objects), chained by SHA-256:
---   hash = sha256(prev_hash || canonical), canonical being
---   id|epoch-microseconds|actor|action|target|request_id|details-as-jsonb-text
--- (jsonb's text form is canonical: sorted keys, fixed spacing). Returns the entry's id.
+-- whose details list its objects). No lock: the sequencer chains it later. Returns its id.
 CREATE FUNCTION fleetca_append_audit(p_actor text, p_action text, p_target text,
                                      p_request_id text, p_details jsonb)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE sql AS $$
+  INSERT INTO audit_log (actor, action, target, request_id, details)
+  VALUES (p_actor, p_action, p_target, p_request_id, p_details) RETURNING id;
+$$;
+
+-- fleetca_chain_audit chains up to p_limit unchained entries, oldest id first, and returns
+-- how many it chained (0 when another session is chaining). For each entry:
+--   chain_seq = previous chain_seq + 1
+--   hash = sha256(prev_hash || canonical), canonical being
+--   chain_seq|id|epoch-microseconds|actor|action|target|request_id|details-as-jsonb-text
+-- (jsonb's text form is canonical: sorted keys, fixed spacing).
+CREATE FUNCTION fleetca_chain_audit(p_limit integer) RETURNS integer
+LANGUAGE plpgsql AS $$
 DECLARE
-  prev   bytea;
-  new_id bigint;
-  at     timestamptz := now();
+  seq  bigint;
+  prev bytea;
+  h    bytea;
+  n    integer := 0;
+  r    record;
 BEGIN
-  PERFORM fleetca_log_lock();
-  SELECT hash INTO prev FROM audit_log ORDER BY id DESC LIMIT 1;
-  new_id := nextval(pg_get_serial_sequence('audit_log', 'id'));
-  INSERT INTO audit_log (id, created_at, actor, action, target, request_id, details,
-                         prev_hash, hash)
-    OVERRIDING SYSTEM VALUE
-    VALUES (new_id, at, p_actor, p_action, p_target, p_request_id, p_details, prev,
-            sha256(coalesce(prev, ''::bytea) || convert_to(
-              new_id::text || '|' || (extract(epoch FROM at) * 1000000)::bigint::text || '|'
-              || p_actor || '|' || p_action || '|' || p_target || '|' || p_request_id || '|'
-              || p_details::text, 'UTF8')));
-  RETURN new_id;
+  IF NOT pg_try_advisory_xact_lock(7318262781330071554) THEN  -- 'fleetca' audit sequencer
+    RETURN 0;
+  END IF;
+  SELECT chain_seq, hash INTO seq, prev FROM audit_log
+    WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1;
+  seq := coalesce(seq, 0);
+  FOR r IN SELECT id, created_at, actor, action, target, request_id, details FROM audit_log
+           WHERE chain_seq IS NULL ORDER BY id LIMIT p_limit LOOP
+    seq := seq + 1;
+    h := sha256(coalesce(prev, ''::bytea) || convert_to(
+           seq::text || '|' || r.id::text || '|'
+           || (extract(epoch FROM r.created_at) * 1000000)::bigint::text || '|' || r.actor || '|'
+           || r.action || '|' || r.target || '|' || r.request_id || '|' || r.details::text,
+           'UTF8'));
+    UPDATE audit_log SET chain_seq = seq, prev_hash = prev, hash = h WHERE id = r.id;
+    prev := h;
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END $$;
+
+-- fleetca_issuance_check is the first step of an issuance transaction: it serializes
+-- requests carrying the same request id (a concurrent retry waits here until the first
+-- commits or aborts), then reports the certificate already issued for that request id (if
+-- any), and the subject's state, locking the subject's row until commit so it cannot be
+-- suspended or removed under the issuance.
+CREATE FUNCTION fleetca_issuance_check(p_request_id text, p_comm_id text, p_broker text,
+                                       OUT prior_serial bytea, OUT device_status text,
+                                       OUT broker_found boolean)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtextextended(p_request_id, 7318262781330071555));
+  SELECT serial INTO prior_serial FROM certificates WHERE request_id = p_request_id;
+  IF p_comm_id <> '' THEN
+    SELECT status INTO device_status FROM devices WHERE comm_id = p_comm_id FOR SHARE;
+  END IF;
+  broker_found := false;
+  IF p_broker <> '' THEN
+    SELECT true INTO broker_found FROM brokers WHERE name = p_broker FOR SHARE;
+    broker_found := coalesce(broker_found, false);
+  END IF;
 END $$;
 
 -- Wake watchers (sync streams, CRL builder) when a change commits.

@@ -64,16 +64,16 @@ class CertificateStore {
   virtual ~CertificateStore() = default;
 
   // Issue runs one transaction:
-  //   0. if the request id was used before, return that certificate with replayed = true
-  //      (the caller checks that the request is the same) and do nothing else;
-  //   1. the subject must exist: a device kind's comm_id registered and active (NOT_FOUND,
-  //      FAILED_PRECONDITION otherwise, locked against concurrent status changes until
-  //      commit); a broker kind's broker registered (NOT_FOUND);
-  //   2. reserve `reserved.serial` and `reserved.request_id`. If a concurrent retry took the
-  //      request id meanwhile (the insert waits for it), return its certificate as in 0;
-  //   3. sign() returns the DER; it is stored with its fingerprint, status issued, and
-  //      journaled. The caller gets the record only once it is committed.
-  virtual absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& reserved,
+  //   1. it serializes on the request id (a concurrent retry waits for the first to commit);
+  //      if the request id was used before, it returns that certificate with replayed = true
+  //      (the caller checks that the request is the same) and does nothing else;
+  //   2. the subject must exist: a device kind's comm_id registered and active (NOT_FOUND,
+  //      FAILED_PRECONDITION otherwise), a broker kind's broker registered (NOT_FOUND); its
+  //      row stays locked against changes until commit;
+  //   3. sign() returns the DER, stored with `reserved`'s fields (status issued) and its
+  //      audit entry in one statement. Serial uniqueness is the primary key's.
+  // The caller gets the record only once it is committed; a failure anywhere leaves nothing.
+  virtual absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& record,
                                              const std::function<absl::StatusOr<std::string>()>& sign,
                                              const RequestContext& ctx) = 0;
 

@@ -6,7 +6,7 @@ namespace fleetca::storage {
 
 namespace {
 constexpr char kJournalSql[] =
-    "SELECT fleetca_append_changes($1, $2::text[], $3), "
+    "SELECT CASE WHEN $9 THEN fleetca_append_changes($1, $2::text[], $3) ELSE 0 END, "
     "fleetca_append_audit($4, $5, $6, $7, $8::jsonb)";
 }  // namespace
 
@@ -30,8 +30,13 @@ int64_t Journal(pqxx::transaction_base& tx, const RequestContext& ctx, const Jou
   const pqxx::row row = tx.exec_params1(
       kJournalSql, entry.entity_type, PgTextArray(entry.keys), entry.deleted ? "delete" : "upsert",
       ctx.actor.empty() ? std::string("unknown") : ctx.actor, entry.action,
-      entry.keys.size() == 1 ? entry.keys[0] : std::string(), ctx.request_id, entry.details_json);
+      entry.keys.size() == 1 ? entry.keys[0] : std::string(), ctx.request_id, entry.details_json,
+      entry.record_change);
   return row[0].as<int64_t>();
+}
+
+int ChainAudit(pqxx::transaction_base& tx, int limit) {
+  return tx.exec_params1("SELECT fleetca_chain_audit($1)", limit)[0].as<int>();
 }
 
 }  // namespace fleetca::storage

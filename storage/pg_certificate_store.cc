@@ -21,24 +21,24 @@ namespace {
   "encode(coalesce(csr_sha256, ''), 'hex'), requester, encode(coalesce(renewed_from, ''), "   \
   "'hex'), (extract(epoch FROM created_at) * 1000000)::bigint"
 
-constexpr char kDeviceCheckSql[] = "SELECT status FROM devices WHERE comm_id = $1 FOR SHARE";
-constexpr char kBrokerCheckSql[] = "SELECT 1 FROM brokers WHERE name = $1 FOR SHARE";
+constexpr char kCheckSql[] =
+    "SELECT encode(prior_serial, 'hex'), coalesce(device_status, ''), broker_found "
+    "FROM fleetca_issuance_check($1, $2, $3)";
 
-constexpr char kReserveSql[] =
-    "INSERT INTO certificates (serial, issuer_id, kind, comm_id, broker_name, identity_name, "
-    "subject, key_algorithm, dns_names, ip_addresses, status, profile, not_before, not_after, "
-    "request_id, csr_sha256, requester, renewed_from) VALUES (decode($1, 'hex'), $2, $3, "
-    "nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8, $9::text[], $10::text[], "
-    "'reserved', $11, to_timestamp($12::bigint / 1000000.0), "
-    "to_timestamp($13::bigint / 1000000.0), nullif($14, ''), nullif(decode($15, 'hex'), ''), "
-    "$16, nullif(decode($17, 'hex'), '')) ON CONFLICT (request_id) DO NOTHING RETURNING 1";
+// One statement stores the certificate and appends its audit entry (chained later by the
+// audit sequencer): one round trip, one tuple, each index written once.
+constexpr char kInsertSql[] =
+    "WITH ins AS (INSERT INTO certificates (serial, issuer_id, kind, comm_id, broker_name, "
+    "identity_name, subject, key_algorithm, dns_names, ip_addresses, status, profile, "
+    "not_before, not_after, der, fingerprint_sha256, request_id, csr_sha256, requester, "
+    "renewed_from) VALUES (decode($1, 'hex'), $2, $3, nullif($4, ''), nullif($5, ''), "
+    "nullif($6, ''), $7, $8, $9::text[], $10::text[], 'issued', $11, "
+    "to_timestamp($12::bigint / 1000000.0), to_timestamp($13::bigint / 1000000.0), "
+    "decode($14, 'hex'), sha256(decode($14, 'hex')), nullif($15, ''), "
+    "nullif(decode($16, 'hex'), ''), $17, nullif(decode($18, 'hex'), '')) "
+    "RETURNING " FLEETCA_CERT_COLUMNS ") "
+    "SELECT ins.*, fleetca_append_audit($19, 'IssueCertificate', $1, $20, $21::jsonb) FROM ins";
 
-constexpr char kStoreSql[] =
-    "UPDATE certificates SET der = decode($2, 'hex'), fingerprint_sha256 = sha256(decode($2, "
-    "'hex')), status = 'issued' WHERE serial = decode($1, 'hex') RETURNING " FLEETCA_CERT_COLUMNS;
-
-constexpr char kByRequestIdSql[] =
-    "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE request_id = $1";
 constexpr char kBySerialSql[] = "SELECT " FLEETCA_CERT_COLUMNS
                                 " FROM certificates WHERE serial = decode($1, 'hex') AND "
                                 "status <> 'reserved'";
@@ -153,55 +153,47 @@ absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
       "issue certificate", TxMode::kReadWrite,
       [&](pqxx::transaction_base& tx) -> absl::Status {
         out = IssueOutcome();
-        // 0. A request id seen before is a retry: answer with what was issued then.
-        if (const pqxx::result prior = tx.exec_params(kByRequestIdSql, r.request_id);
-            !prior.empty()) {
+        // 1. Serialize on the request id; a request id seen before is a retry.
+        const bool device = r.kind == CertificateKind::kDevice;
+        const bool broker = r.kind == CertificateKind::kBroker;
+        const pqxx::row check = tx.exec_params1(kCheckSql, r.request_id,
+                                                device ? r.comm_id : std::string(),
+                                                broker ? r.broker_name : std::string());
+        if (!check[0].is_null()) {
+          const pqxx::result prior = tx.exec_params(kBySerialSql, check[0].as<std::string>());
+          if (prior.empty()) return absl::AbortedError("concurrent change; retry");
           ASSIGN_OR_RETURN(out.record, FromRow(prior[0]));
           out.replayed = true;
           return absl::OkStatus();
         }
-        // 1. The subject exists (and, for a device, is active) until this commits.
-        if (r.kind == CertificateKind::kDevice) {
-          const pqxx::result d = tx.exec_params(kDeviceCheckSql, r.comm_id);
-          if (d.empty()) {
+        // 2. The subject exists (a device: active), locked until commit.
+        if (device) {
+          const std::string status = check[1].as<std::string>();
+          if (status.empty()) {
             return absl::NotFoundError(absl::StrCat("device \"", r.comm_id, "\" is not registered"));
           }
-          if (const std::string status = d[0][0].as<std::string>(); status != "active") {
+          if (status != "active") {
             return absl::FailedPreconditionError(absl::StrCat(
                 "device \"", r.comm_id, "\" is ", status, ": only active devices get certificates"));
           }
-        } else if (r.kind == CertificateKind::kBroker) {
-          if (tx.exec_params(kBrokerCheckSql, r.broker_name).empty()) {
-            return absl::NotFoundError(
-                absl::StrCat("broker \"", r.broker_name, "\" is not registered"));
-          }
+        } else if (broker && !check[2].as<bool>()) {
+          return absl::NotFoundError(absl::StrCat("broker \"", r.broker_name, "\" is not registered"));
         }
-        // 2. Reserve the serial and the request id. A concurrent retry holding the same
-        //    request id makes the insert wait for it, then do nothing: answer with its result.
-        const pqxx::result reserved = tx.exec_params(
-            kReserveSql, ToHex(r.serial), r.issuer_id, CertificateKindName(r.kind), r.comm_id,
-            r.broker_name, r.identity_name, r.subject, r.key_algorithm, PgTextArray(r.dns_names),
-            PgTextArray(r.ip_addresses), r.profile, ToMicros(r.not_before), ToMicros(r.not_after),
-            r.request_id, ToHex(r.csr_sha256), r.requester, ToHex(r.renewed_from));
-        if (reserved.empty()) {
-          const pqxx::result prior = tx.exec_params(kByRequestIdSql, r.request_id);
-          if (prior.empty()) return absl::AbortedError("request id vanished; retry");
-          ASSIGN_OR_RETURN(out.record, FromRow(prior[0]));
-          out.replayed = true;
-          return absl::OkStatus();
-        }
-        // 3. Sign, store, journal: all or nothing.
+        // 3. Sign, then store with the audit entry: committed together or not at all.
         ASSIGN_OR_RETURN(std::string der, sign());
-        const pqxx::result stored = tx.exec_params(kStoreSql, ToHex(r.serial), ToHex(der));
-        ASSIGN_OR_RETURN(out.record, FromRow(stored[0]));
-        const std::string serial_hex = ToHex(r.serial);
         std::map<std::string, std::string> details = {{"issuer", r.issuer_id},
                                                       {"kind", CertificateKindName(r.kind)},
                                                       {"subject", r.subject},
                                                       {"profile", r.profile}};
         if (!r.renewed_from.empty()) details["renewed_from"] = ToHex(r.renewed_from);
-        Journal(tx, ctx, {"IssueCertificate", "certificate", {serial_hex}, false,
-                          JsonObject(details)});
+        const pqxx::result stored = tx.exec_params(
+            kInsertSql, ToHex(r.serial), r.issuer_id, CertificateKindName(r.kind), r.comm_id,
+            r.broker_name, r.identity_name, r.subject, r.key_algorithm, PgTextArray(r.dns_names),
+            PgTextArray(r.ip_addresses), r.profile, ToMicros(r.not_before), ToMicros(r.not_after),
+            ToHex(der), r.request_id, ToHex(r.csr_sha256), r.requester, ToHex(r.renewed_from),
+            ctx.actor.empty() ? std::string("unknown") : ctx.actor, ctx.request_id,
+            JsonObject(details));
+        ASSIGN_OR_RETURN(out.record, FromRow(stored[0]));
         return absl::OkStatus();
       },
       &ctx));

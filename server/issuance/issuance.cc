@@ -91,11 +91,16 @@ std::vector<Profile> DefaultProfiles(const std::string& organization) {
   return {device, broker};
 }
 
-absl::StatusOr<IssuedCertificate> Issuance::Complete(CertificateRecord record, bool replayed) {
+absl::StatusOr<IssuedCertificate> Issuance::Complete(CertificateRecord record, bool replayed,
+                                                     const ca::ActiveIssuer* signer) {
   IssuedCertificate out;
   out.certificate_pem = pki::DerToPem(record.der, "CERTIFICATE");
-  ASSIGN_OR_RETURN(storage::Issuer issuer, ca_.GetIssuer(record.issuer_id));
-  ASSIGN_OR_RETURN(out.chain_pem, ca_.ChainPem(issuer));
+  if (signer != nullptr && signer->row.id == record.issuer_id) {
+    out.chain_pem = signer->chain_pem;
+  } else {
+    ASSIGN_OR_RETURN(storage::Issuer issuer, ca_.GetIssuer(record.issuer_id));
+    ASSIGN_OR_RETURN(out.chain_pem, ca_.ChainPem(issuer));
+  }
   out.record = std::move(record);
   out.replayed = replayed;
   return out;
@@ -218,7 +223,7 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
     t.ip_addresses = ips;
   }
 
-  // 5. The issuer, and the record the store reserves before signing.
+  // 5. The issuer, and the record the store writes with the signature.
   ASSIGN_OR_RETURN(std::shared_ptr<const ca::ActiveIssuer> issuer,
                    ca_.Active(is_device ? storage::IssuerPurpose::kDevices
                                         : storage::IssuerPurpose::kBrokers));
@@ -251,8 +256,9 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
   record.renewed_from = req.renew_from_serial;
   record.subject = SubjectString(t.subject);
 
-  // 6. One transaction: the subject is still there and active, the serial and request id
-  //    are reserved, the certificate is signed and stored; only then is it returned.
+  // 6. One transaction (CertificateStore::Issue): retries are told apart, the subject is
+  //    still there and active, the certificate is signed and stored with its audit entry;
+  //    only once that commits is it returned.
   auto sign = [&]() -> absl::StatusOr<std::string> {
     ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::BuildCertificate(t, issuer->certificate.get(),
                                                               ca_.key_store(), issuer->row.id));
@@ -271,7 +277,7 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
           pki::SerialToHex(prior.serial), "); use a new request id for a new request"));
     }
   }
-  return Complete(std::move(outcome.record), outcome.replayed);
+  return Complete(std::move(outcome.record), outcome.replayed, issuer.get());
 }
 
 absl::StatusOr<IssuedCertificate> Issuance::SignDeviceCsr(const SignRequest& request,

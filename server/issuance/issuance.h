@@ -6,7 +6,8 @@
 //   request fields -> profile and validity -> CSR intake (pki::ParseCsr: size, parse, proof
 //   of possession, key policy) -> subject rules (CN == comm-ID; SANs within a broker's
 //   allow-list) -> active issuer -> one transaction in the CertificateStore (subject still
-//   registered and active, serial and request id reserved, signature, commit) -> reply.
+//   registered and active, retries told apart, signature, row and audit entry) -> commit ->
+//   reply.
 
 #include <memory>
 #include <optional>
@@ -103,7 +104,10 @@ class Issuance {
   const std::vector<Profile>& profiles() const { return profiles_; }
 
  private:
-  absl::StatusOr<IssuedCertificate> Complete(storage::CertificateRecord record, bool replayed);
+  // Complete adds the PEM and chain; `signer` (when it issued the record) spares a database
+  // read of the chain.
+  absl::StatusOr<IssuedCertificate> Complete(storage::CertificateRecord record, bool replayed,
+                                             const ca::ActiveIssuer* signer = nullptr);
   absl::StatusOr<IssuedCertificate> Sign(storage::CertificateKind kind, const SignRequest& request,
                                          const RequestContext& ctx);
 
