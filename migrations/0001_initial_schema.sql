@@ -108,7 +108,10 @@ CREATE TABLE issuers (
   version         bigint NOT NULL DEFAULT 1,
   created_at      timestamptz NOT NULL DEFAULT now(),
   updated_at      timestamptz NOT NULL DEFAULT now(),
+  activated_at    timestamptz,
+  retired_at      timestamptz,
   CHECK (state = 'pending' OR certificate_der IS NOT NULL),
+  CHECK (state = 'pending' OR activated_at IS NOT NULL),
   CHECK ((key_ciphertext IS NULL) = (kek_id IS NULL)),
   CHECK (purpose <> 'external' OR key_ciphertext IS NULL),
   CHECK (purpose = 'root' OR purpose = 'external' OR parent_id IS NOT NULL OR state = 'pending'

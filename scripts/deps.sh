@@ -18,6 +18,7 @@ PACKAGES=(
   libpqxx-dev libabsl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql python3 openssl
+  mosquitto mosquitto-clients jq
 )
 
 log() { echo "deps.sh: $*" >&2; }
@@ -69,6 +70,13 @@ done
 command -v node >/dev/null || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
+  # Debian's mosquitto package enables and starts a system broker on port 1883. The tests
+  # start their own brokers on free loopback ports and need none: when this script has just
+  # installed it, stop and disable that service (an installation it did not make is left alone).
+  if [[ " ${missing[*]} " == *" mosquitto "* ]] && [ -d /run/systemd/system ]; then
+    log "stopping and disabling the mosquitto system service (the tests run their own brokers)"
+    "${SUDO[@]}" systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+  fi
 fi
 if ! command -v npm >/dev/null; then
   apt_install npm

@@ -59,6 +59,12 @@ struct CertificateFilter {
   std::optional<absl::Time> expires_before;  // not_after < this
 };
 
+// A position in List's order; the default is the start.
+struct CertificateCursor {
+  int64_t create_micros = 0;  // create_time, microseconds since the epoch
+  std::string serial;         // bytes
+};
+
 class CertificateStore {
  public:
   virtual ~CertificateStore() = default;
@@ -81,10 +87,13 @@ class CertificateStore {
   // (they only exist inside an uncommitted issuance).
   virtual absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial) = 0;
   virtual absl::StatusOr<CertificateRecord> GetByFingerprint(const std::string& fingerprint) = 0;
+  // GetByRequestId: the certificate issued for a request id; NOT_FOUND when none.
+  virtual absl::StatusOr<CertificateRecord> GetByRequestId(const std::string& request_id) = 0;
 
-  // List returns up to `limit` certificates with serial > after (bytes order), by serial.
+  // List returns up to `limit` certificates after the cursor, ordered by (create_time,
+  // serial): the order they were issued in, stable while more are issued.
   virtual absl::StatusOr<std::vector<CertificateRecord>> List(const CertificateFilter& filter,
-                                                              const std::string& after,
+                                                              const CertificateCursor& after,
                                                               int limit) = 0;
 };
 

@@ -36,6 +36,7 @@ struct Issuer {
   std::string kek_id;
   int64_t version = 0;
   absl::Time create_time, update_time;
+  std::optional<absl::Time> activate_time, retire_time;
 };
 
 class IssuerStore {
@@ -50,23 +51,28 @@ class IssuerStore {
   // Get returns one issuer. NOT_FOUND when unknown.
   virtual absl::StatusOr<Issuer> Get(const std::string& id) = 0;
 
-  // List returns every issuer, ordered by purpose then id (there are few).
+  // List returns every issuer, ordered by id (there are few).
   virtual absl::StatusOr<std::vector<Issuer>> List() = 0;
 
   // Replace inserts `issuer` (active) and retires the active issuer of its purpose, in one
-  // transaction, journaled. Returns the retired issuer's id, or "". ALREADY_EXISTS when the
+  // transaction, journaled; new_root, when set, is inserted first (a keyless outside root). Returns the retired issuer's id, or "". ALREADY_EXISTS when the
   // id is taken.
-  virtual absl::StatusOr<std::string> Replace(const Issuer& issuer, const RequestContext& ctx) = 0;
+  virtual absl::StatusOr<std::string> Replace(const Issuer& issuer,
+                                              const std::optional<Issuer>& new_root,
+                                              const RequestContext& ctx) = 0;
 
   // Activate turns a pending issuer active with its certificate (offline root), retiring the
-  // previously active issuer of the same purpose, in one transaction. NOT_FOUND; ABORTED when
-  // the issuer is no longer pending or changed since expected_version. Returns the retired
-  // issuer's id, or "".
+  // previously active issuer of the same purpose, in one transaction; new_root, when set, is
+  // inserted first (an offline root registered as a trusted issuer without a key). NOT_FOUND;
+  // ABORTED when the issuer is no longer pending or changed since expected_version. Returns
+  // the retired issuer's id, or "".
   virtual absl::StatusOr<std::string> Activate(const std::string& id, int64_t expected_version,
                                                const std::string& certificate_der,
                                                const std::string& chain_der,
                                                const std::string& parent_id, absl::Time not_before,
-                                               absl::Time not_after, const RequestContext& ctx) = 0;
+                                               absl::Time not_after,
+                                               const std::optional<Issuer>& new_root,
+                                               const RequestContext& ctx) = 0;
 };
 
 }  // namespace fleetca::storage

@@ -39,6 +39,8 @@ constexpr char kInsertSql[] =
     "RETURNING " FLEETCA_CERT_COLUMNS ") "
     "SELECT ins.*, fleetca_append_audit($19, 'IssueCertificate', $1, $20, $21::jsonb) FROM ins";
 
+constexpr char kByRequestIdSql[] =
+    "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE request_id = $1";
 constexpr char kBySerialSql[] = "SELECT " FLEETCA_CERT_COLUMNS
                                 " FROM certificates WHERE serial = decode($1, 'hex') AND "
                                 "status <> 'reserved'";
@@ -47,13 +49,14 @@ constexpr char kByFingerprintSql[] = "SELECT " FLEETCA_CERT_COLUMNS
                                      "decode($1, 'hex')";
 
 constexpr char kListSql[] =
-    "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE serial > decode($1, 'hex') "
-    "AND status <> 'reserved' "
+    "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates "
+    "WHERE (created_at, serial) > (timestamptz 'epoch' + $10::bigint * interval '1 microsecond', "
+    "decode($1, 'hex')) AND status <> 'reserved' "
     "AND ($2 = '' OR comm_id = $2) AND ($3 = '' OR issuer_id = $3) "
     "AND ($4 = '' OR broker_name = $4) AND ($5 = '' OR kind = $5) AND ($6 = '' OR status = $6) "
     "AND ($7::bigint IS NULL OR not_after >= to_timestamp($7::bigint / 1000000.0)) "
     "AND ($8::bigint IS NULL OR not_after < to_timestamp($8::bigint / 1000000.0)) "
-    "ORDER BY serial LIMIT $9";
+    "ORDER BY created_at, serial LIMIT $9";
 
 #undef FLEETCA_CERT_COLUMNS
 
@@ -209,8 +212,13 @@ absl::StatusOr<CertificateRecord> PgCertificateStore::GetByFingerprint(
   return GetOne(pool_, kByFingerprintSql, ToHex(fingerprint), "SHA-256 fingerprint");
 }
 
+absl::StatusOr<CertificateRecord> PgCertificateStore::GetByRequestId(
+    const std::string& request_id) {
+  return GetOne(pool_, kByRequestIdSql, request_id, "request id");
+}
+
 absl::StatusOr<std::vector<CertificateRecord>> PgCertificateStore::List(
-    const CertificateFilter& f, const std::string& after, int limit) {
+    const CertificateFilter& f, const CertificateCursor& after, int limit) {
   std::vector<CertificateRecord> out;
   std::string ea, eb;
   const char* expires_after = nullptr;
@@ -227,9 +235,12 @@ absl::StatusOr<std::vector<CertificateRecord>> PgCertificateStore::List(
       "list certificates", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
         const pqxx::result r = tx.exec_params(
-            kListSql, ToHex(after), f.comm_id, f.issuer_id, f.broker_name,
+            kListSql, ToHex(after.serial), f.comm_id, f.issuer_id, f.broker_name,
             f.kind ? CertificateKindName(*f.kind) : "", f.status ? CertificateStatusName(*f.status) : "",
-            expires_after, expires_before, limit);
+            expires_after, expires_before, limit,
+            // The start: a time before any certificate, within PostgreSQL's timestamp range.
+            after.create_micros == 0 && after.serial.empty() ? int64_t{-100000000000000000}
+                                                             : after.create_micros);
         for (const auto& row : r) {
           ASSIGN_OR_RETURN(CertificateRecord c, FromRow(row));
           out.push_back(std::move(c));

@@ -14,8 +14,9 @@ class PgCertificateStore final : public CertificateStore {
                                      const RequestContext& ctx) override;
   absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial) override;
   absl::StatusOr<CertificateRecord> GetByFingerprint(const std::string& fingerprint) override;
+  absl::StatusOr<CertificateRecord> GetByRequestId(const std::string& request_id) override;
   absl::StatusOr<std::vector<CertificateRecord>> List(const CertificateFilter& filter,
-                                                      const std::string& after,
+                                                      const CertificateCursor& after,
                                                       int limit) override;
 
  private:

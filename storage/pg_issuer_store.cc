@@ -20,33 +20,36 @@ namespace {
   "(extract(epoch FROM not_after) * 1000000)::bigint, "                                      \
   "encode(coalesce(key_ciphertext, ''), 'hex'), coalesce(kek_id, ''), version, "             \
   "(extract(epoch FROM created_at) * 1000000)::bigint, "                                     \
-  "(extract(epoch FROM updated_at) * 1000000)::bigint"
+  "(extract(epoch FROM updated_at) * 1000000)::bigint, "                                     \
+  "(extract(epoch FROM activated_at) * 1000000)::bigint, "                                   \
+  "(extract(epoch FROM retired_at) * 1000000)::bigint"
 
 constexpr char kInsertSql[] =
     "INSERT INTO issuers (id, purpose, parent_id, state, algorithm, subject, certificate_der, "
-    "chain_der, csr_der, not_before, not_after, key_ciphertext, kek_id) VALUES ($1, $2, "
+    "chain_der, csr_der, not_before, not_after, key_ciphertext, kek_id, activated_at) VALUES ($1, $2, "
     "nullif($3, ''), $4, $5, $6, nullif(decode($7, 'hex'), ''), nullif(decode($8, 'hex'), ''), "
     "nullif(decode($9, 'hex'), ''), to_timestamp($10::bigint / 1000000.0), "
-    "to_timestamp($11::bigint / 1000000.0), nullif(decode($12, 'hex'), ''), nullif($13, ''))";
+    "to_timestamp($11::bigint / 1000000.0), nullif(decode($12, 'hex'), ''), nullif($13, ''), "
+    "CASE WHEN $4 = 'active' THEN now() END)";
 
 constexpr char kGetSql[] = "SELECT " FLEETCA_ISSUER_COLUMNS " FROM issuers WHERE id = $1";
 
 constexpr char kListSql[] = "SELECT " FLEETCA_ISSUER_COLUMNS
-                            " FROM issuers WHERE purpose <> 'external' ORDER BY "
-                            "array_position(ARRAY['root','devices','brokers','operators'], "
-                            "purpose), id";
+                            " FROM issuers WHERE purpose <> 'external' ORDER BY id";
 
 constexpr char kLockSql[] = "SELECT state, version, purpose FROM issuers WHERE id = $1 FOR UPDATE";
 
 constexpr char kRetireSql[] =
-    "UPDATE issuers SET state = 'retired', version = version + 1, updated_at = now() "
+    "UPDATE issuers SET state = 'retired', retired_at = now(), version = version + 1, "
+    "updated_at = now() "
     "WHERE purpose = $1 AND state = 'active' RETURNING id";
 
 constexpr char kActivateSql[] =
     "UPDATE issuers SET state = 'active', certificate_der = decode($2, 'hex'), "
     "chain_der = nullif(decode($3, 'hex'), ''), not_before = to_timestamp($4::bigint / 1000000.0), "
     "not_after = to_timestamp($5::bigint / 1000000.0), parent_id = nullif($6, ''), "
-    "version = version + 1, updated_at = now() WHERE id = $1";
+    "csr_der = NULL, activated_at = now(), version = version + 1, updated_at = now() "
+    "WHERE id = $1";
 
 #undef FLEETCA_ISSUER_COLUMNS
 
@@ -83,6 +86,8 @@ absl::StatusOr<Issuer> FromRow(const pqxx::row& row) {
   i.version = row[13].as<int64_t>();
   i.create_time = FromMicros(row[14].as<int64_t>());
   i.update_time = FromMicros(row[15].as<int64_t>());
+  i.activate_time = OptionalTime(row[16]);
+  i.retire_time = OptionalTime(row[17]);
   return i;
 }
 
@@ -182,6 +187,7 @@ absl::StatusOr<std::vector<Issuer>> PgIssuerStore::List() {
 }
 
 absl::StatusOr<std::string> PgIssuerStore::Replace(const Issuer& issuer,
+                                                   const std::optional<Issuer>& new_root,
                                                    const RequestContext& ctx) {
   std::string retired;
   absl::Status st = pool_.Transact(
@@ -189,6 +195,10 @@ absl::StatusOr<std::string> PgIssuerStore::Replace(const Issuer& issuer,
       [&](pqxx::transaction_base& tx) -> absl::Status {
         retired.clear();
         std::vector<std::string> keys;
+        if (new_root.has_value()) {
+          Insert(tx, *new_root);
+          keys.push_back(new_root->id);
+        }
         for (const auto& row : tx.exec_params(kRetireSql, IssuerPurposeName(issuer.purpose))) {
           retired = row[0].as<std::string>();
           keys.push_back(retired);
@@ -214,6 +224,7 @@ absl::StatusOr<std::string> PgIssuerStore::Activate(const std::string& id,
                                                     const std::string& chain_der,
                                                     const std::string& parent_id,
                                                     absl::Time not_before, absl::Time not_after,
+                                                    const std::optional<Issuer>& new_root,
                                                     const RequestContext& ctx) {
   std::string retired;
   RETURN_IF_ERROR(pool_.Transact(
@@ -227,6 +238,10 @@ absl::StatusOr<std::string> PgIssuerStore::Activate(const std::string& id,
               absl::StrCat("issuer \"", id, "\" is no longer pending or changed meanwhile"));
         }
         std::vector<std::string> keys;
+        if (new_root.has_value()) {
+          Insert(tx, *new_root);
+          keys.push_back(new_root->id);
+        }
         for (const auto& row : tx.exec_params(kRetireSql, r[0][2].as<std::string>())) {
           retired = row[0].as<std::string>();
           keys.push_back(retired);

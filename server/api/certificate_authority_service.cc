@@ -1,6 +1,7 @@
 #include "server/api/certificate_authority_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/page_token.h"
 #include "server/api/call_context.h"
 #include "server/api/proto_convert.h"
 #include "server/api/status.h"
@@ -92,7 +93,8 @@ v1::IssuerPurpose ToProtoPurpose(storage::IssuerPurpose p) {
   return v1::ISSUER_PURPOSE_UNSPECIFIED;
 }
 
-absl::Status CertificateAuthorityService::ToProto(const storage::Issuer& i, v1::Issuer* out) {
+absl::Status CertificateAuthorityService::ToProto(const storage::Issuer& i, v1::Issuer* out,
+                                                 bool with_chain) {
   out->set_issuer_id(i.id);
   out->set_purpose(ToProtoPurpose(i.purpose));
   const bool expired = i.not_after.has_value() && *i.not_after <= absl::Now();
@@ -115,16 +117,22 @@ absl::Status CertificateAuthorityService::ToProto(const storage::Issuer& i, v1::
   if (!i.certificate_der.empty()) {
     out->set_sha256_fingerprint(pki::Sha256Hex(i.certificate_der));
     out->set_certificate_pem(pki::DerToPem(i.certificate_der, "CERTIFICATE"));
-    auto chain = ca_.ChainPem(i);
-    if (!chain.ok()) return chain.status();
-    out->set_chain_pem(*chain);
+    if (with_chain) {
+      auto chain = ca_.ChainAbovePem(i);
+      if (!chain.ok()) return chain.status();
+      out->set_chain_pem(*chain);
+    }
   }
-  if (!i.csr_der.empty()) out->set_csr_pem(pki::DerToPem(i.csr_der, "CERTIFICATE REQUEST"));
+  if (!i.csr_der.empty() && i.state == storage::IssuerState::kPending) {
+    out->set_csr_pem(pki::DerToPem(i.csr_der, "CERTIFICATE REQUEST"));
+  }
   if (i.not_before) SetTimestamp(*i.not_before, out->mutable_not_before());
   if (i.not_after) SetTimestamp(*i.not_after, out->mutable_not_after());
   out->set_crl_url(ca_.CrlUrl(i.id));
   out->set_certificate_url(ca_.CaIssuersUrl(i.id));
   SetTimestamp(i.create_time, out->mutable_create_time());
+  if (i.activate_time) SetTimestamp(*i.activate_time, out->mutable_activate_time());
+  if (i.retire_time) SetTimestamp(*i.retire_time, out->mutable_retire_time());
   return absl::OkStatus();
 }
 
@@ -188,10 +196,13 @@ grpc::Status CertificateAuthorityService::ImportIntermediateCertificate(
     v1::ImportIntermediateCertificateResponse* response) {
   if (request->issuer_id().empty()) return Invalid("issuer_id: is required");
   if (request->certificate_pem().empty()) return Invalid("certificate_pem: is required");
+  std::string root_id;
   auto retired = ca_.ImportIntermediateCertificate(request->issuer_id(), request->certificate_pem(),
-                                                   request->chain_pem(), RequestContextFor(*context));
+                                                   request->chain_pem(), RequestContextFor(*context),
+                                                   &root_id);
   if (!retired.ok()) return ToGrpcStatus(retired.status());
   response->set_retired_issuer_id(*retired);
+  response->set_root_issuer_id(root_id);
   auto issuer = ca_.GetIssuer(request->issuer_id());
   if (!issuer.ok()) return ToGrpcStatus(issuer.status());
   return ToGrpcStatus(ToProto(*issuer, response->mutable_issuer()));
@@ -223,20 +234,30 @@ grpc::Status CertificateAuthorityService::ListIssuers(grpc::ServerContext*,
                                                       const v1::ListIssuersRequest* request,
                                                       v1::ListIssuersResponse* response) {
   if (request->page_size() < 0) return Invalid("page_size: must not be negative");
-  if (!request->page_token().empty()) {
-    return Invalid("page_token: issuers fit in one page; send no token");
-  }
-  auto issuers = ca_.ListIssuers();
+  const int size = request->page_size() == 0 ? 100 : std::min(request->page_size(), 1000);
+  const std::string filters =
+      absl::StrCat(static_cast<int>(request->purpose()), "/", static_cast<int>(request->status()));
+  auto after = DecodePageToken("issuers", filters, request->page_token());
+  if (!after.ok()) return ToGrpcStatus(after.status());
+  auto issuers = ca_.ListIssuers();  // ordered by id
   if (!issuers.ok()) return ToGrpcStatus(issuers.status());
   for (const auto& i : *issuers) {
+    if (i.id <= *after) continue;
     if (request->purpose() != v1::ISSUER_PURPOSE_UNSPECIFIED &&
         ToProtoPurpose(i.purpose) != request->purpose()) {
       continue;
     }
     v1::Issuer issuer;
-    if (absl::Status st = ToProto(i, &issuer); !st.ok()) return ToGrpcStatus(st);
+    if (absl::Status st = ToProto(i, &issuer, /*with_chain=*/false); !st.ok()) {
+      return ToGrpcStatus(st);
+    }
     if (request->status() != v1::ISSUER_STATUS_UNSPECIFIED && issuer.status() != request->status()) {
       continue;
+    }
+    if (response->issuers_size() == size) {
+      response->set_next_page_token(
+          EncodePageToken("issuers", filters, response->issuers(size - 1).issuer_id()));
+      break;
     }
     *response->add_issuers() = std::move(issuer);
   }

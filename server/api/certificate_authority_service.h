@@ -34,7 +34,8 @@ class CertificateAuthorityService final : public v1::CertificateAuthorityService
                               v1::GetTrustBundleResponse* response) override;
 
  private:
-  absl::Status ToProto(const storage::Issuer& issuer, v1::Issuer* out);
+  // ToProto fills an Issuer; chain_pem only when with_chain (List leaves it out).
+  absl::Status ToProto(const storage::Issuer& issuer, v1::Issuer* out, bool with_chain = true);
 
   ca::CertificateAuthority& ca_;
 };

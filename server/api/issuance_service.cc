@@ -131,9 +131,11 @@ grpc::Status IssuanceService::RenewDeviceCertificate(
   issuance::SignRequest req;
   req.subject_id = request->comm_id();
   if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
-  auto serial = pki::SerialFromHex(request->previous_serial());
-  if (!serial.ok()) return Invalid("previous_serial: a serial in hex, e.g. 3a9f...");
-  req.renew_from_serial = *serial;
+  if (!request->previous_serial().empty()) {  // empty: the device's newest valid certificate
+    auto serial = pki::SerialFromHex(request->previous_serial());
+    if (!serial.ok()) return Invalid("previous_serial: a serial in hex, e.g. 3a9f...");
+    req.renew_from_serial = *serial;
+  }
   auto issued = issuance_.RenewDeviceCertificate(req, RequestContextFor(*context));
   if (!issued.ok()) return ToGrpcStatus(issued.status());
   ToProto(*issued, response->mutable_certificate());

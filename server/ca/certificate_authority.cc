@@ -1,5 +1,6 @@
 #include "server/ca/certificate_authority.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -83,6 +84,20 @@ struct NewIssuer {
 };
 
 absl::StatusOr<std::string> Der(const X509* cert) { return pki::CertificateToDer(cert); }
+
+// SplitDer splits concatenated DER certificates (an issuer's stored chain_der).
+absl::StatusOr<std::vector<std::string>> SplitDer(const std::string& ders) {
+  std::vector<std::string> out;
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(ders.data());
+  const unsigned char* end = p + ders.size();
+  while (p < end) {
+    const unsigned char* start = p;
+    pki::X509Ptr c(d2i_X509(nullptr, &p, end - p));
+    if (c == nullptr) return pki::OpenSslError("stored issuer chain");
+    out.emplace_back(reinterpret_cast<const char*>(start), static_cast<size_t>(p - start));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -177,11 +192,15 @@ absl::StatusOr<InitResult> CertificateAuthority::Initialize(const InitOptions& o
   std::string root_id;
   absl::Time root_not_after;
   if (options.offline_root) {
-    if (root != nullptr) {
+    if (root != nullptr && !root->key_ciphertext.empty()) {
       return absl::FailedPreconditionError(
-          "offline_root: this CA already has its root (" + root->id + "); offline mode is for "
-          "a hierarchy whose root is kept elsewhere");
+          "offline_root: this CA already has its own root (" + root->id + "); offline mode is "
+          "for a hierarchy whose root is kept elsewhere");
     }
+  } else if (root != nullptr && root->key_ciphertext.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the root (", root->id, ") is kept offline: fleetca holds no key to sign intermediates "
+        "with. Use offline_root (CSRs for the missing intermediates), or CreateIntermediateCsr"));
   } else if (root != nullptr) {
     ASSIGN_OR_RETURN(root_cert, pki::CertificateFromDer(root->certificate_der));
     root_id = root->id;
@@ -289,24 +308,22 @@ absl::StatusOr<InitResult> CertificateAuthority::Initialize(const InitOptions& o
 absl::StatusOr<std::string> CertificateAuthority::ChainPem(const Issuer& issuer) {
   if (issuer.certificate_der.empty()) return std::string();
   std::string pem = pki::DerToPem(issuer.certificate_der, "CERTIFICATE");
+  // Outside intermediates between this issuer and its root, imported with it.
+  ASSIGN_OR_RETURN(std::vector<std::string> between, SplitDer(issuer.chain_der));
+  for (const std::string& der : between) pem += pki::DerToPem(der, "CERTIFICATE");
   if (!issuer.parent_id.empty()) {
     ASSIGN_OR_RETURN(Issuer parent, store_.Get(issuer.parent_id));
     ASSIGN_OR_RETURN(std::string above, ChainPem(parent));
     pem += above;
-  } else if (!issuer.chain_der.empty()) {
-    // Offline root: the certificates above were imported with this one.
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(issuer.chain_der.data());
-    const unsigned char* end = p + issuer.chain_der.size();
-    while (p < end) {
-      const unsigned char* start = p;
-      pki::X509Ptr c(d2i_X509(nullptr, &p, end - p));
-      if (c == nullptr) return pki::OpenSslError("stored issuer chain");
-      pem += pki::DerToPem(
-          absl::string_view(reinterpret_cast<const char*>(start), static_cast<size_t>(p - start)),
-          "CERTIFICATE");
-    }
   }
   return pem;
+}
+
+absl::StatusOr<std::string> CertificateAuthority::ChainAbovePem(const Issuer& issuer) {
+  ASSIGN_OR_RETURN(std::string chain, ChainPem(issuer));
+  static const std::string kEnd = "-----END CERTIFICATE-----\n";
+  const size_t end = chain.find(kEnd);
+  return end == std::string::npos ? std::string() : chain.substr(end + kEnd.size());
 }
 
 absl::StatusOr<std::shared_ptr<const ActiveIssuer>> CertificateAuthority::Active(
@@ -351,32 +368,29 @@ absl::StatusOr<std::string> CertificateAuthority::TrustBundle(BundleScope scope,
     return true;
   };
   std::string roots, intermediates;
+  std::vector<std::string> root_ids;
   std::set<std::string> seen;  // DER, so a certificate appears once
   for (const Issuer& i : issuers) {
     if (i.certificate_der.empty() || !wanted(i.purpose)) continue;
     if (i.not_after.has_value() && *i.not_after <= now) continue;
-    ASSIGN_OR_RETURN(std::string chain, ChainPem(i));
-    // The issuer itself, then what the chain adds above it (an offline root).
-    ASSIGN_OR_RETURN(std::vector<pki::X509Ptr> certs, pki::CertificatesFromPem(chain));
-    for (size_t k = 0; k < certs.size(); ++k) {
-      if (k > 0 && i.purpose != IssuerPurpose::kRoot && !i.parent_id.empty()) break;
-      ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(certs[k].get()));
+    // The issuer's own certificate and the outside intermediates imported with it; every
+    // root, offline ones included, is an issuer row of its own.
+    ASSIGN_OR_RETURN(std::vector<std::string> ders, SplitDer(i.chain_der));
+    ders.insert(ders.begin(), i.certificate_der);
+    for (const std::string& der : ders) {
       if (!seen.insert(der).second) continue;
-      ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(certs[k].get()));
-      const std::string pem = pki::DerToPem(der, "CERTIFICATE");
-      if (info.subject == info.issuer) {
-        roots += pem;
-      } else {
-        intermediates += pem;
-      }
+      (i.purpose == IssuerPurpose::kRoot ? roots : intermediates) +=
+          pki::DerToPem(der, "CERTIFICATE");
     }
-    if (ids != nullptr) ids->push_back(i.id);
+    if (ids != nullptr) (i.purpose == IssuerPurpose::kRoot ? root_ids : *ids).push_back(i.id);
   }
   if (roots.empty() && intermediates.empty()) {
     return absl::FailedPreconditionError(
         "the CA has no certificates yet: initialise it first (fleetca-server init)");
   }
-  return roots + intermediates;
+  // Intermediates first, roots last (the order of a TLS chain, and of the API contract).
+  if (ids != nullptr) ids->insert(ids->end(), root_ids.begin(), root_ids.end());
+  return intermediates + roots;
 }
 
 absl::StatusOr<Issuer> CertificateAuthority::CreateIntermediateCsr(IssuerPurpose purpose,
@@ -412,7 +426,8 @@ absl::StatusOr<Issuer> CertificateAuthority::CreateIntermediateCsr(IssuerPurpose
 absl::Status CertificateAuthority::VerifyCaCertificate(const X509* cert,
                                                       const std::string& chain_pem,
                                                       std::string* chain_der,
-                                                      std::string* parent_id) {
+                                                      std::string* parent_id,
+                                                      std::optional<Issuer>* new_root) {
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert));
   if (!info.is_ca || !info.can_sign_certificates) {
     return absl::InvalidArgumentError(
@@ -434,16 +449,23 @@ absl::Status CertificateAuthority::VerifyCaCertificate(const X509* cert,
   std::vector<const X509*> roots, intermediates;
   chain_der->clear();
   parent_id->clear();
+  new_root->reset();
+  std::string root_der;
   for (const auto& c : chain) {
     ASSIGN_OR_RETURN(pki::CertificateInfo ci, pki::InspectCertificate(c.get()));
-    (ci.subject == ci.issuer ? roots : intermediates).push_back(c.get());
     ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(c.get()));
-    *chain_der += der;
+    if (ci.subject == ci.issuer) {
+      roots.push_back(c.get());
+      root_der = der;
+    } else {
+      intermediates.push_back(c.get());
+      *chain_der += der;
+    }
   }
+  ASSIGN_OR_RETURN(std::vector<storage::Issuer> issuers, store_.List());
   pki::X509Ptr own_root;
   if (chain.empty()) {
     // No chain given: it must have been signed by this CA's own root.
-    ASSIGN_OR_RETURN(std::vector<storage::Issuer> issuers, store_.List());
     const storage::Issuer* root = FindActive(issuers, IssuerPurpose::kRoot);
     if (root == nullptr) {
       return absl::InvalidArgumentError(
@@ -463,6 +485,39 @@ absl::Status CertificateAuthority::VerifyCaCertificate(const X509* cert,
     return absl::InvalidArgumentError(absl::StrCat(
         "certificate_pem: does not chain to ", chain.empty() ? "this CA's root" : "the given root",
         ": ", verified.message()));
+  }
+  if (!chain.empty()) {
+    if (roots.size() != 1) {
+      return absl::InvalidArgumentError("chain_pem: must contain exactly one self-signed root");
+    }
+    // The given root: an issuer already (the same certificate), or registered now, keyless.
+    for (const Issuer& i : issuers) {
+      if (i.purpose == IssuerPurpose::kRoot && i.certificate_der == root_der) *parent_id = i.id;
+    }
+    if (parent_id->empty()) {
+      if (const Issuer* active = FindActive(issuers, IssuerPurpose::kRoot); active != nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chain_pem: its root is not this CA's root (", active->id, ")"));
+      }
+      Issuer root;
+      root.id = NextId(issuers, IssuerPurpose::kRoot);
+      root.purpose = IssuerPurpose::kRoot;
+      root.state = IssuerState::kActive;
+      ASSIGN_OR_RETURN(pki::CertificateInfo ri, pki::InspectCertificate(roots[0]));
+      pki::EvpPkeyPtr root_key(X509_get_pubkey(const_cast<X509*>(roots[0])));
+      auto algorithm = root_key ? pki::KeyAlgorithmOf(root_key.get())
+                                : absl::StatusOr<pki::KeyAlgorithm>(absl::InvalidArgumentError(""));
+      if (!algorithm.ok()) {
+        return absl::InvalidArgumentError("chain_pem: the root's key is not an allowed algorithm");
+      }
+      root.algorithm = pki::KeyAlgorithmName(*algorithm);
+      root.subject = ri.subject;
+      root.certificate_der = root_der;
+      root.not_before = ri.not_before;
+      root.not_after = ri.not_after;
+      *parent_id = root.id;
+      *new_root = std::move(root);
+    }
   }
   return absl::OkStatus();
 }
@@ -494,7 +549,10 @@ absl::StatusOr<Issuer> CertificateAuthority::ImportIssuer(
     return absl::InvalidArgumentError("private_key_pem: is not the key of certificate_pem");
   }
   Issuer row;
-  RETURN_IF_ERROR(VerifyCaCertificate(cert->get(), chain_pem, &row.chain_der, &row.parent_id));
+  std::optional<Issuer> new_root;
+  RETURN_IF_ERROR(
+      VerifyCaCertificate(cert->get(), chain_pem, &row.chain_der, &row.parent_id, &new_root));
+
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
   ASSIGN_OR_RETURN(std::vector<Issuer> existing, store_.List());
   row.id = NextId(existing, purpose);
@@ -507,7 +565,7 @@ absl::StatusOr<Issuer> CertificateAuthority::ImportIssuer(
   row.not_after = info.not_after;
   ASSIGN_OR_RETURN(row.key_ciphertext, pki::WrapPrivateKey(key->get(), row.id, ring_));
   row.kek_id = ring_.current().id();
-  ASSIGN_OR_RETURN(*retired, store_.Replace(row, ctx));
+  ASSIGN_OR_RETURN(*retired, store_.Replace(row, new_root, ctx));
   keys_.Add(row.id, *std::move(key));
   InvalidateCache();
   return store_.Get(row.id);
@@ -515,7 +573,7 @@ absl::StatusOr<Issuer> CertificateAuthority::ImportIssuer(
 
 absl::StatusOr<std::string> CertificateAuthority::ImportIntermediateCertificate(
     const std::string& issuer_id, const std::string& certificate_pem, const std::string& chain_pem,
-    const RequestContext& ctx) {
+    const RequestContext& ctx, std::string* root_id) {
   ASSIGN_OR_RETURN(Issuer issuer, store_.Get(issuer_id));
   if (issuer.state != IssuerState::kPending) {
     return absl::FailedPreconditionError(
@@ -533,14 +591,16 @@ absl::StatusOr<std::string> CertificateAuthority::ImportIntermediateCertificate(
         "certificate_pem: its public key is not the key of pending issuer \"", issuer_id, "\""));
   }
   std::string chain_der, parent_id;
-  RETURN_IF_ERROR(VerifyCaCertificate(cert->get(), chain_pem, &chain_der, &parent_id));
+  std::optional<Issuer> new_root;
+  RETURN_IF_ERROR(VerifyCaCertificate(cert->get(), chain_pem, &chain_der, &parent_id, &new_root));
+  *root_id = parent_id;
   ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
   ASSIGN_OR_RETURN(std::string der, pki::CertificateToDer(cert->get()));
   // Activate stores the chain given; a certificate signed by this CA's own root keeps no
   // chain of its own but a parent (ChainPem follows the root's row).
   ASSIGN_OR_RETURN(std::string retired,
                    store_.Activate(issuer_id, issuer.version, der, chain_der, parent_id,
-                                   info.not_before, info.not_after, ctx));
+                                   info.not_before, info.not_after, new_root, ctx));
   RETURN_IF_ERROR(EnsureKeyLoaded(issuer));
   InvalidateCache();
   return retired;

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,7 +83,12 @@ class CertificateAuthority {
   // ChainPem returns an issuer's certificate and those above it (PEM), "" while pending.
   absl::StatusOr<std::string> ChainPem(const storage::Issuer& issuer);
 
-  // TrustBundle returns the certificates a relying party needs, PEM, root first:
+  // ChainAbovePem returns the certificates above an issuer (ChainPem without the issuer's
+  // own), nearest first: "" for a root.
+  absl::StatusOr<std::string> ChainAbovePem(const storage::Issuer& issuer);
+
+  // TrustBundle returns the certificates a relying party needs, PEM, intermediates first and
+  // roots last (issuer_ids in the same order):
   // kClientAuth (brokers checking devices and identities): root, devices, operators CAs;
   // kServerAuth (devices checking brokers): root, brokers CA; kAll: every active or pending-
   // chain certificate. Retired issuers stay while their certificate is valid (their leaves
@@ -98,16 +104,21 @@ class CertificateAuthority {
                                                         pki::KeyAlgorithm algorithm,
                                                         const pki::SubjectName& subject,
                                                         const RequestContext& ctx);
+  // The root of an imported chain is registered as an issuer without a key (unless it is
+  // already one); *root_id names it. Returns the retired issuer's id, or "".
   absl::StatusOr<std::string> ImportIntermediateCertificate(const std::string& issuer_id,
                                                             const std::string& certificate_pem,
                                                             const std::string& chain_pem,
-                                                            const RequestContext& ctx);
+                                                            const RequestContext& ctx,
+                                                            std::string* root_id);
 
   // ImportIssuer makes an existing intermediate (certificate and private key, PEM; the key
   // encrypted when password is set) the active issuer of its purpose, retiring the previous
   // one. Checks: the key is allowed and is the certificate's; the certificate is a CA that
   // may sign certificates, valid now; it verifies up to a self-signed root in chain_pem, or
-  // to this CA's root when chain_pem is empty. INVALID_ARGUMENT naming the field otherwise.
+  // to this CA's root when chain_pem is empty. A root given in chain_pem that is not an
+  // issuer yet is registered, keyless, when this CA has no root of its own (otherwise
+  // INVALID_ARGUMENT: one root per CA). INVALID_ARGUMENT naming the field otherwise.
   // Returns the new issuer and, in *retired, the retired issuer's id (or "").
   absl::StatusOr<storage::Issuer> ImportIssuer(storage::IssuerPurpose purpose,
                                                const std::string& certificate_pem,
@@ -123,10 +134,12 @@ class CertificateAuthority {
  private:
   absl::Status EnsureKeyLoaded(const storage::Issuer& issuer);
   // VerifyCaCertificate checks an outside CA certificate: a CA that may sign, valid now, and
-  // chaining to a root in chain_pem (or this CA's root). Sets *chain_der to the chain given,
-  // or *parent_id to this CA's root id.
+  // chaining to a root in chain_pem (or this CA's root). Sets *chain_der to the certificates
+  // between it and the root (DER, concatenated), and the root: *parent_id when the root is
+  // already an issuer here, else *new_root (a row to insert, without a key).
   absl::Status VerifyCaCertificate(const X509* cert, const std::string& chain_pem,
-                                   std::string* chain_der, std::string* parent_id);
+                                   std::string* chain_der, std::string* parent_id,
+                                   std::optional<storage::Issuer>* new_root);
   void InvalidateCache();
 
   storage::IssuerStore& store_;

@@ -6,6 +6,7 @@
 #include <openssl/sha.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "common/page_token.h"
 #include "common/status_macros.h"
@@ -202,7 +203,7 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
     std::sort(ips.begin(), ips.end());
     ips.erase(std::unique(ips.begin(), ips.end()), ips.end());
     if (dns.empty() && ips.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      return Invalid("dns_names", absl::StrCat(
           "broker ", registry::Quote(broker.name), " has no allowed DNS names or IP addresses: "
           "add them with UpdateBroker first"));
     }
@@ -296,32 +297,54 @@ absl::StatusOr<IssuedCertificate> Issuance::SignBrokerCsr(const SignRequest& req
 absl::StatusOr<IssuedCertificate> Issuance::RenewDeviceCertificate(const SignRequest& request,
                                                                    const RequestContext& ctx) {
   RETURN_IF_ERROR(registry::ValidateCommId("comm_id", request.subject_id));
-  if (request.renew_from_serial.empty()) {
-    return Invalid("previous_serial", "is required: the serial of the certificate to renew");
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id));
+  SignRequest req = request;
+  if (req.renew_from_serial.empty()) {
+    // The device's newest valid certificate. A retry must find its first answer, not renew
+    // the certificate that answer created: look the request id up first.
+    auto prior = certificates_.GetByRequestId(req.request_id);
+    if (prior.ok()) {
+      req.renew_from_serial = prior->renewed_from;
+    } else if (prior.status().code() != absl::StatusCode::kNotFound) {
+      return prior.status();
+    } else {
+      storage::CertificateFilter f;
+      f.comm_id = req.subject_id;
+      f.kind = CertificateKind::kDevice;
+      f.status = storage::CertificateStatus::kIssued;
+      f.expires_after = absl::Now();
+      ASSIGN_OR_RETURN(std::vector<CertificateRecord> valid, certificates_.List(f, {}, 1000));
+      if (valid.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "device ", registry::Quote(req.subject_id),
+            " has no valid certificate to renew: sign a new CSR with SignDeviceCsr"));
+      }
+      req.renew_from_serial = valid.back().serial;  // newest: List is in issuing order
+    }
   }
-  auto previous = certificates_.GetBySerial(request.renew_from_serial);
+  auto previous = certificates_.GetBySerial(req.renew_from_serial);
   if (previous.status().code() == absl::StatusCode::kNotFound) {
     return absl::NotFoundError(absl::StrCat("previous_serial: no certificate has serial ",
-                                            pki::SerialToHex(request.renew_from_serial)));
+                                            pki::SerialToHex(req.renew_from_serial)));
   }
   RETURN_IF_ERROR(previous.status());
-  if (previous->kind != CertificateKind::kDevice || previous->comm_id != request.subject_id) {
-    return Invalid("previous_serial", absl::StrCat("certificate ",
-                                                   pki::SerialToHex(request.renew_from_serial),
-                                                   " is not a device certificate of ",
-                                                   registry::Quote(request.subject_id)));
+  const std::string serial_hex = pki::SerialToHex(req.renew_from_serial);
+  if (previous->kind != CertificateKind::kDevice || previous->comm_id != req.subject_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "previous_serial: certificate ", serial_hex, " is not a device certificate of ",
+        registry::Quote(req.subject_id)));
   }
   if (previous->status != storage::CertificateStatus::kIssued) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "previous_serial: certificate ", pki::SerialToHex(request.renew_from_serial), " is ",
+        "previous_serial: certificate ", serial_hex, " is ",
         storage::CertificateStatusName(previous->status), ": only a valid certificate is renewed"));
   }
   if (previous->not_after <= absl::Now()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "previous_serial: certificate ", pki::SerialToHex(request.renew_from_serial),
+        "previous_serial: certificate ", serial_hex,
         " has expired: sign a new CSR with SignDeviceCsr instead"));
   }
-  return Sign(CertificateKind::kDevice, request, ctx);
+  return Sign(CertificateKind::kDevice, req, ctx);
 }
 
 absl::StatusOr<IssuedCertificate> Issuance::GetBySerial(const std::string& serial) {
@@ -346,19 +369,26 @@ absl::StatusOr<ListCertificatesPage> Issuance::List(const ListCertificatesQuery&
       f.status ? storage::CertificateStatusName(*f.status) : "", "\n",
       f.expires_after ? absl::ToUnixMicros(*f.expires_after) : 0, "\n",
       f.expires_before ? absl::ToUnixMicros(*f.expires_before) : 0);
-  ASSIGN_OR_RETURN(std::string after_hex, DecodePageToken(kPageTokenKind, filters, q.page_token));
-  std::string after;
-  if (!after_hex.empty()) {
-    auto serial = pki::SerialFromHex(after_hex);
-    if (!serial.ok()) return Invalid("page_token", "malformed");
-    after = *std::move(serial);
+  ASSIGN_OR_RETURN(std::string last, DecodePageToken(kPageTokenKind, filters, q.page_token));
+  storage::CertificateCursor after;
+  if (!last.empty()) {
+    // "<create micros>:<serial hex>"
+    const size_t colon = last.find(':');
+    auto serial = colon == std::string::npos ? absl::InvalidArgumentError("")
+                                             : pki::SerialFromHex(last.substr(colon + 1));
+    if (!serial.ok() || !absl::SimpleAtoi(last.substr(0, colon), &after.create_micros)) {
+      return Invalid("page_token", "malformed");
+    }
+    after.serial = *std::move(serial);
   }
   ASSIGN_OR_RETURN(std::vector<CertificateRecord> records, certificates_.List(f, after, size + 1));
   ListCertificatesPage page;
   if (records.size() > static_cast<size_t>(size)) {
     records.resize(size);
-    page.next_page_token =
-        EncodePageToken(kPageTokenKind, filters, pki::SerialToHex(records.back().serial));
+    page.next_page_token = EncodePageToken(
+        kPageTokenKind, filters,
+        absl::StrCat(absl::ToUnixMicros(records.back().create_time), ":",
+                     pki::SerialToHex(records.back().serial)));
   }
   page.certificates = std::move(records);
   return page;

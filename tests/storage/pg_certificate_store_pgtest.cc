@@ -23,8 +23,9 @@ class PgCertificateStoreTest : public ::testing::Test {
     d.comm_id = "dev-1";
     ASSERT_TRUE(devices_.Create(d, ctx_).ok());
     db_.Exec(
-        "INSERT INTO issuers (id, purpose, state, algorithm, subject, certificate_der) "
-        "VALUES ('devices-1', 'devices', 'active', 'ecdsa-p256', 'CN=x', '\\x30'::bytea)");
+        "INSERT INTO issuers (id, purpose, state, algorithm, subject, certificate_der, "
+        "activated_at) VALUES ('devices-1', 'devices', 'active', 'ecdsa-p256', 'CN=x', "
+        "'\\x30'::bytea, now())");
   }
 
   CertificateRecord Record(const std::string& serial, const std::string& request_id) {
@@ -65,8 +66,10 @@ TEST_F(PgCertificateStoreTest, IssueCommitsTheSignedCertificate) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->der, "DER-1");
   EXPECT_TRUE(store_.GetByFingerprint(out->record.fingerprint).ok());
-  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"), "1");
-  EXPECT_EQ(db_.Exec("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1"), "IssueCertificate");
+  // Audited, not streamed: brokers learn of revocations, not of issuance.
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"), "0");
+  EXPECT_EQ(db_.Exec("SELECT action || ' ' || target FROM audit_log ORDER BY id DESC LIMIT 1"),
+            "IssueCertificate 0102");
 }
 
 TEST_F(PgCertificateStoreTest, ARetryReturnsTheFirstCertificateWithoutSigning) {
@@ -136,7 +139,7 @@ TEST_F(PgCertificateStoreTest, ASigningFailureLeavesNothing) {
                          ctx_).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "0");
-  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"), "0");
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log WHERE action = 'IssueCertificate'"), "0");
   // The request id is free again: the retry succeeds.
   EXPECT_TRUE(store_.Issue(Record("\x01", "r1"), [] { return absl::StatusOr<std::string>("D"); }, ctx_).ok());
 }
@@ -149,20 +152,22 @@ TEST_F(PgCertificateStoreTest, ListFiltersAndPagesBySerial) {
     ASSERT_TRUE(store_.Issue(r, [&] { return absl::StatusOr<std::string>(der); }, ctx_).ok());
   }
   CertificateFilter all;
-  auto first = store_.List(all, "", 2);
+  auto first = store_.List(all, {}, 2);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->size(), 2u);
-  EXPECT_EQ((*first)[1].serial, "\x02");
-  auto rest = store_.List(all, (*first)[1].serial, 10);
-  EXPECT_EQ(rest->size(), 3u);
+  EXPECT_EQ((*first)[1].serial, "\x02");  // issued second
+  const CertificateRecord& last = (*first)[1];
+  auto rest = store_.List(all, {absl::ToUnixMicros(last.create_time), last.serial}, 10);
+  ASSERT_EQ(rest->size(), 3u);
+  EXPECT_EQ((*rest)[0].serial, "\x03");
   CertificateFilter late;
   late.expires_after = absl::Now() + absl::Hours(24 * 300);
-  auto late_ones = store_.List(late, "", 10);
+  auto late_ones = store_.List(late, {}, 10);
   ASSERT_EQ(late_ones->size(), 1u);
   EXPECT_EQ((*late_ones)[0].serial, "\x05");
   CertificateFilter other;
   other.comm_id = "someone-else";
-  EXPECT_TRUE(store_.List(other, "", 10)->empty());
+  EXPECT_TRUE(store_.List(other, {}, 10)->empty());
 }
 
 TEST_F(PgCertificateStoreTest, TheDatabaseRefusesDuplicateSerials) {

@@ -183,8 +183,9 @@ TEST_F(PgDeviceStoreTest, DeleteRefusesADeviceWithCertificates) {
   ASSERT_TRUE(store_.Create(Dev("d1"), ctx_).ok());
   ASSERT_TRUE(store_.Create(Dev("d2"), ctx_).ok());
   db_.Exec(
-      "INSERT INTO issuers (id, purpose, state, algorithm, subject, certificate_der) "
-      "VALUES ('devices-1', 'devices', 'active', 'ecdsa-p256', 'CN=x', '\\x30'::bytea)");
+      "INSERT INTO issuers (id, purpose, state, algorithm, subject, certificate_der, "
+      "activated_at) VALUES ('devices-1', 'devices', 'active', 'ecdsa-p256', 'CN=x', "
+      "'\\x30'::bytea, now())");
   db_.Exec(
       "INSERT INTO certificates (serial, issuer_id, kind, comm_id, subject, key_algorithm, "
       "status, not_before, not_after, der, fingerprint_sha256) VALUES ('\\x01', 'devices-1', "
@@ -209,16 +210,20 @@ TEST_F(PgDeviceStoreTest, JournalRevisionsIncreaseAndAuditEntriesChain) {
   EXPECT_EQ(db_.Exec("SELECT string_agg(entity_key, ',' ORDER BY revision) FROM change_log"),
             "d1,d2,d3,d1");
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log"), "3");  // the batch is one entry
-  // Each entry's prev_hash is the hash of the entry before it.
-  EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log a JOIN audit_log b ON b.id = a.id - 1 "
-                     "WHERE a.prev_hash = b.hash"),
+  // The sequencer chains them: each entry's prev_hash is the hash of the entry before it.
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log WHERE chain_seq IS NULL"), "3");
+  EXPECT_EQ(db_.Exec("SELECT fleetca_chain_audit(1000)"), "3");
+  EXPECT_EQ(db_.Exec("SELECT fleetca_chain_audit(1000)"), "0");
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log a JOIN audit_log b ON "
+                     "b.chain_seq = a.chain_seq - 1 WHERE a.prev_hash = b.hash"),
             "2");
   // And the hash is recomputable from the documented canonical form.
-  EXPECT_EQ(db_.Exec("SELECT a.hash = sha256(b.hash || convert_to(a.id::text || '|' || "
+  EXPECT_EQ(db_.Exec("SELECT a.hash = sha256(b.hash || convert_to(a.chain_seq::text || '|' || "
+                     "a.id::text || '|' || "
                      "(extract(epoch FROM a.created_at) * 1000000)::bigint::text || '|' || "
                      "a.actor || '|' || a.action || '|' || a.target || '|' || a.request_id || "
                      "'|' || a.details::text, 'UTF8')) FROM audit_log a JOIN audit_log b ON "
-                     "b.id = a.id - 1 ORDER BY a.id DESC LIMIT 1"),
+                     "b.chain_seq = a.chain_seq - 1 ORDER BY a.chain_seq DESC LIMIT 1"),
             "t");
   EXPECT_EQ(db_.Exec("SELECT actor || ' ' || request_id FROM audit_log ORDER BY id LIMIT 1"),
             "tester req-1");

@@ -129,8 +129,8 @@ TEST_F(CertificateAuthorityTest, TrustBundleScopes) {
   ASSERT_TRUE(r.ca.TrustBundle(BundleScope::kClientAuth, &client).ok());
   ASSERT_TRUE(r.ca.TrustBundle(BundleScope::kServerAuth, &server).ok());
   ASSERT_TRUE(r.ca.TrustBundle(BundleScope::kAll, &all).ok());
-  EXPECT_THAT(client, ::testing::ElementsAre("root-1", "devices-1", "operators-1"));
-  EXPECT_THAT(server, ::testing::ElementsAre("root-1", "brokers-1"));
+  EXPECT_THAT(client, ::testing::ElementsAre("devices-1", "operators-1", "root-1"));
+  EXPECT_THAT(server, ::testing::ElementsAre("brokers-1", "root-1"));
   EXPECT_EQ(all.size(), 4u);
 }
 
@@ -178,7 +178,6 @@ std::string KeyPem(const EVP_PKEY* key) {
 
 TEST_F(CertificateAuthorityTest, ImportIssuerWithAnOutsideChain) {
   Replica r(db_.pool(), ring_);
-  ASSERT_TRUE(r.ca.Initialize(Options(), ctx_).ok());
   // An outside root and an intermediate under it, made with OpenSSL here.
   pki::SoftwareKeyStore outside;
   auto root_key = *pki::GenerateKey(pki::KeyAlgorithm::kEcdsaP384);
@@ -189,17 +188,30 @@ TEST_F(CertificateAuthorityTest, ImportIssuerWithAnOutsideChain) {
   const std::string inter_pem =
       CaPem(outside, "outside-root", root_cert.get(), inter_key.get(), "Outside Devices CA");
 
+  // A CA without a root of its own: the outside root is registered, keyless.
   std::string retired;
   auto imported = r.ca.ImportIssuer(IssuerPurpose::kDevices, inter_pem, root_pem,
                                     KeyPem(inter_key.get()), "", ctx_, &retired);
   ASSERT_TRUE(imported.ok()) << imported.status();
-  EXPECT_EQ(imported->id, "devices-2");
-  EXPECT_EQ(retired, "devices-1");
+  EXPECT_EQ(imported->id, "devices-1");
+  EXPECT_EQ(imported->parent_id, "root-1");
+  EXPECT_EQ(retired, "");
+  EXPECT_EQ(db_.Exec("SELECT key_ciphertext IS NULL FROM issuers WHERE id = 'root-1'"), "t");
   auto active = r.ca.Active(IssuerPurpose::kDevices);
   ASSERT_TRUE(active.ok()) << active.status();
-  EXPECT_EQ((*active)->row.id, "devices-2");
+  EXPECT_EQ((*active)->row.id, "devices-1");
   EXPECT_NE((*active)->chain_pem.find(root_pem.substr(30, 40)), std::string::npos);
-  EXPECT_EQ(db_.Exec("SELECT state FROM issuers WHERE id = 'devices-1'"), "retired");
+  // InitializeHierarchy cannot sign with an offline root.
+  EXPECT_EQ(r.ca.Initialize(Options(), ctx_).status().code(), absl::StatusCode::kFailedPrecondition);
+
+  // A CA with its own root refuses another root.
+  testing::TestDatabase other_db;
+  Replica o(other_db.pool(), ring_);
+  ASSERT_TRUE(o.ca.Initialize(Options(), ctx_).ok());
+  auto refused = o.ca.ImportIssuer(IssuerPurpose::kDevices, inter_pem, root_pem,
+                                   KeyPem(inter_key.get()), "", ctx_, &retired);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("not this CA's root"));
 }
 
 TEST_F(CertificateAuthorityTest, ImportIssuerChecksKeyChainAndCaFlags) {

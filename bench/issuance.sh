@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench/issuance.sh: SignDeviceCsr throughput and latency of the real fleetca-server (every
+# certificate committed) on a throwaway PostgreSQL (fsync and synchronous commit on, as
+# scripts/pg.sh sets them), with the references measured in the same run:
+#  - a plain in-process OpenSSL loop (parse, verify, build, sign, encode) on 1 and 2 threads
+#    (by issuance_bench itself, after the load);
+#  - PostgreSQL's own commit rate on the same cluster (pgbench, 16 clients, one small insert
+#    per transaction), free and under one transaction-scoped advisory lock, as fleetca's
+#    change-log/audit lock (fleetca_log_lock) is held to commit: the ceiling that lock puts
+#    on any writer, issuance included.
+#
+#   bench/issuance.sh [issuance_bench flags]
+#     e.g. bench/issuance.sh --clients=32 --seconds=60      (the defaults)
+#
+# Environment: FLEETCA_DB_MAX_CONNECTIONS (server pool, default the server's), BENCH_PG_PORT
+# (default 55478), BENCH_GRPC_PORT (default 50078), BENCH_SYNCHRONOUS_COMMIT (default on; off
+# is a diagnostic only, to see what the WAL flush costs: certificates are then not durable
+# when the reply is sent, which the issue's target does not allow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${BENCH_PG_PORT:-55478}
+grpc_port=${BENCH_GRPC_PORT:-50078}
+dir=.dev/pg-bench-issuance
+
+scripts/build.sh fleetca-server issuance_bench >/dev/null
+rm -rf "$dir"
+scripts/pg.sh start "$dir" "$port"
+url=$(scripts/pg.sh url "$port")
+sync_commit=${BENCH_SYNCHRONOUS_COMMIT:-on}
+if [ "$sync_commit" != on ]; then
+  psql -X -q "$url" -c "ALTER DATABASE fleetca SET synchronous_commit = '$sync_commit'"
+fi
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; fi
+  scripts/pg.sh stop "$dir"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# A fresh KEK for this run only (in the environment: it never touches the disk).
+FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id="bench-$(date +%s)")
+export FLEETCA_KEK
+unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
+build/server/fleetca-server init --database_url="$url" --log_level=warning
+
+server_cmd=(build/server/fleetca-server serve --database_url="$url" --listen=127.0.0.1:$grpc_port
+            --log_level=warning)
+"${server_cmd[@]}" &
+server_pid=$!
+
+psql_q() { psql -X -qtA "$url" -c "$1"; }
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+echo "== machine: $(nproc) cores ($cpu), $mem, kernel $(uname -r)"
+echo "== load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== PostgreSQL $(psql_q 'SHOW server_version'): synchronous_commit=$(psql_q 'SHOW synchronous_commit')" \
+     "fsync=$(psql_q 'SHOW fsync') wal_sync_method=$(psql_q 'SHOW wal_sync_method')" \
+     "shared_buffers=$(psql_q 'SHOW shared_buffers') max_connections=$(psql_q 'SHOW max_connections')" \
+     "(same machine, data in $dir)"
+echo "== server: ${server_cmd[*]} (FLEETCA_DB_MAX_CONNECTIONS=${FLEETCA_DB_MAX_CONNECTIONS:-default})"
+bench_cmd=(build/bench/issuance_bench --target=127.0.0.1:$grpc_port "$@")
+echo "== bench: ${bench_cmd[*]}"
+"${bench_cmd[@]}"
+echo "== reference: PostgreSQL commits/s on the same cluster (pgbench -c 16 -j 2 -T 10, one insert of 500 bytes per transaction)"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+psql -X -q "$url" -c "CREATE TABLE bench_ref (id bigserial PRIMARY KEY, v text)"
+scripts=$(mktemp -d)
+printf 'BEGIN;\nINSERT INTO bench_ref (v) VALUES (repeat(%s, 500));\nCOMMIT;\n' "'x'" >"$scripts/free.sql"
+printf 'BEGIN;\nSELECT pg_advisory_xact_lock(42);\nINSERT INTO bench_ref (v) VALUES (repeat(%s, 500));\nCOMMIT;\n' "'x'" \
+  >"$scripts/locked.sql"
+for variant in free locked; do
+  tps=$("$pg_bin/pgbench" -n -c 16 -j 2 -T 10 -f "$scripts/$variant.sql" "$url" 2>&1 |
+        awk '/^tps/ {printf "%.0f", $3} /latency average/ {lat = $4} END {printf " commits/s, latency average %s ms", lat}')
+  echo "reference PostgreSQL, $( [ $variant = free ] && echo "no shared lock" || echo "under one advisory xact lock held to commit"): $tps"
+done
+rm -rf "$scripts"
+echo "== certificates committed in PostgreSQL (warm-up included): $(psql_q "SELECT count(*) FROM certificates WHERE status = 'issued'")" \
+     "(left reserved: $(psql_q "SELECT count(*) FROM certificates WHERE status = 'reserved'"))"
