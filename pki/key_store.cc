@@ -112,9 +112,12 @@ bool SoftwareKeyStore::HasKey(const std::string& issuer_id) {
 
 // Each Sign* takes a reference under the lock and signs outside it: signing is the slow
 // part, and many gRPC threads sign with the same CA key at once.
-absl::Status SoftwareKeyStore::SignCertificate(const std::string& issuer_id, X509* cert) {
-  if (cert == nullptr) {
-    return absl::InvalidArgumentError("no certificate to sign");
+template <typename T>
+absl::Status SoftwareKeyStore::SignWith(const std::string& issuer_id, T* object,
+                                        int (*sign)(T*, EVP_PKEY*, const EVP_MD*),
+                                        const char* what) {
+  if (object == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("nothing to sign (", what, ")"));
   }
   EvpPkeyPtr key = Key(issuer_id);
   if (key == nullptr) {
@@ -124,46 +127,22 @@ absl::Status SoftwareKeyStore::SignCertificate(const std::string& issuer_id, X50
   if (!md.ok()) {
     return md.status();
   }
-  if (X509_sign(cert, key.get(), *md) <= 0) {
-    return OpenSslError("X509_sign");
+  if (sign(object, key.get(), *md) <= 0) {
+    return OpenSslError(what);
   }
   return absl::OkStatus();
+}
+
+absl::Status SoftwareKeyStore::SignCertificate(const std::string& issuer_id, X509* cert) {
+  return SignWith(issuer_id, cert, X509_sign, "X509_sign");
 }
 
 absl::Status SoftwareKeyStore::SignCsr(const std::string& issuer_id, X509_REQ* req) {
-  if (req == nullptr) {
-    return absl::InvalidArgumentError("no CSR to sign");
-  }
-  EvpPkeyPtr key = Key(issuer_id);
-  if (key == nullptr) {
-    return NoKey(issuer_id);
-  }
-  auto md = DigestFor(issuer_id, key.get());
-  if (!md.ok()) {
-    return md.status();
-  }
-  if (X509_REQ_sign(req, key.get(), *md) <= 0) {
-    return OpenSslError("X509_REQ_sign");
-  }
-  return absl::OkStatus();
+  return SignWith(issuer_id, req, X509_REQ_sign, "X509_REQ_sign");
 }
 
 absl::Status SoftwareKeyStore::SignCrl(const std::string& issuer_id, X509_CRL* crl) {
-  if (crl == nullptr) {
-    return absl::InvalidArgumentError("no CRL to sign");
-  }
-  EvpPkeyPtr key = Key(issuer_id);
-  if (key == nullptr) {
-    return NoKey(issuer_id);
-  }
-  auto md = DigestFor(issuer_id, key.get());
-  if (!md.ok()) {
-    return md.status();
-  }
-  if (X509_CRL_sign(crl, key.get(), *md) <= 0) {
-    return OpenSslError("X509_CRL_sign");
-  }
-  return absl::OkStatus();
+  return SignWith(issuer_id, crl, X509_CRL_sign, "X509_CRL_sign");
 }
 
 absl::StatusOr<std::string> WrapPrivateKey(const EVP_PKEY* key, const std::string& issuer_id,

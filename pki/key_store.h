@@ -61,6 +61,10 @@ class SoftwareKeyStore final : public KeyStore {
  private:
   // Key returns a new reference to issuer_id's key (EVP_PKEY_up_ref), or null.
   EvpPkeyPtr Key(const std::string& issuer_id);
+  // SignWith signs object with sign() and issuer_id's key (shared by the Sign* methods).
+  template <typename T>
+  absl::Status SignWith(const std::string& issuer_id, T* object,
+                        int (*sign)(T*, EVP_PKEY*, const EVP_MD*), const char* what);
 
   absl::Mutex mu_;
   std::map<std::string, EvpPkeyPtr> keys_ ABSL_GUARDED_BY(mu_);

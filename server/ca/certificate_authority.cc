@@ -83,7 +83,21 @@ struct NewIssuer {
   pki::EvpPkeyPtr key;
 };
 
-absl::StatusOr<std::string> Der(const X509* cert) { return pki::CertificateToDer(cert); }
+// AddCopy puts a new reference to key into store under id.
+void AddCopy(pki::SoftwareKeyStore& store, const std::string& id, EVP_PKEY* key) {
+  EVP_PKEY_up_ref(key);
+  store.Add(id, pki::EvpPkeyPtr(key));
+}
+
+// FillFromCertificate sets a row's certificate, subject and validity from cert.
+absl::Status FillFromCertificate(const X509* cert, Issuer* row) {
+  ASSIGN_OR_RETURN(row->certificate_der, pki::CertificateToDer(cert));
+  ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert));
+  row->subject = info.subject;
+  row->not_before = info.not_before;
+  row->not_after = info.not_after;
+  return absl::OkStatus();
+}
 
 // SplitDer splits concatenated DER certificates (an issuer's stored chain_der).
 absl::StatusOr<std::vector<std::string>> SplitDer(const std::string& ders) {
@@ -220,19 +234,13 @@ absl::StatusOr<InitResult> CertificateAuthority::Initialize(const InitOptions& o
     t.not_before = now - kBackdate;
     t.not_after = now + options.root_validity;
     t.public_key = r.key.get();
-    pki::EvpPkeyPtr signer(r.key.get());
-    EVP_PKEY_up_ref(r.key.get());
-    local.Add(r.row.id, std::move(signer));
+    AddCopy(local, r.row.id, r.key.get());
     ASSIGN_OR_RETURN(root_cert, pki::BuildCertificate(t, nullptr, local, r.row.id));
-    ASSIGN_OR_RETURN(r.row.certificate_der, Der(root_cert.get()));
-    ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(root_cert.get()));
-    r.row.subject = info.subject;
-    r.row.not_before = info.not_before;
-    r.row.not_after = info.not_after;
+    RETURN_IF_ERROR(FillFromCertificate(root_cert.get(), &r.row));
     ASSIGN_OR_RETURN(r.row.key_ciphertext, pki::WrapPrivateKey(r.key.get(), r.row.id, ring_));
     r.row.kek_id = ring_.current().id();
     root_id = r.row.id;
-    root_not_after = info.not_after;
+    root_not_after = *r.row.not_after;
     existing.push_back(r.row);
     created.push_back(std::move(r));
   }
@@ -249,9 +257,7 @@ absl::StatusOr<InitResult> CertificateAuthority::Initialize(const InitOptions& o
     const pki::SubjectName subject = SubjectFor(options.subject, purpose);
     if (options.offline_root) {
       n.row.state = IssuerState::kPending;
-      pki::EvpPkeyPtr signer(n.key.get());
-      EVP_PKEY_up_ref(n.key.get());
-      local.Add(n.row.id, std::move(signer));
+      AddCopy(local, n.row.id, n.key.get());
       ASSIGN_OR_RETURN(pki::X509ReqPtr csr, pki::BuildCsr(subject, n.key.get(), local, n.row.id));
       ASSIGN_OR_RETURN(n.row.csr_der, pki::CsrToDer(csr.get()));
       n.row.subject = pki::NameToString(X509_REQ_get_subject_name(csr.get()));
@@ -271,11 +277,7 @@ absl::StatusOr<InitResult> CertificateAuthority::Initialize(const InitOptions& o
       // store, where its key is loaded.
       pki::KeyStore& signer = local.HasKey(root_id) ? static_cast<pki::KeyStore&>(local) : keys_;
       ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::BuildCertificate(t, root_cert.get(), signer, root_id));
-      ASSIGN_OR_RETURN(n.row.certificate_der, Der(cert.get()));
-      ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert.get()));
-      n.row.subject = info.subject;
-      n.row.not_before = info.not_before;
-      n.row.not_after = info.not_after;
+      RETURN_IF_ERROR(FillFromCertificate(cert.get(), &n.row));
     }
     ASSIGN_OR_RETURN(n.row.key_ciphertext, pki::WrapPrivateKey(n.key.get(), n.row.id, ring_));
     n.row.kek_id = ring_.current().id();
@@ -410,9 +412,7 @@ absl::StatusOr<Issuer> CertificateAuthority::CreateIntermediateCsr(IssuerPurpose
   row.algorithm = pki::KeyAlgorithmName(algorithm);
   ASSIGN_OR_RETURN(pki::EvpPkeyPtr key, pki::GenerateKey(algorithm));
   pki::SoftwareKeyStore local;
-  pki::EvpPkeyPtr signer(key.get());
-  EVP_PKEY_up_ref(key.get());
-  local.Add(row.id, std::move(signer));
+  AddCopy(local, row.id, key.get());
   ASSIGN_OR_RETURN(pki::X509ReqPtr csr, pki::BuildCsr(name, key.get(), local, row.id));
   ASSIGN_OR_RETURN(row.csr_der, pki::CsrToDer(csr.get()));
   row.subject = pki::NameToString(X509_REQ_get_subject_name(csr.get()));
@@ -553,16 +553,12 @@ absl::StatusOr<Issuer> CertificateAuthority::ImportIssuer(
   RETURN_IF_ERROR(
       VerifyCaCertificate(cert->get(), chain_pem, &row.chain_der, &row.parent_id, &new_root));
 
-  ASSIGN_OR_RETURN(pki::CertificateInfo info, pki::InspectCertificate(cert->get()));
   ASSIGN_OR_RETURN(std::vector<Issuer> existing, store_.List());
   row.id = NextId(existing, purpose);
   row.purpose = purpose;
   row.state = IssuerState::kActive;
   row.algorithm = pki::KeyAlgorithmName(*algorithm);
-  row.subject = info.subject;
-  ASSIGN_OR_RETURN(row.certificate_der, pki::CertificateToDer(cert->get()));
-  row.not_before = info.not_before;
-  row.not_after = info.not_after;
+  RETURN_IF_ERROR(FillFromCertificate(cert->get(), &row));
   ASSIGN_OR_RETURN(row.key_ciphertext, pki::WrapPrivateKey(key->get(), row.id, ring_));
   row.kek_id = ring_.current().id();
   ASSIGN_OR_RETURN(*retired, store_.Replace(row, new_root, ctx));
