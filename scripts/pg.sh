@@ -53,7 +53,13 @@ case "$cmd" in
     else
       as_pg_user "$PG_BINDIR/pg_ctl" -D "$datadir/data" -l "$datadir/postgresql.log" -w -t 60 \
         -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$datadir/run -c max_connections=200 -c fsync=on -c synchronous_commit=on" \
-        start >/dev/null || { tail -n 20 "$datadir/postgresql.log" >&2; die "PostgreSQL did not start"; }
+        start >/dev/null || {
+          tail -n 20 "$datadir/postgresql.log" >&2
+          if tail -n 20 "$datadir/postgresql.log" | grep -q "Address already in use"; then
+            die "PostgreSQL did not start: port $port is in use by another program (choose another port: FLEETCA_DEV_PG_PORT for dev.sh, FLEETCA_TEST_PG_PORT for test.sh)"
+          fi
+          die "PostgreSQL did not start"
+        }
     fi
     if ! as_pg_user "$PG_BINDIR/psql" -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'fleetca'" | grep -q 1; then
