@@ -23,12 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id=bench)
+export FLEETCA_KEK
 build/server/fleetca-server --database_url="$url" --listen=127.0.0.1:$grpc_port \
   --log_level=warning &
 server_pid=$!
 
 echo "== machine: $(nproc) cores, $(uname -r); PostgreSQL $(psql --version | awk '{print $3}')"
-echo "== fleetca (gRPC, one transaction per batch, journal + audit per device)"
+echo "== fleetca (gRPC, one transaction per batch: a change-log revision per device, one audit entry)"
 build/bench/registry_batch_bench --target=127.0.0.1:$grpc_port --batches="$batches" \
   --batch_size=10000 --prefix="run$$"
 
