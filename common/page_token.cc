@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -22,6 +23,14 @@ std::string Fingerprint(absl::string_view filters) {
 }
 
 }  // namespace
+
+absl::StatusOr<int> PageSize(int requested) {
+  if (requested < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must not be negative, got ", requested));
+  }
+  return requested == 0 ? kDefaultPageSize : std::min(requested, kMaxPageSize);
+}
 
 std::string EncodePageToken(absl::string_view kind, absl::string_view filters,
                             absl::string_view last_key) {

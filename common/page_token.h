@@ -11,6 +11,13 @@
 
 namespace fleetca {
 
+inline constexpr int kDefaultPageSize = 100;
+inline constexpr int kMaxPageSize = 1000;
+
+// PageSize applies every List RPC's page_size rule: 0 means kDefaultPageSize, larger than
+// kMaxPageSize is capped, negative is INVALID_ARGUMENT "page_size: ...".
+absl::StatusOr<int> PageSize(int requested);
+
 // EncodePageToken: `kind` names the list ("devices", "certificates"...), `filters` is a
 // canonical rendering of the query's filters, `last_key` the last key returned.
 std::string EncodePageToken(absl::string_view kind, absl::string_view filters,

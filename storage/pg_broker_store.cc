@@ -118,15 +118,13 @@ absl::StatusOr<Broker> PgBrokerStore::Update(const std::string& name, const Brok
   std::optional<std::string> dns, ip;
   if (u.allowed_dns_names) dns = PgTextArray(*u.allowed_dns_names);
   if (u.allowed_ip_addresses) ip = PgTextArray(*u.allowed_ip_addresses);
-  auto opt = [](const std::optional<std::string>& v) -> const char* {
-    return v ? v->c_str() : nullptr;
-  };
   RETURN_IF_ERROR(pool_.Transact(
       "update broker", TxMode::kReadWrite,
       [&](pqxx::transaction_base& tx) -> absl::Status {
         RETURN_IF_ERROR(Lock(tx, name, expected_version));
         const pqxx::result r =
-            tx.exec_params(kUpdateSql, name, opt(u.display_name), opt(dns), opt(ip));
+            tx.exec_params(kUpdateSql, name, NullableParam(u.display_name), NullableParam(dns),
+                           NullableParam(ip));
         out = FromRow(r[0]);
         Journal(tx, ctx,
                 {"UpdateBroker", "broker", {name}, false,

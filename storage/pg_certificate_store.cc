@@ -220,24 +220,16 @@ absl::StatusOr<CertificateRecord> PgCertificateStore::GetByRequestId(
 absl::StatusOr<std::vector<CertificateRecord>> PgCertificateStore::List(
     const CertificateFilter& f, const CertificateCursor& after, int limit) {
   std::vector<CertificateRecord> out;
-  std::string ea, eb;
-  const char* expires_after = nullptr;
-  const char* expires_before = nullptr;
-  if (f.expires_after) {
-    ea = std::to_string(ToMicros(*f.expires_after));
-    expires_after = ea.c_str();
-  }
-  if (f.expires_before) {
-    eb = std::to_string(ToMicros(*f.expires_before));
-    expires_before = eb.c_str();
-  }
+  std::optional<std::string> expires_after, expires_before;
+  if (f.expires_after) expires_after = std::to_string(ToMicros(*f.expires_after));
+  if (f.expires_before) expires_before = std::to_string(ToMicros(*f.expires_before));
   RETURN_IF_ERROR(pool_.Transact(
       "list certificates", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
         const pqxx::result r = tx.exec_params(
             kListSql, ToHex(after.serial), f.comm_id, f.issuer_id, f.broker_name,
             f.kind ? CertificateKindName(*f.kind) : "", f.status ? CertificateStatusName(*f.status) : "",
-            expires_after, expires_before, limit,
+            NullableParam(expires_after), NullableParam(expires_before), limit,
             // The start: a time before any certificate, within PostgreSQL's timestamp range.
             after.create_micros == 0 && after.serial.empty() ? int64_t{-100000000000000000}
                                                              : after.create_micros);

@@ -235,14 +235,13 @@ absl::StatusOr<Device> PgDeviceStore::Update(const std::string& comm_id,
   std::optional<std::string> attributes, groups;
   if (update.attributes) attributes = JsonObject(*update.attributes);
   if (update.groups) groups = PgTextArray(*update.groups);
-  auto opt = [](const std::optional<std::string>& v) -> const char* {
-    return v ? v->c_str() : nullptr;  // nullptr is SQL NULL: coalesce keeps the old value
-  };
   RETURN_IF_ERROR(pool_.Transact(
       "update device", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
         RETURN_IF_ERROR(LockForChange(tx, comm_id, expected_version).status());
-        const pqxx::result r = tx.exec_params(kUpdateSql, comm_id, opt(update.display_name),
-                                              opt(attributes), opt(groups));
+        // NULL parameters leave a field as it is (coalesce in kUpdateSql).
+        const pqxx::result r =
+            tx.exec_params(kUpdateSql, comm_id, NullableParam(update.display_name),
+                           NullableParam(attributes), NullableParam(groups));
         ASSIGN_OR_RETURN(out, FromRow(r[0]));
         std::map<std::string, std::string> details;
         if (update.display_name) details["display_name"] = *update.display_name;

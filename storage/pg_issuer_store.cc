@@ -91,18 +91,17 @@ absl::StatusOr<Issuer> FromRow(const pqxx::row& row) {
   return i;
 }
 
-const char* TimeOrNull(const std::optional<absl::Time>& t, std::string* buf) {
-  if (!t.has_value()) return nullptr;
-  *buf = std::to_string(ToMicros(*t));
-  return buf->c_str();
+std::optional<std::string> MicrosText(const std::optional<absl::Time>& t) {
+  if (!t.has_value()) return std::nullopt;
+  return std::to_string(ToMicros(*t));
 }
 
 void Insert(pqxx::transaction_base& tx, const Issuer& i) {
-  std::string nb, na;
+  const std::optional<std::string> nb = MicrosText(i.not_before), na = MicrosText(i.not_after);
   tx.exec_params(kInsertSql, i.id, IssuerPurposeName(i.purpose), i.parent_id,
                  IssuerStateName(i.state), i.algorithm, i.subject, ToHex(i.certificate_der),
-                 ToHex(i.chain_der), ToHex(i.csr_der), TimeOrNull(i.not_before, &nb),
-                 TimeOrNull(i.not_after, &na), ToHex(i.key_ciphertext), i.kek_id);
+                 ToHex(i.chain_der), ToHex(i.csr_der), NullableParam(nb),
+                 NullableParam(na), ToHex(i.key_ciphertext), i.kek_id);
 }
 
 }  // namespace

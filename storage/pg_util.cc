@@ -25,6 +25,10 @@ std::optional<absl::Time> OptionalTime(const pqxx::field& f) {
   return FromMicros(f.as<int64_t>());
 }
 
+const char* NullableParam(const std::optional<std::string>& value) {
+  return value ? value->c_str() : nullptr;
+}
+
 std::vector<std::string> ParseTextArray(const pqxx::field& f) {
   std::vector<std::string> out;
   pqxx::array_parser parser = f.as_array();

@@ -24,6 +24,10 @@ int64_t ToMicros(absl::Time t);
 absl::Time FromMicros(int64_t micros);
 std::optional<absl::Time> OptionalTime(const pqxx::field& f);  // NULL -> nullopt
 
+// NullableParam passes an optional string as a statement parameter: nullptr (SQL NULL) when
+// absent. The optional must outlive the statement.
+const char* NullableParam(const std::optional<std::string>& value);
+
 // ParseTextArray reads a text[] column.
 std::vector<std::string> ParseTextArray(const pqxx::field& f);
 

@@ -233,8 +233,9 @@ grpc::Status CertificateAuthorityService::ImportIssuer(grpc::ServerContext* cont
 grpc::Status CertificateAuthorityService::ListIssuers(grpc::ServerContext*,
                                                       const v1::ListIssuersRequest* request,
                                                       v1::ListIssuersResponse* response) {
-  if (request->page_size() < 0) return Invalid("page_size: must not be negative");
-  const int size = request->page_size() == 0 ? 100 : std::min(request->page_size(), 1000);
+  auto size_or = PageSize(request->page_size());
+  if (!size_or.ok()) return ToGrpcStatus(size_or.status());
+  const int size = *size_or;
   const std::string filters =
       absl::StrCat(static_cast<int>(request->purpose()), "/", static_cast<int>(request->status()));
   auto after = DecodePageToken("issuers", filters, request->page_token());

@@ -128,8 +128,7 @@ absl::StatusOr<storage::Broker> BrokerRegistry::Get(const std::string& id) {
 }
 
 absl::StatusOr<ListBrokersPage> BrokerRegistry::List(int page_size, const std::string& page_token) {
-  if (page_size < 0) return Invalid("page_size", "must not be negative");
-  const int size = page_size == 0 ? 100 : std::min(page_size, 1000);
+  ASSIGN_OR_RETURN(const int size, PageSize(page_size));
   ASSIGN_OR_RETURN(std::string after, DecodePageToken(kPageTokenKind, "", page_token));
   ASSIGN_OR_RETURN(std::vector<storage::Broker> brokers, store_.List(after, size + 1));
   ListBrokersPage page;

@@ -358,8 +358,7 @@ absl::StatusOr<IssuedCertificate> Issuance::GetByFingerprint(const std::string& 
 }
 
 absl::StatusOr<ListCertificatesPage> Issuance::List(const ListCertificatesQuery& q) {
-  if (q.page_size < 0) return Invalid("page_size", "must not be negative");
-  const int size = q.page_size == 0 ? 100 : std::min(q.page_size, 1000);
+  ASSIGN_OR_RETURN(const int size, PageSize(q.page_size));
   const storage::CertificateFilter& f = q.filter;
   if (!f.comm_id.empty()) RETURN_IF_ERROR(registry::ValidateCommId("comm_id", f.comm_id));
   if (!f.broker_name.empty()) RETURN_IF_ERROR(brokers::ValidateBrokerId("broker_id", f.broker_name));

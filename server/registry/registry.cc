@@ -91,12 +91,7 @@ absl::StatusOr<Device> Registry::Get(const std::string& comm_id) {
 }
 
 absl::StatusOr<ListDevicesPage> Registry::List(const ListDevicesQuery& query) {
-  if (query.page_size < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: must not be negative, got ", query.page_size));
-  }
-  const int page_size =
-      query.page_size == 0 ? kDefaultPageSize : std::min(query.page_size, kMaxPageSize);
+  ASSIGN_OR_RETURN(const int page_size, PageSize(query.page_size));
   RETURN_IF_ERROR(ValidateFilter(query.filter));
   ASSIGN_OR_RETURN(std::string after,
                    DecodePageToken(kPageTokenKind, Filters(query.filter), query.page_token));

@@ -15,9 +15,6 @@
 
 namespace fleetca::registry {
 
-inline constexpr int kDefaultPageSize = 100;
-inline constexpr int kMaxPageSize = 1000;
-
 struct ListDevicesQuery {
   storage::DeviceFilter filter;
   int page_size = 0;       // 0: default; negative: INVALID_ARGUMENT
