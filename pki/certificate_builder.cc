@@ -5,6 +5,7 @@
 #include <openssl/bn.h>
 #include <openssl/objects.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -19,6 +20,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "pki/der.h"
 
 namespace fleetca::pki {
 namespace {
@@ -29,23 +33,12 @@ using Owned = std::unique_ptr<T, OpenSslDeleter<T, kFree>>;
 using BasicConstraintsPtr = Owned<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
 using BitStringPtr = Owned<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
 using OctetStringPtr = Owned<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
-using ExtendedKeyUsagePtr = Owned<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
-using AuthorityKeyIdPtr = Owned<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
-using GeneralNamePtr = Owned<GENERAL_NAME, GENERAL_NAME_free>;
-using Asn1StringPtr = Owned<ASN1_STRING, ASN1_STRING_free>;
-using CrlDistPointsPtr = Owned<CRL_DIST_POINTS, CRL_DIST_POINTS_free>;
-using DistPointPtr = Owned<DIST_POINT, DIST_POINT_free>;
-using DistPointNamePtr = Owned<DIST_POINT_NAME, DIST_POINT_NAME_free>;
-using AuthorityInfoAccessPtr = Owned<AUTHORITY_INFO_ACCESS, AUTHORITY_INFO_ACCESS_free>;
-using AccessDescriptionPtr = Owned<ACCESS_DESCRIPTION, ACCESS_DESCRIPTION_free>;
 using StackOfX509Ptr = std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)>;
 
 constexpr size_t kMaxSerialBytes = 20;  // RFC 5280 section 4.1.2.2
 
 // keyUsage bits, RFC 5280 section 4.2.1.3.
-constexpr int kDigitalSignatureBit = 0;
 constexpr int kKeyCertSignBit = 5;
-constexpr int kCrlSignBit = 6;
 
 absl::Status Invalid(absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("certificate template: ", why));
@@ -75,51 +68,51 @@ absl::StatusOr<absl::Time> FromAsn1Time(const ASN1_TIME* t) {
                          absl::UTCTimeZone());
 }
 
-absl::Status AddExtension(X509* cert, int nid, void* value, bool critical, absl::string_view what) {
-  if (X509_add1_ext_i2d(cert, nid, value, critical ? 1 : 0, X509V3_ADD_DEFAULT) != 1) {
-    return OpenSslError(absl::StrCat("X509_add1_ext_i2d(", what, ")"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<X509NamePtr> BuildName(const SubjectName& subject) {
+// SubjectNameDer encodes the subject as C, O, OU, CN (most significant first, as X.500
+// names are written), one attribute per RDN: countryName as PrintableString, the others as
+// UTF8String (RFC 5280 section 4.1.2.6), within the X.520 upper bounds.
+absl::StatusOr<std::string> SubjectNameDer(const SubjectName& subject) {
   if (subject.common_name.empty()) {
     return Invalid("subject common name is empty");
   }
-  X509NamePtr name(X509_NAME_new());
-  if (name == nullptr) {
-    return OpenSslError("X509_NAME_new");
-  }
-  // Most significant first, as X.500 names are written: C, O, OU, CN.
   struct Part {
-    int nid;
+    const char* oid;
     const std::string* value;
     const char* what;
   };
   const Part parts[] = {
-      {NID_countryName, &subject.country, "country (two letters)"},
-      {NID_organizationName, &subject.organization, "organization (1 to 64 bytes)"},
-      {NID_organizationalUnitName, &subject.organizational_unit,
-       "organizational unit (1 to 64 bytes)"},
-      {NID_commonName, &subject.common_name, "common name (1 to 64 bytes)"},
+      {"2.5.4.6", &subject.country, "country (two letters)"},
+      {"2.5.4.10", &subject.organization, "organization (1 to 64 bytes)"},
+      {"2.5.4.11", &subject.organizational_unit, "organizational unit (1 to 64 bytes)"},
+      {"2.5.4.3", &subject.common_name, "common name (1 to 64 bytes)"},
   };
+  std::string rdns;
   for (const Part& part : parts) {
-    if (part.value->empty()) {
+    const std::string& value = *part.value;
+    if (value.empty()) {
       continue;
     }
-    // OpenSSL's string table enforces the X.520 upper bounds (ub-common-name 64, country
-    // exactly 2, PrintableString for C) and picks UTF8String for the others.
-    if (X509_NAME_add_entry_by_NID(name.get(), part.nid, MBSTRING_UTF8,
-                                   reinterpret_cast<const unsigned char*>(part.value->data()),
-                                   static_cast<int>(part.value->size()), -1, 0) != 1) {
-      ClearOpenSslErrors();
+    const bool country = part.value == &subject.country;
+    bool ok = false;
+    if (country) {
+      ok = value.size() == 2 && absl::ascii_isalpha(static_cast<unsigned char>(value[0])) &&
+           absl::ascii_isalpha(static_cast<unsigned char>(value[1]));
+    } else if (IsValidUtf8(value)) {
+      size_t characters = 0;
+      for (const char c : value) characters += (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+      ok = characters <= 64;
+    }
+    if (!ok) {
       return Invalid(absl::StrCat("bad subject ", part.what));
     }
+    std::string atv = der::Element(der::kOid, der::OidFromText(part.oid));
+    der::AppendElement(&atv, country ? der::kPrintableString : der::kUtf8String, value);
+    der::AppendElement(&rdns, der::kSet, der::Element(der::kSequence, atv));
   }
-  return name;
+  return der::Element(der::kSequence, rdns);
 }
 
-absl::StatusOr<Asn1IntegerPtr> SerialToAsn1(absl::string_view serial) {
+absl::Status ValidateSerial(absl::string_view serial) {
   if (serial.empty()) {
     return Invalid("serial is empty");
   }
@@ -131,16 +124,7 @@ absl::StatusOr<Asn1IntegerPtr> SerialToAsn1(absl::string_view serial) {
   if (encoded > kMaxSerialBytes) {
     return Invalid("serial is longer than 20 bytes");
   }
-  BignumPtr bn(BN_bin2bn(reinterpret_cast<const unsigned char*>(serial.data()),
-                         static_cast<int>(serial.size()), nullptr));
-  if (bn == nullptr) {
-    return OpenSslError("BN_bin2bn");
-  }
-  Asn1IntegerPtr integer(BN_to_ASN1_INTEGER(bn.get(), nullptr));
-  if (integer == nullptr) {
-    return OpenSslError("BN_to_ASN1_INTEGER");
-  }
-  return integer;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> IpToBytes(const std::string& text) {
@@ -152,33 +136,6 @@ absl::StatusOr<std::string> IpToBytes(const std::string& text) {
     return std::string(reinterpret_cast<const char*>(buf), 16);
   }
   return Invalid("bad IP address in subjectAltName");
-}
-
-// MakeGeneralName builds an IA5String-valued GENERAL_NAME (dNSName, URI) or an iPAddress.
-absl::StatusOr<GeneralNamePtr> MakeGeneralName(int type, absl::string_view value) {
-  Asn1StringPtr str(
-      ASN1_STRING_type_new(type == GEN_IPADD ? V_ASN1_OCTET_STRING : V_ASN1_IA5STRING));
-  if (str == nullptr) {
-    return OpenSslError("ASN1_STRING_type_new");
-  }
-  if (ASN1_STRING_set(str.get(), value.data(), static_cast<int>(value.size())) != 1) {
-    return OpenSslError("ASN1_STRING_set");
-  }
-  GeneralNamePtr name(GENERAL_NAME_new());
-  if (name == nullptr) {
-    return OpenSslError("GENERAL_NAME_new");
-  }
-  // GENERAL_NAME_set0_value takes ownership and cannot fail.
-  GENERAL_NAME_set0_value(name.get(), type, str.release());
-  return name;
-}
-
-absl::Status PushGeneralName(GENERAL_NAMES* names, GeneralNamePtr name) {
-  if (sk_GENERAL_NAME_push(names, name.get()) <= 0) {
-    return OpenSslError("sk_GENERAL_NAME_push");
-  }
-  name.release();  // owned by the stack now
-  return absl::OkStatus();
 }
 
 // IsPrintableAsciiNoSpace: what a DNS name or URI (IA5String, RFC 5280 section 4.2.1.6) may hold.
@@ -194,239 +151,132 @@ bool IsPrintableAsciiNoSpace(absl::string_view s) {
   return true;
 }
 
-absl::StatusOr<GeneralNamesPtr> UriNames(const std::string& uri) {
-  GeneralNamesPtr names(GENERAL_NAMES_new());
-  if (names == nullptr) {
-    return OpenSslError("GENERAL_NAMES_new");
+// SubjectPublicKeyBits returns the subjectPublicKey BIT STRING's key bytes of a DER
+// SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7), checking its outer structure.
+absl::StatusOr<absl::string_view> SubjectPublicKeyBits(absl::string_view spki) {
+  der::Reader outer(spki);
+  absl::string_view body, algorithm, bits;
+  if (!outer.Expect(der::kSequence, &body) || !outer.empty()) {
+    return Invalid("the public key is not a DER SubjectPublicKeyInfo");
   }
-  auto name = MakeGeneralName(GEN_URI, uri);
-  if (!name.ok()) {
-    return name.status();
+  der::Reader fields(body);
+  if (!fields.Expect(der::kSequence, &algorithm) || !fields.Expect(der::kBitString, &bits) ||
+      !fields.empty() || bits.empty() || bits[0] != 0) {
+    return Invalid("the public key is not a DER SubjectPublicKeyInfo");
   }
-  if (absl::Status st = PushGeneralName(names.get(), std::move(*name)); !st.ok()) {
-    return st;
-  }
-  return names;
+  return bits.substr(1);
 }
 
-// SubjectKeyId is RFC 5280 section 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT
-// STRING.
-absl::StatusOr<std::string> SubjectKeyIdOf(const X509* cert) {
+std::string Sha1(absl::string_view data) {
+  unsigned char md[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof(md));
+}
+
+// IssuerKeyId: the issuer's own subjectKeyIdentifier when it has one (it may have been
+// computed by another CA, by another method), else RFC 5280 section 4.2.1.2 method (1)
+// over its key.
+absl::StatusOr<std::string> IssuerKeyIdOf(const X509* issuer) {
+  // X509_get0_subject_key_id fills OpenSSL's extension cache (under its own lock) and
+  // changes nothing else: the const_cast is safe.
+  const ASN1_OCTET_STRING* ski = X509_get0_subject_key_id(const_cast<X509*>(issuer));
+  if (ski != nullptr && ASN1_STRING_length(ski) > 0) {
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski)),
+                       static_cast<size_t>(ASN1_STRING_length(ski)));
+  }
+  ClearOpenSslErrors();
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (X509_pubkey_digest(cert, EVP_sha1(), md, &len) != 1) {
+  if (X509_pubkey_digest(issuer, EVP_sha1(), md, &len) != 1) {
     return OpenSslError("X509_pubkey_digest");
   }
   return std::string(reinterpret_cast<const char*>(md), len);
 }
 
-// IssuerKeyId: the issuer's own subjectKeyIdentifier when it has one (it may have been
-// computed by another CA, by another method), else method (1) over its key.
-absl::StatusOr<std::string> IssuerKeyIdOf(const X509* issuer) {
-  int critical = 0;
-  OctetStringPtr ski(static_cast<ASN1_OCTET_STRING*>(
-      X509_get_ext_d2i(issuer, NID_subject_key_identifier, &critical, nullptr)));
-  if (ski != nullptr && ASN1_STRING_length(ski.get()) > 0) {
-    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski.get())),
-                       static_cast<size_t>(ASN1_STRING_length(ski.get())));
-  }
-  ClearOpenSslErrors();
-  return SubjectKeyIdOf(issuer);
+// AppendExtension writes one Extension (RFC 5280 section 4.1): the OID, critical when it
+// is (DEFAULT FALSE is omitted), the value's DER in an OCTET STRING.
+void AppendExtension(std::string* out, const char* oid, bool critical, absl::string_view value) {
+  std::string ext = der::Element(der::kOid, der::OidFromText(oid));
+  if (critical) der::AppendElement(&ext, der::kBoolean, "\xff");
+  der::AppendElement(&ext, der::kOctetString, value);
+  der::AppendElement(out, der::kSequence, ext);
 }
 
-absl::Status AddBasicConstraintsAndKeyUsage(X509* cert, CertificateProfile profile) {
-  // RFC 5280 section 4.2.1.9: CA:TRUE only for CAs; pathlen 0 under an intermediate, so it
-  // can issue only end-entity certificates.
-  BasicConstraintsPtr bc(BASIC_CONSTRAINTS_new());
-  BitStringPtr ku(ASN1_BIT_STRING_new());
-  if (bc == nullptr || ku == nullptr) {
-    return OpenSslError("BASIC_CONSTRAINTS_new");
+// ExtensionsDer decides every extension of the certificate from the template's profile;
+// nothing is copied from a CSR. The order is fixed: basicConstraints, keyUsage, EKU, SKI,
+// AKI, subjectAltName, cRLDistributionPoints, authorityInfoAccess.
+absl::StatusOr<std::string> ExtensionsDer(const CertificateTemplate& tmpl,
+                                          absl::string_view subject_key_id,
+                                          absl::string_view authority_key_id) {
+  std::string exts;
+  // basicConstraints (4.2.1.9), critical: CA:TRUE only for CAs; pathlen 0 under an
+  // intermediate so it can issue only end-entity certificates. keyUsage (4.2.1.3), critical.
+  // extendedKeyUsage (4.2.1.12) on end-entity certificates only.
+  const bool ca = tmpl.profile == CertificateProfile::kRootCa ||
+                  tmpl.profile == CertificateProfile::kIntermediateCa;
+  std::string bc;
+  if (ca) {
+    der::AppendElement(&bc, der::kBoolean, "\xff");
+    if (tmpl.profile == CertificateProfile::kIntermediateCa) {
+      der::AppendElement(&bc, der::kInteger, absl::string_view("\0", 1));
+    }
   }
-  bool ok = true;
-  switch (profile) {
-    case CertificateProfile::kRootCa:
-      bc->ca = 0xff;
-      ok = ASN1_BIT_STRING_set_bit(ku.get(), kKeyCertSignBit, 1) == 1 &&
-           ASN1_BIT_STRING_set_bit(ku.get(), kCrlSignBit, 1) == 1;
-      break;
-    case CertificateProfile::kIntermediateCa: {
-      bc->ca = 0xff;
-      Asn1IntegerPtr pathlen(ASN1_INTEGER_new());
-      if (pathlen == nullptr || ASN1_INTEGER_set(pathlen.get(), 0) != 1) {
-        return OpenSslError("ASN1_INTEGER_set");
+  AppendExtension(&exts, "2.5.29.19", true, der::Element(der::kSequence, bc));
+  // BIT STRING, trailing zero bits dropped: keyCertSign (5) + cRLSign (6) = 0x06 with one
+  // unused bit; digitalSignature (0) = 0x80 with seven.
+  AppendExtension(&exts, "2.5.29.15", true,
+                  der::Element(der::kBitString, ca ? absl::string_view("\x01\x06", 2)
+                                                   : absl::string_view("\x07\x80", 2)));
+  if (!ca) {
+    const char* purpose = tmpl.profile == CertificateProfile::kClient ? "1.3.6.1.5.5.7.3.2"
+                                                                      : "1.3.6.1.5.5.7.3.1";
+    AppendExtension(&exts, "2.5.29.37", false,
+                    der::Element(der::kSequence,
+                                 der::Element(der::kOid, der::OidFromText(purpose))));
+  }
+  // Key identifiers (4.2.1.2, 4.2.1.1: keyIdentifier only).
+  AppendExtension(&exts, "2.5.29.14", false, der::Element(der::kOctetString, subject_key_id));
+  AppendExtension(&exts, "2.5.29.35", false,
+                  der::Element(der::kSequence,
+                               der::Element(der::ContextPrimitive(0), authority_key_id)));
+  // subjectAltName (4.2.1.6), non-critical: the subject always has a CN.
+  if (!tmpl.dns_names.empty() || !tmpl.ip_addresses.empty()) {
+    std::string names;
+    for (const std::string& dns : tmpl.dns_names) {
+      if (!IsPrintableAsciiNoSpace(dns)) {
+        return Invalid("bad DNS name in subjectAltName");
       }
-      bc->pathlen = pathlen.release();
-      ok = ASN1_BIT_STRING_set_bit(ku.get(), kKeyCertSignBit, 1) == 1 &&
-           ASN1_BIT_STRING_set_bit(ku.get(), kCrlSignBit, 1) == 1;
-      break;
+      der::AppendElement(&names, der::ContextPrimitive(2), dns);
     }
-    case CertificateProfile::kClient:
-    case CertificateProfile::kServer:
-      bc->ca = 0;  // DEFAULT FALSE: encoded as an empty SEQUENCE
-      ok = ASN1_BIT_STRING_set_bit(ku.get(), kDigitalSignatureBit, 1) == 1;
-      break;
-  }
-  if (!ok) {
-    return OpenSslError("ASN1_BIT_STRING_set_bit");
-  }
-  if (absl::Status st = AddExtension(cert, NID_basic_constraints, bc.get(), /*critical=*/true,
-                                     "basicConstraints");
-      !st.ok()) {
-    return st;
-  }
-  return AddExtension(cert, NID_key_usage, ku.get(), /*critical=*/true, "keyUsage");
-}
-
-absl::Status AddExtendedKeyUsage(X509* cert, CertificateProfile profile) {
-  int nid = NID_undef;
-  if (profile == CertificateProfile::kClient) {
-    nid = NID_client_auth;
-  } else if (profile == CertificateProfile::kServer) {
-    nid = NID_server_auth;
-  } else {
-    return absl::OkStatus();  // CAs carry no EKU
-  }
-  ExtendedKeyUsagePtr eku(sk_ASN1_OBJECT_new_null());
-  if (eku == nullptr) {
-    return OpenSslError("sk_ASN1_OBJECT_new_null");
-  }
-  ASN1_OBJECT* obj = OBJ_nid2obj(nid);  // a static object: nothing to free
-  if (obj == nullptr || sk_ASN1_OBJECT_push(eku.get(), obj) <= 0) {
-    return OpenSslError("sk_ASN1_OBJECT_push");
-  }
-  return AddExtension(cert, NID_ext_key_usage, eku.get(), /*critical=*/false, "extendedKeyUsage");
-}
-
-absl::Status AddKeyIdentifiers(X509* cert, const X509* issuer_cert) {
-  auto ski_bytes = SubjectKeyIdOf(cert);
-  if (!ski_bytes.ok()) {
-    return ski_bytes.status();
-  }
-  std::string aki_bytes = *ski_bytes;  // self-signed: AKI = own SKI
-  if (issuer_cert != nullptr) {
-    auto issuer_ski = IssuerKeyIdOf(issuer_cert);
-    if (!issuer_ski.ok()) {
-      return issuer_ski.status();
+    for (const std::string& ip : tmpl.ip_addresses) {
+      ASSIGN_OR_RETURN(std::string bytes, IpToBytes(ip));
+      der::AppendElement(&names, der::ContextPrimitive(7), bytes);
     }
-    aki_bytes = std::move(*issuer_ski);
+    AppendExtension(&exts, "2.5.29.17", false, der::Element(der::kSequence, names));
   }
-  OctetStringPtr ski(ASN1_OCTET_STRING_new());
-  if (ski == nullptr ||
-      ASN1_OCTET_STRING_set(ski.get(), reinterpret_cast<const unsigned char*>(ski_bytes->data()),
-                            static_cast<int>(ski_bytes->size())) != 1) {
-    return OpenSslError("ASN1_OCTET_STRING_set");
-  }
-  if (absl::Status st = AddExtension(cert, NID_subject_key_identifier, ski.get(),
-                                     /*critical=*/false, "subjectKeyIdentifier");
-      !st.ok()) {
-    return st;
-  }
-  // RFC 5280 section 4.2.1.1: keyIdentifier only.
-  AuthorityKeyIdPtr aki(AUTHORITY_KEYID_new());
-  OctetStringPtr keyid(ASN1_OCTET_STRING_new());
-  if (aki == nullptr || keyid == nullptr ||
-      ASN1_OCTET_STRING_set(keyid.get(), reinterpret_cast<const unsigned char*>(aki_bytes.data()),
-                            static_cast<int>(aki_bytes.size())) != 1) {
-    return OpenSslError("ASN1_OCTET_STRING_set");
-  }
-  aki->keyid = keyid.release();
-  return AddExtension(cert, NID_authority_key_identifier, aki.get(), /*critical=*/false,
-                      "authorityKeyIdentifier");
-}
-
-absl::Status AddSubjectAltName(X509* cert, const CertificateTemplate& tmpl) {
-  if (tmpl.dns_names.empty() && tmpl.ip_addresses.empty()) {
-    return absl::OkStatus();
-  }
-  GeneralNamesPtr names(GENERAL_NAMES_new());
-  if (names == nullptr) {
-    return OpenSslError("GENERAL_NAMES_new");
-  }
-  for (const std::string& dns : tmpl.dns_names) {
-    if (!IsPrintableAsciiNoSpace(dns)) {
-      return Invalid("bad DNS name in subjectAltName");
+  // cRLDistributionPoints (4.2.1.13): one DistributionPoint whose distributionPoint [0] (a
+  // CHOICE, so explicitly tagged) is a fullName [0] holding one URI [6].
+  if (!tmpl.crl_url.empty()) {
+    if (!IsPrintableAsciiNoSpace(tmpl.crl_url)) {
+      return Invalid("bad CRL distribution point URL");
     }
-    auto name = MakeGeneralName(GEN_DNS, dns);
-    if (!name.ok()) {
-      return name.status();
+    const std::string full_name = der::Element(
+        der::ContextConstructed(0), der::Element(der::ContextPrimitive(6), tmpl.crl_url));
+    const std::string point =
+        der::Element(der::kSequence, der::Element(der::ContextConstructed(0), full_name));
+    AppendExtension(&exts, "2.5.29.31", false, der::Element(der::kSequence, point));
+  }
+  // authorityInfoAccess (4.2.2.1): id-ad-caIssuers with one URI.
+  if (!tmpl.ca_issuers_url.empty()) {
+    if (!IsPrintableAsciiNoSpace(tmpl.ca_issuers_url)) {
+      return Invalid("bad CA issuers URL");
     }
-    if (absl::Status st = PushGeneralName(names.get(), std::move(*name)); !st.ok()) {
-      return st;
-    }
+    std::string access = der::Element(der::kOid, der::OidFromText("1.3.6.1.5.5.7.48.2"));
+    der::AppendElement(&access, der::ContextPrimitive(6), tmpl.ca_issuers_url);
+    AppendExtension(&exts, "1.3.6.1.5.5.7.1.1", false,
+                    der::Element(der::kSequence, der::Element(der::kSequence, access)));
   }
-  for (const std::string& ip : tmpl.ip_addresses) {
-    auto bytes = IpToBytes(ip);
-    if (!bytes.ok()) {
-      return bytes.status();
-    }
-    auto name = MakeGeneralName(GEN_IPADD, *bytes);
-    if (!name.ok()) {
-      return name.status();
-    }
-    if (absl::Status st = PushGeneralName(names.get(), std::move(*name)); !st.ok()) {
-      return st;
-    }
-  }
-  // Non-critical: the subject always has a CN (RFC 5280 section 4.2.1.6).
-  return AddExtension(cert, NID_subject_alt_name, names.get(), /*critical=*/false,
-                      "subjectAltName");
-}
-
-absl::Status AddCrlDistributionPoint(X509* cert, const std::string& url) {
-  if (url.empty()) {
-    return absl::OkStatus();
-  }
-  if (!IsPrintableAsciiNoSpace(url)) {
-    return Invalid("bad CRL distribution point URL");
-  }
-  auto full_name = UriNames(url);
-  if (!full_name.ok()) {
-    return full_name.status();
-  }
-  // RFC 5280 section 4.2.1.13: one DistributionPoint with a fullName URI.
-  DistPointNamePtr dp_name(DIST_POINT_NAME_new());
-  DistPointPtr dp(DIST_POINT_new());
-  CrlDistPointsPtr points(sk_DIST_POINT_new_null());
-  if (dp_name == nullptr || dp == nullptr || points == nullptr) {
-    return OpenSslError("DIST_POINT_new");
-  }
-  dp_name->type = 0;  // fullName
-  dp_name->name.fullname = full_name->release();
-  dp->distpoint = dp_name.release();
-  if (sk_DIST_POINT_push(points.get(), dp.get()) <= 0) {
-    return OpenSslError("sk_DIST_POINT_push");
-  }
-  dp.release();
-  return AddExtension(cert, NID_crl_distribution_points, points.get(), /*critical=*/false,
-                      "cRLDistributionPoints");
-}
-
-absl::Status AddAuthorityInfoAccess(X509* cert, const std::string& url) {
-  if (url.empty()) {
-    return absl::OkStatus();
-  }
-  if (!IsPrintableAsciiNoSpace(url)) {
-    return Invalid("bad CA issuers URL");
-  }
-  auto location = MakeGeneralName(GEN_URI, url);
-  if (!location.ok()) {
-    return location.status();
-  }
-  // RFC 5280 section 4.2.2.1: id-ad-caIssuers.
-  AccessDescriptionPtr ad(ACCESS_DESCRIPTION_new());
-  AuthorityInfoAccessPtr aia(sk_ACCESS_DESCRIPTION_new_null());
-  if (ad == nullptr || aia == nullptr) {
-    return OpenSslError("ACCESS_DESCRIPTION_new");
-  }
-  ASN1_OBJECT_free(ad->method);
-  ad->method = OBJ_nid2obj(NID_ad_ca_issuers);
-  GENERAL_NAME_free(ad->location);
-  ad->location = location->release();
-  if (sk_ACCESS_DESCRIPTION_push(aia.get(), ad.get()) <= 0) {
-    return OpenSslError("sk_ACCESS_DESCRIPTION_push");
-  }
-  ad.release();
-  return AddExtension(cert, NID_info_access, aia.get(), /*critical=*/false, "authorityInfoAccess");
+  return exts;
 }
 
 void FreeX509Stack(STACK_OF(X509) * stack) { sk_X509_free(stack); }  // borrowed elements
@@ -445,90 +295,78 @@ std::string Utf8(const ASN1_STRING* value) {
 
 }  // namespace
 
-absl::StatusOr<X509Ptr> BuildCertificate(const CertificateTemplate& tmpl, const X509* issuer_cert,
-                                         KeyStore& key_store, const std::string& signer_issuer_id) {
+absl::StatusOr<std::string> BuildCertificateDer(const CertificateTemplate& tmpl,
+                                                const X509* issuer_cert, KeyStore& key_store,
+                                                const std::string& signer_issuer_id) {
   // 1. Check the template.
-  if (tmpl.public_key == nullptr) {
+  std::string spki_storage;
+  absl::string_view spki = tmpl.public_key_der;
+  if (tmpl.public_key != nullptr) {
+    if (auto algorithm = KeyAlgorithmOf(tmpl.public_key); !algorithm.ok()) {
+      return Invalid(algorithm.status().message());
+    }
+    ASSIGN_OR_RETURN(spki_storage, PublicKeyToDer(tmpl.public_key));
+    spki = spki_storage;
+  } else if (spki.empty()) {
     return Invalid("no public key");
   }
-  if (auto algorithm = KeyAlgorithmOf(tmpl.public_key); !algorithm.ok()) {
-    return Invalid(algorithm.status().message());
-  }
+  ASSIGN_OR_RETURN(const absl::string_view key_bits, SubjectPublicKeyBits(spki));
   if (tmpl.not_after <= tmpl.not_before) {
     return Invalid("not_after must be after not_before");
   }
-  auto not_before = ToTimeT(tmpl.not_before, "not_before");
-  if (!not_before.ok()) {
-    return not_before.status();
-  }
-  auto not_after = ToTimeT(tmpl.not_after, "not_after");
-  if (!not_after.ok()) {
-    return not_after.status();
-  }
-  auto serial = SerialToAsn1(tmpl.serial);
-  if (!serial.ok()) {
-    return serial.status();
-  }
-  auto subject = BuildName(tmpl.subject);
-  if (!subject.ok()) {
-    return subject.status();
-  }
+  RETURN_IF_ERROR(ToTimeT(tmpl.not_before, "not_before").status());
+  RETURN_IF_ERROR(ToTimeT(tmpl.not_after, "not_after").status());
+  RETURN_IF_ERROR(ValidateSerial(tmpl.serial));
+  ASSIGN_OR_RETURN(const std::string subject, SubjectNameDer(tmpl.subject));
 
-  // 2. The certificate body (RFC 5280 section 4.1).
-  X509Ptr cert(X509_new());
-  if (cert == nullptr) {
-    return OpenSslError("X509_new");
+  // 2. Names and key identifiers: a self-signed root is its own issuer (AKI = its SKI).
+  std::string issuer = subject;
+  const std::string subject_key_id = Sha1(key_bits);
+  std::string authority_key_id = subject_key_id;
+  if (issuer_cert != nullptr) {
+    unsigned char* encoded = nullptr;
+    const int length = i2d_X509_NAME(X509_get_subject_name(issuer_cert), &encoded);
+    if (length <= 0) {
+      return OpenSslError("i2d_X509_NAME");
+    }
+    issuer.assign(reinterpret_cast<const char*>(encoded), static_cast<size_t>(length));
+    OPENSSL_free(encoded);
+    ASSIGN_OR_RETURN(authority_key_id, IssuerKeyIdOf(issuer_cert));
   }
-  if (X509_set_version(cert.get(), X509_VERSION_3) != 1) {
-    return OpenSslError("X509_set_version");
-  }
-  if (X509_set_serialNumber(cert.get(), serial->get()) != 1) {
-    return OpenSslError("X509_set_serialNumber");
-  }
-  if (X509_set_subject_name(cert.get(), subject->get()) != 1) {
-    return OpenSslError("X509_set_subject_name");
-  }
-  const X509_NAME* issuer_name =
-      issuer_cert != nullptr ? X509_get_subject_name(issuer_cert) : subject->get();
-  if (X509_set_issuer_name(cert.get(), issuer_name) != 1) {
-    return OpenSslError("X509_set_issuer_name");
-  }
-  // ASN1_TIME_set picks UTCTime through 2049 and GeneralizedTime after, as section 4.1.2.5
-  // requires.
-  if (ASN1_TIME_set(X509_getm_notBefore(cert.get()), *not_before) == nullptr ||
-      ASN1_TIME_set(X509_getm_notAfter(cert.get()), *not_after) == nullptr) {
-    return OpenSslError("ASN1_TIME_set");
-  }
-  // X509_set_pubkey only reads the key (it takes a reference): the const_cast is safe.
-  if (X509_set_pubkey(cert.get(), const_cast<EVP_PKEY*>(tmpl.public_key)) != 1) {
-    return OpenSslError("X509_set_pubkey");
-  }
+  ASSIGN_OR_RETURN(const std::string extensions,
+                   ExtensionsDer(tmpl, subject_key_id, authority_key_id));
+  ASSIGN_OR_RETURN(const std::string algorithm, key_store.SignatureAlgorithm(signer_issuer_id));
 
-  // 3. Extensions: every one decided here from the profile, none copied from a CSR.
-  if (absl::Status st = AddBasicConstraintsAndKeyUsage(cert.get(), tmpl.profile); !st.ok()) {
-    return st;
-  }
-  if (absl::Status st = AddExtendedKeyUsage(cert.get(), tmpl.profile); !st.ok()) {
-    return st;
-  }
-  if (absl::Status st = AddKeyIdentifiers(cert.get(), issuer_cert); !st.ok()) {
-    return st;
-  }
-  if (absl::Status st = AddSubjectAltName(cert.get(), tmpl); !st.ok()) {
-    return st;
-  }
-  if (absl::Status st = AddCrlDistributionPoint(cert.get(), tmpl.crl_url); !st.ok()) {
-    return st;
-  }
-  if (absl::Status st = AddAuthorityInfoAccess(cert.get(), tmpl.ca_issuers_url); !st.ok()) {
-    return st;
-  }
+  // 3. TBSCertificate (RFC 5280 section 4.1), assembled directly: no object model to build
+  //    and re-encode.
+  std::string body;
+  body.reserve(512 + spki.size() + extensions.size());
+  der::AppendElement(&body, der::ContextConstructed(0), absl::string_view("\x02\x01\x02", 3));
+  der::AppendUnsignedInteger(&body, tmpl.serial);
+  body += algorithm;
+  body += issuer;
+  std::string validity;
+  der::AppendTime(&validity, tmpl.not_before);
+  der::AppendTime(&validity, tmpl.not_after);
+  der::AppendElement(&body, der::kSequence, validity);
+  body += subject;
+  body.append(spki.data(), spki.size());
+  der::AppendElement(&body, der::ContextConstructed(3), der::Element(der::kSequence, extensions));
+  std::string certificate = der::Element(der::kSequence, body);
 
-  // 4. Sign with the issuer's key, which never leaves the key store.
-  if (absl::Status st = key_store.SignCertificate(signer_issuer_id, cert.get()); !st.ok()) {
-    return st;
-  }
-  return cert;
+  // 4. Signed with the issuer's key, which never leaves the key store.
+  ASSIGN_OR_RETURN(const std::string signature,
+                   key_store.Sign(signer_issuer_id, algorithm, certificate));
+  certificate += algorithm;
+  der::AppendBitString(&certificate, signature);
+  return der::Element(der::kSequence, certificate);
+}
+
+absl::StatusOr<X509Ptr> BuildCertificate(const CertificateTemplate& tmpl, const X509* issuer_cert,
+                                         KeyStore& key_store, const std::string& signer_issuer_id) {
+  ASSIGN_OR_RETURN(const std::string der,
+                   BuildCertificateDer(tmpl, issuer_cert, key_store, signer_issuer_id));
+  return CertificateFromDer(der);
 }
 
 absl::StatusOr<X509ReqPtr> BuildCsr(const SubjectName& subject, const EVP_PKEY* public_key,
@@ -536,9 +374,11 @@ absl::StatusOr<X509ReqPtr> BuildCsr(const SubjectName& subject, const EVP_PKEY* 
   if (public_key == nullptr) {
     return absl::InvalidArgumentError("CSR: no public key");
   }
-  auto name = BuildName(subject);
-  if (!name.ok()) {
-    return name.status();
+  ASSIGN_OR_RETURN(const std::string name_der, SubjectNameDer(subject));
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(name_der.data());
+  X509NamePtr name(d2i_X509_NAME(nullptr, &p, static_cast<long>(name_der.size())));
+  if (name == nullptr) {
+    return OpenSslError("d2i_X509_NAME");
   }
   X509ReqPtr req(X509_REQ_new());
   if (req == nullptr) {
@@ -547,7 +387,7 @@ absl::StatusOr<X509ReqPtr> BuildCsr(const SubjectName& subject, const EVP_PKEY* 
   if (X509_REQ_set_version(req.get(), X509_REQ_VERSION_1) != 1) {
     return OpenSslError("X509_REQ_set_version");
   }
-  if (X509_REQ_set_subject_name(req.get(), name->get()) != 1) {
+  if (X509_REQ_set_subject_name(req.get(), name.get()) != 1) {
     return OpenSslError("X509_REQ_set_subject_name");
   }
   if (X509_REQ_set_pubkey(req.get(), const_cast<EVP_PKEY*>(public_key)) != 1) {

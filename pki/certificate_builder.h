@@ -33,19 +33,28 @@ struct CertificateTemplate {
   SubjectName subject;
   absl::Time not_before;
   absl::Time not_after;
-  const EVP_PKEY* public_key = nullptr;  // borrowed: the subject's key
+  // The subject's key: either a key (borrowed; its algorithm is checked against the key
+  // policy) or public_key_der, a DER SubjectPublicKeyInfo copied into the certificate as it
+  // is (from CSR intake, which has checked the key: ParseCsr).
+  const EVP_PKEY* public_key = nullptr;
+  std::string public_key_der;
   std::vector<std::string> dns_names;    // subjectAltName dNSName entries
   std::vector<std::string> ip_addresses; // subjectAltName iPAddress entries (textual)
   std::string crl_url;         // CRL distribution point URI; omitted when empty
   std::string ca_issuers_url;  // AIA caIssuers URI; omitted when empty
 };
 
-// BuildCertificate makes a v3 certificate from the template: issuer name and authority key
+// BuildCertificateDer makes a v3 certificate from the template, assembling its DER directly
+// (no OpenSSL object model: it is the hot path of issuance): issuer name and authority key
 // identifier from issuer_cert (for a self-signed root pass nullptr: issuer = subject and
 // AKI = its own SKI), subject key identifier from the public key, and signs it with
 // signer_issuer_id's key in key_store. INVALID_ARGUMENT for a bad template (serial not
 // positive or longer than 20 bytes, not_after <= not_before, bad IP text); the KeyStore's
 // error otherwise.
+absl::StatusOr<std::string> BuildCertificateDer(const CertificateTemplate& tmpl,
+                                                const X509* issuer_cert, KeyStore& key_store,
+                                                const std::string& signer_issuer_id);
+// BuildCertificate is BuildCertificateDer, decoded.
 absl::StatusOr<X509Ptr> BuildCertificate(const CertificateTemplate& tmpl, const X509* issuer_cert,
                                          KeyStore& key_store, const std::string& signer_issuer_id);
 

@@ -17,13 +17,11 @@ namespace fleetca::pki {
 inline constexpr size_t kMaxCsrBytes = 16 * 1024;
 
 struct ParsedCsr {
-  X509ReqPtr req;
-  EvpPkeyPtr public_key;
   KeyAlgorithm key_algorithm = KeyAlgorithm::kEcdsaP256;
+  std::string public_key_der;  // the DER SubjectPublicKeyInfo, checked against the key policy
   std::string der;  // the CSR as DER (PEM input is decoded), for idempotency checks
   // Every commonName attribute of the subject, in order, as UTF-8 bytes.
   std::vector<std::string> common_names;
-  std::string subject;  // for messages, RFC 2253
   // From the extensionRequest attribute:
   std::vector<std::string> dns_names;
   std::vector<std::string> ip_addresses;  // textual form, e.g. "192.0.2.1", "2001:db8::1"

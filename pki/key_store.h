@@ -10,6 +10,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "pki/kek.h"
 #include "pki/keys.h"
@@ -27,6 +29,18 @@ class KeyStore {
   virtual absl::Status SignCertificate(const std::string& issuer_id, X509* cert) = 0;
   virtual absl::Status SignCsr(const std::string& issuer_id, X509_REQ* req) = 0;
   virtual absl::Status SignCrl(const std::string& issuer_id, X509_CRL* crl) = 0;
+
+  // SignatureAlgorithm returns the DER AlgorithmIdentifier (RFC 5280 section 4.1.1.2) of the
+  // signatures issuer_id's key makes, to be written into a to-be-signed structure before
+  // Sign signs it. NOT_FOUND without a key.
+  virtual absl::StatusOr<std::string> SignatureAlgorithm(const std::string& issuer_id) = 0;
+  // Sign signs data (a DER to-be-signed structure, hashed here) with issuer_id's key and
+  // returns the signature value (for ECDSA the DER ECDSA-Sig-Value). `algorithm` is what
+  // SignatureAlgorithm returned: ABORTED when the key has since been replaced by one that
+  // signs differently, so a signature never disagrees with the algorithm it claims.
+  virtual absl::StatusOr<std::string> Sign(const std::string& issuer_id,
+                                           absl::string_view algorithm,
+                                           absl::string_view data) = 0;
 
   // HasKey reports whether issuer_id's key is loaded.
   virtual bool HasKey(const std::string& issuer_id) = 0;
@@ -55,6 +69,9 @@ class SoftwareKeyStore final : public KeyStore {
   absl::Status SignCertificate(const std::string& issuer_id, X509* cert) override;
   absl::Status SignCsr(const std::string& issuer_id, X509_REQ* req) override;
   absl::Status SignCrl(const std::string& issuer_id, X509_CRL* crl) override;
+  absl::StatusOr<std::string> SignatureAlgorithm(const std::string& issuer_id) override;
+  absl::StatusOr<std::string> Sign(const std::string& issuer_id, absl::string_view algorithm,
+                                   absl::string_view data) override;
   bool HasKey(const std::string& issuer_id) override;
   absl::Status CheckMatches(const std::string& issuer_id, const X509* certificate) override;
 
@@ -66,8 +83,14 @@ class SoftwareKeyStore final : public KeyStore {
   absl::Status SignWith(const std::string& issuer_id, T* object,
                         int (*sign)(T*, EVP_PKEY*, const EVP_MD*), const char* what);
 
+  // Slot is a loaded key with what signing with it needs, prepared once: its signature
+  // AlgorithmIdentifier, digest and a signing context that each Sign duplicates (OpenSSL 3
+  // fetches and initialises a context slowly, and a context is not shared between threads).
+  struct Slot;
+  std::shared_ptr<const Slot> Find(const std::string& issuer_id);
+
   absl::Mutex mu_;
-  std::map<std::string, EvpPkeyPtr> keys_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const Slot>> slots_ ABSL_GUARDED_BY(mu_);
 };
 
 // WrapPrivateKey encodes key as PKCS#8 and wraps it under ring.current() with aad =

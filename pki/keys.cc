@@ -144,6 +144,20 @@ absl::StatusOr<EvpPkeyPtr> GenerateKey(KeyAlgorithm algorithm) {
   return EvpPkeyPtr(key);
 }
 
+absl::StatusOr<std::string> PublicKeyToDer(const EVP_PKEY* key) {
+  if (key == nullptr) {
+    return absl::InvalidArgumentError("no public key");
+  }
+  unsigned char* encoded = nullptr;
+  const int len = i2d_PUBKEY(key, &encoded);
+  if (len <= 0 || encoded == nullptr) {
+    return OpenSslError("i2d_PUBKEY");
+  }
+  std::string der(reinterpret_cast<const char*>(encoded), static_cast<size_t>(len));
+  OPENSSL_free(encoded);
+  return der;
+}
+
 absl::StatusOr<std::string> PrivateKeyToDer(const EVP_PKEY* key) {
   if (key == nullptr) {
     return absl::InvalidArgumentError("no private key");

@@ -38,6 +38,9 @@ absl::StatusOr<EvpPkeyPtr> PrivateKeyFromDer(absl::string_view der);
 // password is not empty. INVALID_ARGUMENT when it cannot (wrong password included).
 absl::StatusOr<EvpPkeyPtr> PrivateKeyFromPem(absl::string_view pem, absl::string_view password);
 
+// PublicKeyToDer encodes the public half of a key as a DER SubjectPublicKeyInfo.
+absl::StatusOr<std::string> PublicKeyToDer(const EVP_PKEY* key);
+
 // PublicKeysMatch reports whether two keys have the same public part.
 bool PublicKeysMatch(const EVP_PKEY* a, const EVP_PKEY* b);
 

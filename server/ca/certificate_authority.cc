@@ -582,7 +582,8 @@ absl::StatusOr<std::string> CertificateAuthority::ImportIntermediateCertificate(
   // Its key must be the pending key (read back from the CSR handed out).
   ASSIGN_OR_RETURN(pki::ParsedCsr csr, pki::ParseCsr("stored csr", issuer.csr_der, false));
   pki::EvpPkeyPtr cert_key(X509_get_pubkey(cert->get()));
-  if (cert_key == nullptr || !pki::PublicKeysMatch(cert_key.get(), csr.public_key.get())) {
+  auto cert_spki = pki::PublicKeyToDer(cert_key.get());
+  if (!cert_spki.ok() || *cert_spki != csr.public_key_der) {
     return absl::InvalidArgumentError(absl::StrCat(
         "certificate_pem: its public key is not the key of pending issuer \"", issuer_id, "\""));
   }

@@ -236,7 +236,7 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
     return absl::FailedPreconditionError(
         absl::StrCat("issuer ", issuer->row.id, " expires now: rotate it"));
   }
-  t.public_key = csr.public_key.get();
+  t.public_key_der = std::move(csr.public_key_der);
   t.crl_url = ca_.CrlUrl(issuer->row.id);
   t.ca_issuers_url = ca_.CaIssuersUrl(issuer->row.id);
 
@@ -261,9 +261,8 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
   //    still there and active, the certificate is signed and stored with its audit entry;
   //    only once that commits is it returned.
   auto sign = [&]() -> absl::StatusOr<std::string> {
-    ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::BuildCertificate(t, issuer->certificate.get(),
-                                                              ca_.key_store(), issuer->row.id));
-    return pki::CertificateToDer(cert.get());
+    return pki::BuildCertificateDer(t, issuer->certificate.get(), ca_.key_store(),
+                                    issuer->row.id);
   };
   ASSIGN_OR_RETURN(storage::IssueOutcome outcome, certificates_.Issue(record, sign, ctx));
   if (outcome.replayed) {
