@@ -1,4 +1,5 @@
-# cmake -DOUTPUT=file.cc -DFILES="a.sql;b.sql" -P embed.cmake
+# cmake -DOUTPUT=file.cc -DFILES="a.sql|b.sql" -P embed.cmake
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "")
 foreach(f IN LISTS FILES)
   get_filename_component(name ${f} NAME)

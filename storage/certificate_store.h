@@ -69,15 +69,16 @@ class CertificateStore {
  public:
   virtual ~CertificateStore() = default;
 
-  // Issue runs one transaction:
-  //   1. it serializes on the request id (a concurrent retry waits for the first to commit);
-  //      if the request id was used before, it returns that certificate with replayed = true
-  //      (the caller checks that the request is the same) and does nothing else;
+  // Issue:
+  //   1. if the request id was used before, returns that certificate with replayed = true
+  //      (the caller checks that the request is the same) and does nothing else; a retry
+  //      that arrives while the first attempt is running waits for it;
   //   2. the subject must exist: a device kind's comm_id registered and active (NOT_FOUND,
-  //      FAILED_PRECONDITION otherwise), a broker kind's broker registered (NOT_FOUND); its
-  //      row stays locked against changes until commit;
-  //   3. sign() returns the DER, stored with `reserved`'s fields (status issued) and its
-  //      audit entry in one statement. Serial uniqueness is the primary key's.
+  //      FAILED_PRECONDITION otherwise), a broker kind's broker registered (NOT_FOUND);
+  //      only then is sign() called for the DER;
+  //   3. the DER is stored with the record's fields (status issued) and its audit entry,
+  //      in one transaction that checks 1 and 2 again with the subject's row locked (a
+  //      device suspended meanwhile gets nothing). Serial uniqueness is the primary key's.
   // The caller gets the record only once it is committed; a failure anywhere leaves nothing.
   virtual absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& record,
                                              const std::function<absl::StatusOr<std::string>()>& sign,

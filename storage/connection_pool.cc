@@ -210,6 +210,8 @@ absl::Status ConnectionPool::Transact(
       std::unique_ptr<pqxx::transaction_base> tx;
       if (mode == TxMode::kReadOnly) {
         tx = std::make_unique<pqxx::read_transaction>(lease->conn());
+      } else if (mode == TxMode::kAutocommit) {
+        tx = std::make_unique<pqxx::nontransaction>(lease->conn());
       } else {
         tx = std::make_unique<pqxx::work>(lease->conn());
       }

@@ -39,7 +39,9 @@ struct PoolOptions {
 };
 
 // Access mode of a transaction.
-enum class TxMode { kReadWrite, kReadOnly };
+// kAutocommit runs without a transaction block (each statement commits on its own): one
+// round trip instead of three, for a single statement that is safe to run again (a read).
+enum class TxMode { kReadWrite, kReadOnly, kAutocommit };
 
 class ConnectionPool;
 

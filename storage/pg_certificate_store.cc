@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "storage/journal.h"
@@ -21,23 +22,13 @@ namespace {
   "encode(coalesce(csr_sha256, ''), 'hex'), requester, encode(coalesce(renewed_from, ''), "   \
   "'hex'), (extract(epoch FROM created_at) * 1000000)::bigint"
 
-constexpr char kCheckSql[] =
-    "SELECT encode(prior_serial, 'hex'), coalesce(device_status, ''), broker_found "
-    "FROM fleetca_issuance_check($1, $2, $3)";
-
-// One statement stores the certificate and appends its audit entry (chained later by the
-// audit sequencer): one round trip, one tuple, each index written once.
-constexpr char kInsertSql[] =
-    "WITH ins AS (INSERT INTO certificates (serial, issuer_id, kind, comm_id, broker_name, "
-    "identity_name, subject, key_algorithm, dns_names, ip_addresses, status, profile, "
-    "not_before, not_after, der, fingerprint_sha256, request_id, csr_sha256, requester, "
-    "renewed_from) VALUES (decode($1, 'hex'), $2, $3, nullif($4, ''), nullif($5, ''), "
-    "nullif($6, ''), $7, $8, $9::text[], $10::text[], 'issued', $11, "
-    "to_timestamp($12::bigint / 1000000.0), to_timestamp($13::bigint / 1000000.0), "
-    "decode($14, 'hex'), sha256(decode($14, 'hex')), nullif($15, ''), "
-    "nullif(decode($16, 'hex'), ''), $17, nullif(decode($18, 'hex'), '')) "
-    "RETURNING " FLEETCA_CERT_COLUMNS ") "
-    "SELECT ins.*, fleetca_append_audit($19, 'IssueCertificate', $1, $20, $21::jsonb) FROM ins";
+// Before signing: a request id used before, and the subject's state, read without locks
+// (fleetca_store_certificates checks both again, locked, when it stores).
+constexpr char kPrecheckSql[] =
+    "SELECT encode((SELECT serial FROM certificates WHERE request_id = $1), 'hex'), "
+    "(SELECT status FROM devices WHERE comm_id = $2), "
+    "EXISTS (SELECT 1 FROM brokers WHERE name = $3)";
+constexpr char kStoreSql[] = "SELECT * FROM fleetca_store_certificates($1::jsonb)";
 
 constexpr char kByRequestIdSql[] =
     "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE request_id = $1";
@@ -148,59 +139,233 @@ const char* CertificateStatusName(CertificateStatus status) {
   return "reserved";
 }
 
+namespace {
+
+absl::Status SubjectError(const CertificateRecord& r, absl::string_view outcome) {
+  if (outcome == "no_device") {
+    return absl::NotFoundError(absl::StrCat("device \"", r.comm_id, "\" is not registered"));
+  }
+  if (outcome == "no_broker") {
+    return absl::NotFoundError(absl::StrCat("broker \"", r.broker_name, "\" is not registered"));
+  }
+  if (absl::ConsumePrefix(&outcome, "device_")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device \"", r.comm_id, "\" is ", outcome, ": only active devices get certificates"));
+  }
+  return absl::InternalError("unexpected issuance outcome from the database");
+}
+
+// The JSON item fleetca_store_certificates reads (see migration 0002).
+void AppendStoreItem(std::string* out, size_t idx, const CertificateRecord& r,
+                     const std::string& der, const RequestContext& ctx) {
+  std::map<std::string, std::string> details = {{"issuer", r.issuer_id},
+                                                {"kind", CertificateKindName(r.kind)},
+                                                {"subject", r.subject},
+                                                {"profile", r.profile}};
+  if (!r.renewed_from.empty()) details["renewed_from"] = ToHex(r.renewed_from);
+  absl::StrAppend(out, "{\"idx\":", idx, ",\"not_before\":", ToMicros(r.not_before),
+                  ",\"not_after\":", ToMicros(r.not_after),
+                  ",\"dns_names\":", JsonArray(r.dns_names),
+                  ",\"ip_addresses\":", JsonArray(r.ip_addresses),
+                  ",\"details\":", JsonObject(details));
+  const std::pair<const char*, std::string> strings[] = {
+      {"serial", ToHex(r.serial)},
+      {"issuer_id", r.issuer_id},
+      {"kind", CertificateKindName(r.kind)},
+      {"comm_id", r.comm_id},
+      {"broker_name", r.broker_name},
+      {"identity_name", r.identity_name},
+      {"subject", r.subject},
+      {"key_algorithm", r.key_algorithm},
+      {"profile", r.profile},
+      {"der", ToHex(der)},
+      {"request_id", r.request_id},
+      {"csr_sha256", ToHex(r.csr_sha256)},
+      {"requester", r.requester},
+      {"renewed_from", ToHex(r.renewed_from)},
+      {"actor", ctx.actor.empty() ? std::string("unknown") : ctx.actor},
+      {"call_request_id", ctx.request_id},
+  };
+  for (const auto& [key, value] : strings) {
+    absl::StrAppend(out, ",\"", key, "\":");
+    AppendJsonString(out, value);
+  }
+  out->push_back('}');
+}
+
+}  // namespace
+
+// One signed certificate waiting to be stored by a group commit.
+struct PgCertificateStore::Pending {
+  const CertificateRecord* record = nullptr;
+  std::string der;
+  const RequestContext* ctx = nullptr;
+  absl::Status status;
+  std::string outcome;  // fleetca_store_certificates' outcome
+  std::string serial_hex, fingerprint_hex;
+  int64_t created_micros = 0;
+  bool done = false;
+};
+
 absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
     const CertificateRecord& r, const std::function<absl::StatusOr<std::string>()>& sign,
     const RequestContext& ctx) {
-  IssueOutcome out;
+  // 0. One request id at a time in this process: a retry sent while its first attempt is
+  //    still running waits for it and then gets its answer, without a second signature.
+  //    (Across replicas the database decides: two first attempts racing on two servers may
+  //    both sign, but only one certificate is stored and returned by both; the other DER
+  //    never leaves the process.)
+  InFlight in_flight(this, r.request_id);
+
+  // 1. Before signing anything: a retry gets its first answer, and a certificate is only
+  //    signed for a subject that exists (a device: that is active).
+  const bool device = r.kind == CertificateKind::kDevice;
+  const bool broker = r.kind == CertificateKind::kBroker;
+  std::string prior_serial, device_status;
+  bool broker_found = false;
   RETURN_IF_ERROR(pool_.Transact(
-      "issue certificate", TxMode::kReadWrite,
+      "check certificate request", TxMode::kAutocommit,
       [&](pqxx::transaction_base& tx) -> absl::Status {
-        out = IssueOutcome();
-        // 1. Serialize on the request id; a request id seen before is a retry.
-        const bool device = r.kind == CertificateKind::kDevice;
-        const bool broker = r.kind == CertificateKind::kBroker;
-        const pqxx::row check = tx.exec_params1(kCheckSql, r.request_id,
-                                                device ? r.comm_id : std::string(),
-                                                broker ? r.broker_name : std::string());
-        if (!check[0].is_null()) {
-          const pqxx::result prior = tx.exec_params(kBySerialSql, check[0].as<std::string>());
-          if (prior.empty()) return absl::AbortedError("concurrent change; retry");
-          ASSIGN_OR_RETURN(out.record, FromRow(prior[0]));
-          out.replayed = true;
-          return absl::OkStatus();
-        }
-        // 2. The subject exists (a device: active), locked until commit.
-        if (device) {
-          const std::string status = check[1].as<std::string>();
-          if (status.empty()) {
-            return absl::NotFoundError(absl::StrCat("device \"", r.comm_id, "\" is not registered"));
-          }
-          if (status != "active") {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "device \"", r.comm_id, "\" is ", status, ": only active devices get certificates"));
-          }
-        } else if (broker && !check[2].as<bool>()) {
-          return absl::NotFoundError(absl::StrCat("broker \"", r.broker_name, "\" is not registered"));
-        }
-        // 3. Sign, then store with the audit entry: committed together or not at all.
-        ASSIGN_OR_RETURN(std::string der, sign());
-        std::map<std::string, std::string> details = {{"issuer", r.issuer_id},
-                                                      {"kind", CertificateKindName(r.kind)},
-                                                      {"subject", r.subject},
-                                                      {"profile", r.profile}};
-        if (!r.renewed_from.empty()) details["renewed_from"] = ToHex(r.renewed_from);
-        const pqxx::result stored = tx.exec_params(
-            kInsertSql, ToHex(r.serial), r.issuer_id, CertificateKindName(r.kind), r.comm_id,
-            r.broker_name, r.identity_name, r.subject, r.key_algorithm, PgTextArray(r.dns_names),
-            PgTextArray(r.ip_addresses), r.profile, ToMicros(r.not_before), ToMicros(r.not_after),
-            ToHex(der), r.request_id, ToHex(r.csr_sha256), r.requester, ToHex(r.renewed_from),
-            ctx.actor.empty() ? std::string("unknown") : ctx.actor, ctx.request_id,
-            JsonObject(details));
-        ASSIGN_OR_RETURN(out.record, FromRow(stored[0]));
+        const pqxx::row row = tx.exec_params1(kPrecheckSql, r.request_id,
+                                              device ? r.comm_id : std::string(),
+                                              broker ? r.broker_name : std::string());
+        prior_serial = row[0].is_null() ? "" : row[0].as<std::string>();
+        device_status = row[1].is_null() ? "" : row[1].as<std::string>();
+        broker_found = row[2].as<bool>();
         return absl::OkStatus();
-      },
-      &ctx));
+      }));
+  if (!prior_serial.empty()) {
+    return Replayed(prior_serial);
+  }
+  if (device && device_status.empty()) return SubjectError(r, "no_device");
+  if (device && device_status != "active") return SubjectError(r, "device_" + device_status);
+  if (broker && !broker_found) return SubjectError(r, "no_broker");
+
+  // 2. Sign, then store with the certificates of concurrent requests (group commit). The
+  //    DER leaves this function only once its row is committed.
+  Pending pending;
+  pending.record = &r;
+  pending.ctx = &ctx;
+  ASSIGN_OR_RETURN(pending.der, sign());
+  Store(&pending);
+  RETURN_IF_ERROR(pending.status);
+  if (pending.outcome == "replayed") {
+    return Replayed(pending.serial_hex);
+  }
+  if (pending.outcome != "issued") {
+    return SubjectError(r, pending.outcome);
+  }
+  IssueOutcome out;
+  out.record = r;
+  out.record.status = CertificateStatus::kIssued;
+  out.record.der = std::move(pending.der);
+  ASSIGN_OR_RETURN(out.record.fingerprint, FromHex(pending.fingerprint_hex));
+  out.record.create_time = FromMicros(pending.created_micros);
   return out;
+}
+
+PgCertificateStore::InFlight::InFlight(PgCertificateStore* store, const std::string& request_id)
+    : store_(store), request_id_(request_id) {
+  absl::MutexLock lock(&store_->in_flight_mu_);
+  struct Free {
+    PgCertificateStore* store;
+    const std::string* id;
+  } free{store_, &request_id_};
+  store_->in_flight_mu_.Await(absl::Condition(
+      +[](Free* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(f->store->in_flight_mu_) {
+        return f->store->in_flight_.count(*f->id) == 0;
+      },
+      &free));
+  store_->in_flight_.insert(request_id_);
+}
+
+PgCertificateStore::InFlight::~InFlight() {
+  absl::MutexLock lock(&store_->in_flight_mu_);
+  store_->in_flight_.erase(request_id_);
+}
+
+absl::StatusOr<IssueOutcome> PgCertificateStore::Replayed(const std::string& serial_hex) {
+  IssueOutcome out;
+  auto prior = GetOne(pool_, kBySerialSql, serial_hex, "serial");
+  if (prior.status().code() == absl::StatusCode::kNotFound) {
+    return absl::AbortedError("concurrent change; retry");
+  }
+  RETURN_IF_ERROR(prior.status());
+  out.record = *std::move(prior);
+  out.replayed = true;
+  return out;
+}
+
+void PgCertificateStore::Store(Pending* pending) {
+  // Flat combining: the caller whose certificate is queued stores the queue itself when
+  // fewer than max_flushers_ batches are in flight; otherwise it waits for a batch that
+  // took its certificate. While batches commit, the next one fills up.
+  absl::MutexLock lock(&batch_mu_);
+  queue_.push_back(pending);
+  struct Turn {
+    PgCertificateStore* self;
+    Pending* pending;
+  } turn{this, pending};
+  const absl::Condition my_turn(
+      +[](Turn* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->self->batch_mu_) {
+        return t->pending->done ||
+               (t->self->flushers_ < t->self->max_flushers_ && !t->self->queue_.empty());
+      },
+      &turn);
+  while (true) {
+    batch_mu_.Await(my_turn);
+    if (pending->done) return;
+    std::vector<Pending*> batch;
+    while (!queue_.empty() && batch.size() < kMaxBatch) {
+      batch.push_back(queue_.front());
+      queue_.pop_front();
+    }
+    ++flushers_;
+    batch_mu_.Unlock();
+    StoreBatch(batch);
+    batch_mu_.Lock();
+    --flushers_;
+    for (Pending* p : batch) p->done = true;
+  }
+}
+
+void PgCertificateStore::StoreBatch(const std::vector<Pending*>& batch) {
+  std::string items = "[";
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (i > 0) items.push_back(',');
+    AppendStoreItem(&items, i, *batch[i]->record, batch[i]->der, *batch[i]->ctx);
+  }
+  items.push_back(']');
+  const absl::Status st = pool_.Transact(
+      "issue certificates", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+        for (Pending* p : batch) p->outcome.clear();
+        const pqxx::result rows = tx.exec_params(kStoreSql, items);
+        for (const auto& row : rows) {
+          const size_t idx = row[0].as<size_t>();
+          if (idx >= batch.size()) return absl::InternalError("bad batch index from the database");
+          Pending* p = batch[idx];
+          p->outcome = row[1].as<std::string>();
+          p->serial_hex = row[2].is_null() ? "" : row[2].as<std::string>();
+          p->fingerprint_hex = row[3].is_null() ? "" : row[3].as<std::string>();
+          p->created_micros = row[4].is_null() ? 0 : row[4].as<int64_t>();
+        }
+        for (Pending* p : batch) {
+          if (p->outcome.empty()) return absl::InternalError("a batch item has no outcome");
+        }
+        return absl::OkStatus();
+      });
+  if (st.ok()) {
+    for (Pending* p : batch) p->status = absl::OkStatus();
+    return;
+  }
+  // One bad item must not fail the others: store each alone, unless the database itself is
+  // the problem (then every item gets the error, and a retry with the same request id is
+  // safe whatever happened).
+  if (batch.size() > 1 && st.code() != absl::StatusCode::kUnavailable) {
+    for (Pending* p : batch) StoreBatch({p});
+    return;
+  }
+  for (Pending* p : batch) p->status = st;
 }
 
 absl::StatusOr<CertificateRecord> PgCertificateStore::GetBySerial(const std::string& serial) {

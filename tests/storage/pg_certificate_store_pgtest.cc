@@ -170,6 +170,50 @@ TEST_F(PgCertificateStoreTest, ListFiltersAndPagesBySerial) {
   EXPECT_TRUE(store_.List(other, {}, 10)->empty());
 }
 
+// Concurrent issuances are stored by group commits: each keeps its own outcome, and one
+// item the database refuses fails alone.
+TEST_F(PgCertificateStoreTest, GroupCommitKeepsOutcomesApart) {
+  constexpr int kClients = 24;
+  std::vector<absl::Status> results(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      CertificateRecord r = Record(std::string(1, static_cast<char>(0x20 + i)), absl::StrCat("g", i));
+      if (i == 7) r.csr_sha256 = "short";  // violates a CHECK constraint
+      const std::string der = absl::StrCat("DER-g", i);
+      results[i] = store_.Issue(r, [&]() -> absl::StatusOr<std::string> {
+        absl::SleepFor(absl::Milliseconds(20));  // let the calls meet in batches
+        return der;
+      }, ctx_).status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    if (i == 7) {
+      EXPECT_FALSE(results[i].ok());
+    } else {
+      EXPECT_TRUE(results[i].ok()) << i << ": " << results[i];
+    }
+  }
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), std::to_string(kClients - 1));
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log WHERE action = 'IssueCertificate'"),
+            std::to_string(kClients - 1));
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates WHERE request_id = 'g7'"), "0");
+}
+
+// The subject is checked again, locked, when the certificate is stored: a device suspended
+// while its certificate was being signed gets none.
+TEST_F(PgCertificateStoreTest, ADeviceSuspendedDuringSigningGetsNoCertificate) {
+  auto st = store_.Issue(Record("\x01", "r1"), [&]() -> absl::StatusOr<std::string> {
+    EXPECT_TRUE(
+        devices_.SetStatus("dev-1", DeviceStatus::kSuspended, "", std::nullopt, ctx_).ok());
+    return std::string("DER");
+  }, ctx_).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("suspended"));
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates"), "0");
+}
+
 TEST_F(PgCertificateStoreTest, TheDatabaseRefusesDuplicateSerials) {
   ASSERT_TRUE(store_.Issue(Record("\x07", "r1"), [] { return absl::StatusOr<std::string>("D"); }, ctx_).ok());
   auto st = store_.Issue(Record("\x07", "r2"), [] { return absl::StatusOr<std::string>("E"); }, ctx_).status();
