@@ -61,7 +61,25 @@ echo "== PostgreSQL $(psql_q 'SHOW server_version'): synchronous_commit=$(psql_q
 echo "== server: ${server_cmd[*]} (FLEETCA_DB_MAX_CONNECTIONS=${FLEETCA_DB_MAX_CONNECTIONS:-default})"
 bench_cmd=(build/bench/issuance_bench --target=127.0.0.1:$grpc_port "$@")
 echo "== bench: ${bench_cmd[*]}"
-"${bench_cmd[@]}"
+# CPU seconds (user + system) of a process, and of PostgreSQL (postmaster, its live
+# processes and those it has reaped): a per-certificate cost that a noisy, shared machine
+# disturbs less than the rate.
+ticks=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$ticks" '{print ($14 + $15 + $16 + $17) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_cpu() {
+  local pm total=0
+  pm=$(head -n 1 "$dir/data/postmaster.pid")
+  for p in $pm $(pgrep -P "$pm"); do total=$(awk -v a="$total" -v b="$(cpu_of "$p")" 'BEGIN {print a + b}'); done
+  echo "$total"
+}
+server_cpu0=$(cpu_of "$server_pid"); pg_cpu0=$(pg_cpu)
+"${bench_cmd[@]}" | tee "$dir.out"
+server_cpu1=$(cpu_of "$server_pid"); pg_cpu1=$(pg_cpu)
+requests=$(awk '/in all:/ {print $NF}' "$dir.out"); rm -f "$dir.out"
+if [ -n "$requests" ] && [ "$requests" -gt 0 ]; then
+  awk -v s0="$server_cpu0" -v s1="$server_cpu1" -v p0="$pg_cpu0" -v p1="$pg_cpu1" -v n="$requests" \
+    'BEGIN {printf "== CPU per certificate over all %d requests: fleetca-server %.0f us, PostgreSQL %.0f us\n", n, (s1 - s0) * 1e6 / n, (p1 - p0) * 1e6 / n}'
+fi
 echo "== reference: PostgreSQL commits/s on the same cluster (pgbench -c 16 -j 2 -T 10, one insert of 500 bytes per transaction)"
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 psql -X -q "$url" -c "CREATE TABLE bench_ref (id bigserial PRIMARY KEY, v text)"
@@ -77,3 +95,5 @@ done
 rm -rf "$scripts"
 echo "== certificates committed in PostgreSQL (warm-up included): $(psql_q "SELECT count(*) FROM certificates WHERE status = 'issued'")" \
      "(left reserved: $(psql_q "SELECT count(*) FROM certificates WHERE status = 'reserved'"))"
+# Certificates stored by one transaction share its start time (created_at = now()).
+echo "== group commits: $(psql_q "SELECT count(*) || ' transactions, ' || round(avg(n), 1) || ' certificates per transaction on average, largest ' || max(n) FROM (SELECT count(*) AS n FROM certificates GROUP BY created_at) t")"

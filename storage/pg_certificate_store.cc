@@ -22,12 +22,8 @@ namespace {
   "encode(coalesce(csr_sha256, ''), 'hex'), requester, encode(coalesce(renewed_from, ''), "   \
   "'hex'), (extract(epoch FROM created_at) * 1000000)::bigint"
 
-// Before signing: a request id used before, and the subject's state, read without locks
-// (fleetca_store_certificates checks both again, locked, when it stores).
-constexpr char kPrecheckSql[] =
-    "SELECT encode((SELECT serial FROM certificates WHERE request_id = $1), 'hex'), "
-    "(SELECT status FROM devices WHERE comm_id = $2), "
-    "EXISTS (SELECT 1 FROM brokers WHERE name = $3)";
+// The two statements of an issuance batch (migration 0002): check and lock, then store.
+constexpr char kCheckSql[] = "SELECT * FROM fleetca_check_certificate_requests($1::jsonb)";
 constexpr char kStoreSql[] = "SELECT * FROM fleetca_store_certificates($1::jsonb)";
 
 constexpr char kByRequestIdSql[] =
@@ -196,16 +192,22 @@ void AppendStoreItem(std::string* out, size_t idx, const CertificateRecord& r,
 }  // namespace
 
 // One signed certificate waiting to be stored by a group commit.
-struct PgCertificateStore::Pending {
+struct PgCertificateStore::Pending : GroupCommitter::Item {
   const CertificateRecord* record = nullptr;
-  std::string der;
+  const std::function<absl::StatusOr<std::string>()>* sign = nullptr;
   const RequestContext* ctx = nullptr;
-  absl::Status status;
-  std::string outcome;  // fleetca_store_certificates' outcome
+  absl::Status status;       // the batch's transaction
+  absl::Status sign_status;  // this item's signature
+  std::string der;
+  std::string outcome;  // the check's or fleetca_store_certificates' outcome
   std::string serial_hex, fingerprint_hex;
   int64_t created_micros = 0;
-  bool done = false;
 };
+
+PgCertificateStore::PgCertificateStore(ConnectionPool& pool, int max_stores_in_flight)
+    : pool_(pool),
+      stores_(max_stores_in_flight, kMaxBatch,
+              [this](const std::vector<GroupCommitter::Item*>& b) { StoreBatch(b); }) {}
 
 absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
     const CertificateRecord& r, const std::function<absl::StatusOr<std::string>()>& sign,
@@ -217,40 +219,31 @@ absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
   //    never leaves the process.)
   InFlight in_flight(this, r.request_id);
 
-  // 1. Before signing anything: a retry gets its first answer, and a certificate is only
-  //    signed for a subject that exists (a device: that is active).
-  const bool device = r.kind == CertificateKind::kDevice;
-  const bool broker = r.kind == CertificateKind::kBroker;
-  std::string prior_serial, device_status;
-  bool broker_found = false;
-  RETURN_IF_ERROR(pool_.Transact(
-      "check certificate request", TxMode::kAutocommit,
-      [&](pqxx::transaction_base& tx) -> absl::Status {
-        const pqxx::row row = tx.exec_params1(kPrecheckSql, r.request_id,
-                                              device ? r.comm_id : std::string(),
-                                              broker ? r.broker_name : std::string());
-        prior_serial = row[0].is_null() ? "" : row[0].as<std::string>();
-        device_status = row[1].is_null() ? "" : row[1].as<std::string>();
-        broker_found = row[2].as<bool>();
-        return absl::OkStatus();
-      }));
-  if (!prior_serial.empty()) {
-    return Replayed(prior_serial);
-  }
-  if (device && device_status.empty()) return SubjectError(r, "no_device");
-  if (device && device_status != "active") return SubjectError(r, "device_" + device_status);
-  if (broker && !broker_found) return SubjectError(r, "no_broker");
-
-  // 2. Sign, then store with the certificates of concurrent requests (group commit). The
-  //    DER leaves this function only once its row is committed.
+  // 1. Checked, signed and stored with the requests of concurrent callers, one transaction
+  //    per batch (a group commit: StoreBatch). The DER leaves this function only once its
+  //    row is committed.
   Pending pending;
   pending.record = &r;
+  pending.sign = &sign;
   pending.ctx = &ctx;
-  ASSIGN_OR_RETURN(pending.der, sign());
-  Store(&pending);
+  stores_.Submit(&pending);
   RETURN_IF_ERROR(pending.status);
+  RETURN_IF_ERROR(pending.sign_status);
   if (pending.outcome == "replayed") {
     return Replayed(pending.serial_hex);
+  }
+  if (pending.outcome == "conflict") {
+    // Another server stored this request id first: its certificate is the answer.
+    auto prior = GetOne(pool_, kByRequestIdSql, r.request_id, "request id");
+    if (!prior.ok()) {
+      return prior.status().code() == absl::StatusCode::kNotFound
+                 ? absl::AbortedError("concurrent change; retry")
+                 : prior.status();
+    }
+    IssueOutcome out;
+    out.record = *std::move(prior);
+    out.replayed = true;
+    return out;
   }
   if (pending.outcome != "issued") {
     return SubjectError(r, pending.outcome);
@@ -296,50 +289,64 @@ absl::StatusOr<IssueOutcome> PgCertificateStore::Replayed(const std::string& ser
   return out;
 }
 
-void PgCertificateStore::Store(Pending* pending) {
-  // Flat combining: the caller whose certificate is queued stores the queue itself when
-  // fewer than max_flushers_ batches are in flight; otherwise it waits for a batch that
-  // took its certificate. While batches commit, the next one fills up.
-  absl::MutexLock lock(&batch_mu_);
-  queue_.push_back(pending);
-  struct Turn {
-    PgCertificateStore* self;
-    Pending* pending;
-  } turn{this, pending};
-  const absl::Condition my_turn(
-      +[](Turn* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->self->batch_mu_) {
-        return t->pending->done ||
-               (t->self->flushers_ < t->self->max_flushers_ && !t->self->queue_.empty());
-      },
-      &turn);
-  while (true) {
-    batch_mu_.Await(my_turn);
-    if (pending->done) return;
-    std::vector<Pending*> batch;
-    while (!queue_.empty() && batch.size() < kMaxBatch) {
-      batch.push_back(queue_.front());
-      queue_.pop_front();
-    }
-    ++flushers_;
-    batch_mu_.Unlock();
-    StoreBatch(batch);
-    batch_mu_.Lock();
-    --flushers_;
-    for (Pending* p : batch) p->done = true;
-  }
-}
-
-void PgCertificateStore::StoreBatch(const std::vector<Pending*>& batch) {
-  std::string items = "[";
+void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& items) {
+  std::vector<Pending*> batch;
+  batch.reserve(items.size());
+  for (GroupCommitter::Item* item : items) batch.push_back(static_cast<Pending*>(item));
+  std::string check_json = "[";
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (i > 0) items.push_back(',');
-    AppendStoreItem(&items, i, *batch[i]->record, batch[i]->der, *batch[i]->ctx);
+    const CertificateRecord& r = *batch[i]->record;
+    absl::StrAppend(&check_json, i > 0 ? "," : "", "{\"idx\":", i, ",\"kind\":");
+    AppendJsonString(&check_json, CertificateKindName(r.kind));
+    absl::StrAppend(&check_json, ",\"request_id\":");
+    AppendJsonString(&check_json, r.request_id);
+    absl::StrAppend(&check_json, ",\"comm_id\":");
+    AppendJsonString(&check_json, r.comm_id);
+    absl::StrAppend(&check_json, ",\"broker_name\":");
+    AppendJsonString(&check_json, r.broker_name);
+    check_json.push_back('}');
   }
-  items.push_back(']');
+  check_json.push_back(']');
+
   const absl::Status st = pool_.Transact(
       "issue certificates", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
-        for (Pending* p : batch) p->outcome.clear();
-        const pqxx::result rows = tx.exec_params(kStoreSql, items);
+        // 1. Retries told apart; subjects checked and locked (FOR SHARE) until commit.
+        static const std::string kCheck = "fleetca_check_certificate_requests";
+        const pqxx::result checked = tx.exec_prepared(Prepared(tx, kCheck, kCheckSql), check_json);
+        for (Pending* p : batch) {
+          p->outcome = "unchecked";
+          p->sign_status = absl::OkStatus();
+          p->der.clear();
+        }
+        for (const auto& row : checked) {
+          const size_t idx = row[0].as<size_t>();
+          if (idx >= batch.size()) return absl::InternalError("bad batch index from the database");
+          Pending* p = batch[idx];
+          p->outcome = row[1].as<std::string>();
+          p->serial_hex = row[2].is_null() ? "" : row[2].as<std::string>();
+        }
+        // 2. Only then signed (an item whose signature fails fails alone), and stored with
+        //    the audit entries.
+        std::string store_json = "[";
+        size_t to_store = 0;
+        for (size_t i = 0; i < batch.size(); ++i) {
+          Pending* p = batch[i];
+          if (p->outcome == "unchecked") return absl::InternalError("a batch item was not checked");
+          if (p->outcome != "ok") continue;
+          auto der = (*p->sign)();
+          if (!der.ok()) {
+            p->sign_status = der.status();
+            p->outcome = "sign_failed";
+            continue;
+          }
+          p->der = *std::move(der);
+          if (to_store++ > 0) store_json.push_back(',');
+          AppendStoreItem(&store_json, i, *p->record, p->der, *p->ctx);
+        }
+        store_json.push_back(']');
+        if (to_store == 0) return absl::OkStatus();
+        static const std::string kStore = "fleetca_store_certificates";
+        const pqxx::result rows = tx.exec_prepared(Prepared(tx, kStore, kStoreSql), store_json);
         for (const auto& row : rows) {
           const size_t idx = row[0].as<size_t>();
           if (idx >= batch.size()) return absl::InternalError("bad batch index from the database");
@@ -350,7 +357,7 @@ void PgCertificateStore::StoreBatch(const std::vector<Pending*>& batch) {
           p->created_micros = row[4].is_null() ? 0 : row[4].as<int64_t>();
         }
         for (Pending* p : batch) {
-          if (p->outcome.empty()) return absl::InternalError("a batch item has no outcome");
+          if (p->outcome == "ok") return absl::InternalError("a signed certificate was not stored");
         }
         return absl::OkStatus();
       });
@@ -358,11 +365,12 @@ void PgCertificateStore::StoreBatch(const std::vector<Pending*>& batch) {
     for (Pending* p : batch) p->status = absl::OkStatus();
     return;
   }
+  for (Pending* p : batch) p->der.clear();  // never handed out: the transaction failed
   // One bad item must not fail the others: store each alone, unless the database itself is
   // the problem (then every item gets the error, and a retry with the same request id is
   // safe whatever happened).
   if (batch.size() > 1 && st.code() != absl::StatusCode::kUnavailable) {
-    for (Pending* p : batch) StoreBatch({p});
+    for (GroupCommitter::Item* item : items) StoreBatch({item});
     return;
   }
   for (Pending* p : batch) p->status = st;

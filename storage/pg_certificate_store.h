@@ -1,6 +1,5 @@
 #pragma once
 
-#include <deque>
 #include <set>
 #include <string>
 #include <vector>
@@ -9,15 +8,16 @@
 #include "absl/synchronization/mutex.h"
 #include "storage/certificate_store.h"
 #include "storage/connection_pool.h"
+#include "storage/group_commit.h"
 
 namespace fleetca::storage {
 
 class PgCertificateStore final : public CertificateStore {
  public:
-  // max_flushers: group commits in flight at once (each holds a pooled connection).
-  explicit PgCertificateStore(ConnectionPool& pool, int max_flushers = 4)
-      : pool_(pool), max_flushers_(max_flushers < 1 ? 1 : max_flushers) {}
-
+  // Signed certificates are stored by group commits (GroupCommitter), up to
+  // max_stores_in_flight at once (one by default: the next batch fills while one commits,
+  // which measured fastest; docs/performance.md).
+  explicit PgCertificateStore(ConnectionPool& pool, int max_stores_in_flight = 1);
   absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& reserved,
                                      const std::function<absl::StatusOr<std::string>()>& sign,
                                      const RequestContext& ctx) override;
@@ -33,10 +33,7 @@ class PgCertificateStore final : public CertificateStore {
   static constexpr size_t kMaxBatch = 256;
   // Replayed reads the certificate an earlier request with the same id got.
   absl::StatusOr<IssueOutcome> Replayed(const std::string& serial_hex);
-  // Store queues a signed certificate and returns once it is stored (or failed): a group
-  // commit, see the .cc.
-  void Store(Pending* pending);
-  void StoreBatch(const std::vector<Pending*>& batch);
+  void StoreBatch(const std::vector<GroupCommitter::Item*>& batch);
 
   // InFlight holds a request id for the life of one Issue call in this process.
   class InFlight {
@@ -52,12 +49,9 @@ class PgCertificateStore final : public CertificateStore {
   };
 
   ConnectionPool& pool_;
-  const int max_flushers_;
+  GroupCommitter stores_;
   absl::Mutex in_flight_mu_;
   std::set<std::string> in_flight_ ABSL_GUARDED_BY(in_flight_mu_);
-  absl::Mutex batch_mu_;
-  std::deque<Pending*> queue_ ABSL_GUARDED_BY(batch_mu_);
-  int flushers_ ABSL_GUARDED_BY(batch_mu_) = 0;
 };
 
 }  // namespace fleetca::storage

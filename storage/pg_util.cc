@@ -25,6 +25,11 @@ std::optional<absl::Time> OptionalTime(const pqxx::field& f) {
   return FromMicros(f.as<int64_t>());
 }
 
+const std::string& Prepared(pqxx::transaction_base& tx, const std::string& name, const char* sql) {
+  tx.conn().prepare(name, sql);  // a no-op once registered with the same text
+  return name;
+}
+
 const char* NullableParam(const std::optional<std::string>& value) {
   return value ? value->c_str() : nullptr;
 }

@@ -11,6 +11,7 @@
 
 namespace pqxx {
 class field;
+class transaction_base;
 }  // namespace pqxx
 
 namespace fleetca::storage {
@@ -27,6 +28,11 @@ std::optional<absl::Time> OptionalTime(const pqxx::field& f);  // NULL -> nullop
 // NullableParam passes an optional string as a statement parameter: nullptr (SQL NULL) when
 // absent. The optional must outlive the statement.
 const char* NullableParam(const std::optional<std::string>& value);
+
+// Prepared names sql as a prepared statement on tx's connection (once per connection: the
+// server prepares it at first use) and returns the name, for tx.exec_prepared on hot paths,
+// where parsing and planning the statement text each time would cost more than running it.
+const std::string& Prepared(pqxx::transaction_base& tx, const std::string& name, const char* sql);
 
 // ParseTextArray reads a text[] column.
 std::vector<std::string> ParseTextArray(const pqxx::field& f);
