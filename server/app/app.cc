@@ -168,6 +168,10 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   // it and split the calls. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // The synchronous server makes a thread when every poller is busy and ends it when more
+  // than MAX_POLLERS (default 2) are idle: under steady load from many clients that is a
+  // thread created and destroyed per few calls. Idle pollers are cheap; keep them.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   builder.RegisterService(&device_registry_service);
   builder.RegisterService(&certificate_authority_service);
   builder.RegisterService(&issuance_service);
