@@ -1,6 +1,23 @@
 -- Group commit for issuance: certificates signed by concurrent requests are stored by one
 -- call in one transaction (one WAL flush for all), each with its own checks and outcome.
 
+-- fleetca_lock_issuance_subjects locks the devices and brokers a batch of issuance items
+-- names (JSON objects with kind, comm_id, broker_name), FOR SHARE until commit, in key
+-- order so that concurrent batches cannot deadlock; one index probe per subject (LATERAL:
+-- a join could be planned as a hash join over the whole table).
+CREATE FUNCTION fleetca_lock_issuance_subjects(p_items jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1
+     FROM (SELECT DISTINCT x.comm_id FROM jsonb_to_recordset(p_items) AS x (kind text, comm_id text)
+            WHERE x.kind = 'device' ORDER BY 1) AS w,
+          LATERAL (SELECT 1 FROM devices d WHERE d.comm_id = w.comm_id FOR SHARE) AS l;
+  PERFORM 1
+     FROM (SELECT DISTINCT x.broker_name FROM jsonb_to_recordset(p_items) AS x (kind text, broker_name text)
+            WHERE x.kind = 'broker' ORDER BY 1) AS w,
+          LATERAL (SELECT 1 FROM brokers b WHERE b.name = w.broker_name FOR SHARE) AS l;
+END $$;
+
 -- fleetca_check_certificate_requests is the first statement of an issuance batch, before
 -- anything is signed. p_items: a JSON array of {idx, kind, request_id, comm_id,
 -- broker_name}. It locks the subjects' rows (FOR SHARE, in key order: concurrent batches
@@ -13,16 +30,7 @@ RETURNS TABLE (idx int, outcome text, serial_hex text)
 SET plan_cache_mode = force_generic_plan
 LANGUAGE plpgsql AS $$
 BEGIN
-  -- One index probe per subject (LATERAL), in key order; a join could be planned as a
-  -- hash join over the whole table.
-  PERFORM 1
-     FROM (SELECT DISTINCT x.comm_id FROM jsonb_to_recordset(p_items) AS x (kind text, comm_id text)
-            WHERE x.kind = 'device' ORDER BY 1) AS w,
-          LATERAL (SELECT 1 FROM devices d WHERE d.comm_id = w.comm_id FOR SHARE) AS l;
-  PERFORM 1
-     FROM (SELECT DISTINCT x.broker_name FROM jsonb_to_recordset(p_items) AS x (kind text, broker_name text)
-            WHERE x.kind = 'broker' ORDER BY 1) AS w,
-          LATERAL (SELECT 1 FROM brokers b WHERE b.name = w.broker_name FOR SHARE) AS l;
+  PERFORM fleetca_lock_issuance_subjects(p_items);
   -- Correlated scalar subqueries: one index probe per item, never a join that could be
   -- planned as a hash join over a whole table.
   RETURN QUERY
@@ -60,16 +68,7 @@ RETURNS TABLE (idx int, outcome text, serial_hex text, fingerprint_hex text, cre
 SET plan_cache_mode = force_generic_plan
 LANGUAGE plpgsql AS $$
 BEGIN
-  -- One index probe per subject (LATERAL), in key order; a join could be planned as a
-  -- hash join over the whole table.
-  PERFORM 1
-     FROM (SELECT DISTINCT x.comm_id FROM jsonb_to_recordset(p_items) AS x (kind text, comm_id text)
-            WHERE x.kind = 'device' ORDER BY 1) AS w,
-          LATERAL (SELECT 1 FROM devices d WHERE d.comm_id = w.comm_id FOR SHARE) AS l;
-  PERFORM 1
-     FROM (SELECT DISTINCT x.broker_name FROM jsonb_to_recordset(p_items) AS x (kind text, broker_name text)
-            WHERE x.kind = 'broker' ORDER BY 1) AS w,
-          LATERAL (SELECT 1 FROM brokers b WHERE b.name = w.broker_name FOR SHARE) AS l;
+  PERFORM fleetca_lock_issuance_subjects(p_items);
   RETURN QUERY
   WITH items AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(p_items) AS x (

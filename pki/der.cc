@@ -172,24 +172,6 @@ void AppendTime(std::string* out, absl::Time t) {
 
 namespace {
 
-void AppendCodePoint(std::string* out, uint32_t cp) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
-}
-
 // Wide decodes BMPString (width 2) or UniversalString (width 4): big-endian code points,
 // no surrogates, nothing above U+10FFFF.
 bool Wide(absl::string_view s, size_t width, std::string* utf8) {
@@ -198,7 +180,7 @@ bool Wide(absl::string_view s, size_t width, std::string* utf8) {
     uint32_t cp = 0;
     for (size_t j = 0; j < width; ++j) cp = (cp << 8) | static_cast<uint8_t>(s[i + j]);
     if ((cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return false;
-    AppendCodePoint(utf8, cp);
+    AppendUtf8(utf8, cp);
   }
   return true;
 }
@@ -220,7 +202,7 @@ bool Utf8Value(uint8_t tag, absl::string_view s, std::string* utf8) {
       utf8->assign(s.data(), s.size());
       return true;
     case kTeletexString:  // read as Latin-1, as OpenSSL does
-      for (const char c : s) AppendCodePoint(utf8, static_cast<uint8_t>(c));
+      for (const char c : s) AppendUtf8(utf8, static_cast<uint8_t>(c));
       return true;
     case kBmpString:
       return Wide(s, 2, utf8);

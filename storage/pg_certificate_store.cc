@@ -318,13 +318,16 @@ void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& it
           p->sign_status = absl::OkStatus();
           p->der.clear();
         }
-        for (const auto& row : checked) {
+        // Each result row: (idx, outcome, serial_hex, ...) of one item.
+        const auto item_of = [&](const pqxx::row& row) -> absl::StatusOr<Pending*> {
           const size_t idx = row[0].as<size_t>();
           if (idx >= batch.size()) return absl::InternalError("bad batch index from the database");
           Pending* p = batch[idx];
           p->outcome = row[1].as<std::string>();
           p->serial_hex = row[2].is_null() ? "" : row[2].as<std::string>();
-        }
+          return p;
+        };
+        for (const auto& row : checked) RETURN_IF_ERROR(item_of(row).status());
         // 2. Only then signed (an item whose signature fails fails alone), and stored with
         //    the audit entries.
         std::string store_json = "[";
@@ -348,11 +351,7 @@ void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& it
         static const std::string kStore = "fleetca_store_certificates";
         const pqxx::result rows = tx.exec_prepared(Prepared(tx, kStore, kStoreSql), store_json);
         for (const auto& row : rows) {
-          const size_t idx = row[0].as<size_t>();
-          if (idx >= batch.size()) return absl::InternalError("bad batch index from the database");
-          Pending* p = batch[idx];
-          p->outcome = row[1].as<std::string>();
-          p->serial_hex = row[2].is_null() ? "" : row[2].as<std::string>();
+          ASSIGN_OR_RETURN(Pending* p, item_of(row));
           p->fingerprint_hex = row[3].is_null() ? "" : row[3].as<std::string>();
           p->created_micros = row[4].is_null() ? 0 : row[4].as<int64_t>();
         }
