@@ -1,0 +1,74 @@
+// GroupCommitter without a database: every item runs exactly once, batches stay within
+// max_batch, no more than max_in_flight run at once, and a lone caller runs at once.
+#include "storage/group_commit.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace fleetca::storage {
+namespace {
+
+struct Counted : GroupCommitter::Item {
+  int runs = 0;  // written by the batch that ran it
+};
+
+TEST(GroupCommitterTest, EveryItemRunsOnceWithinTheLimits) {
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 200;
+  constexpr size_t kMaxBatch = 5;
+  constexpr int kMaxInFlight = 2;
+  std::atomic<int> in_flight{0}, most_in_flight{0}, batches{0};
+  std::atomic<size_t> largest{0};
+  GroupCommitter committer(kMaxInFlight, kMaxBatch, [&](const std::vector<GroupCommitter::Item*>& b) {
+    const int now = ++in_flight;
+    int seen = most_in_flight.load();
+    while (now > seen && !most_in_flight.compare_exchange_weak(seen, now)) {
+    }
+    size_t big = largest.load();
+    while (b.size() > big && !largest.compare_exchange_weak(big, b.size())) {
+    }
+    ++batches;
+    for (GroupCommitter::Item* item : b) ++static_cast<Counted*>(item)->runs;
+    absl::SleepFor(absl::Microseconds(200));  // let the queue fill
+    --in_flight;
+  });
+  std::vector<std::vector<Counted>> items(kThreads, std::vector<Counted>(kPerThread));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (Counted& item : items[t]) {
+        committer.Submit(&item);
+        EXPECT_TRUE(item.done);
+        EXPECT_EQ(item.runs, 1) << "Submit returned before its item ran, or it ran twice";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& per_thread : items) {
+    for (const Counted& item : per_thread) EXPECT_EQ(item.runs, 1);
+  }
+  EXPECT_LE(largest.load(), kMaxBatch);
+  EXPECT_LE(most_in_flight.load(), kMaxInFlight);
+  EXPECT_LT(batches.load(), kThreads * kPerThread) << "concurrent items never shared a batch";
+}
+
+TEST(GroupCommitterTest, ALoneCallerRunsItsItemAtOnce) {
+  std::vector<size_t> sizes;
+  GroupCommitter committer(1, 256, [&](const std::vector<GroupCommitter::Item*>& b) {
+    sizes.push_back(b.size());
+  });
+  Counted a, b;
+  committer.Submit(&a);
+  committer.Submit(&b);
+  EXPECT_TRUE(a.done && b.done);
+  EXPECT_EQ(sizes, (std::vector<size_t>{1, 1}));
+}
+
+}  // namespace
+}  // namespace fleetca::storage
