@@ -32,8 +32,9 @@ absl::Status Bad(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
-absl::Status NotDer(absl::string_view field) {
-  return Bad(field, "is not a DER-encoded CERTIFICATE REQUEST");
+// NotDer: `what` ("the input", "the PEM block") is not a well-formed request.
+absl::Status NotDer(absl::string_view field, absl::string_view what) {
+  return Bad(field, absl::StrCat(what, " is not a DER-encoded CERTIFICATE REQUEST"));
 }
 
 bool IsWhitespace(absl::string_view s) {
@@ -209,16 +210,17 @@ absl::Status ReadExtensionRequest(absl::string_view field, absl::string_view val
 
 // ReadAttributes reads the request's attributes ([0] SET OF Attribute): only the extension
 // request matters; there may be one, under the PKCS#9 or the older Microsoft OID.
-absl::Status ReadAttributes(absl::string_view field, absl::string_view attributes,
+absl::Status ReadAttributes(absl::string_view field, absl::string_view what,
+                            absl::string_view attributes,
                             ParsedCsr& csr) {
   der::Reader reader(attributes);
   bool found = false;
   while (!reader.empty()) {
     absl::string_view attribute, oid, values;
-    if (!reader.Expect(der::kSequence, &attribute)) return NotDer(field);
+    if (!reader.Expect(der::kSequence, &attribute)) return NotDer(field, what);
     der::Reader parts(attribute);
     if (!parts.Expect(der::kOid, &oid) || !parts.Expect(der::kSet, &values) || !parts.empty()) {
-      return NotDer(field);
+      return NotDer(field, what);
     }
     if (oid != Oid().extension_request && oid != Oid().ms_extension_request) continue;
     if (found) {
@@ -231,19 +233,20 @@ absl::Status ReadAttributes(absl::string_view field, absl::string_view attribute
 }
 
 // ReadCommonNames collects every commonName of the subject Name (RFC 5280 section 4.1.2.4).
-absl::Status ReadCommonNames(absl::string_view field, absl::string_view name, ParsedCsr& csr) {
+absl::Status ReadCommonNames(absl::string_view field, absl::string_view what,
+                             absl::string_view name, ParsedCsr& csr) {
   der::Reader rdns(name);
   while (!rdns.empty()) {
     absl::string_view rdn;
-    if (!rdns.Expect(der::kSet, &rdn)) return NotDer(field);
+    if (!rdns.Expect(der::kSet, &rdn)) return NotDer(field, what);
     der::Reader atvs(rdn);
     while (!atvs.empty()) {
       absl::string_view atv, oid, value;
       uint8_t tag = 0;
-      if (!atvs.Expect(der::kSequence, &atv)) return NotDer(field);
+      if (!atvs.Expect(der::kSequence, &atv)) return NotDer(field, what);
       der::Reader parts(atv);
       if (!parts.Expect(der::kOid, &oid) || !parts.Next(&tag, &value) || !parts.empty()) {
-        return NotDer(field);
+        return NotDer(field, what);
       }
       if (oid != Oid().common_name) continue;
       std::string utf8;
@@ -347,12 +350,13 @@ bool FastEcdsa(absl::string_view field, absl::string_view spki, absl::string_vie
 
 // GeneralProofOfPossession: every other key and signature algorithm, through OpenSSL's
 // own request decoder and verifier.
-absl::Status GeneralProofOfPossession(absl::string_view field, ParsedCsr& csr) {
+absl::Status GeneralProofOfPossession(absl::string_view field, absl::string_view what,
+                                      ParsedCsr& csr) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(csr.der.data());
   X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(csr.der.size())));
   if (req == nullptr) {
     ClearOpenSslErrors();
-    return NotDer(field);
+    return NotDer(field, what);
   }
   // The key must be one fleetca allows (checked before the signature: it is cheaper and its
   // reason is more useful to the caller).
@@ -408,7 +412,7 @@ absl::StatusOr<ParsedCsr> ParseCsr(absl::string_view field, absl::string_view da
   der::Reader outer(csr.der);
   absl::string_view request, info, signature_algorithm, signature, info_element;
   if (!outer.Expect(der::kSequence, &request)) {
-    return Bad(field, absl::StrCat(what, " is not a DER-encoded CERTIFICATE REQUEST"));
+    return NotDer(field, what);
   }
   if (!outer.empty()) {
     return Bad(field, absl::StrCat("trailing bytes after the DER CERTIFICATE REQUEST in ", what));
@@ -417,18 +421,18 @@ absl::StatusOr<ParsedCsr> ParseCsr(absl::string_view field, absl::string_view da
   if (!parts.Expect(der::kSequence, &info, &info_element) ||
       !parts.Expect(der::kSequence, nullptr, &signature_algorithm) ||
       !parts.Expect(der::kBitString, &signature) || !parts.empty()) {
-    return Bad(field, absl::StrCat(what, " is not a DER-encoded CERTIFICATE REQUEST"));
+    return NotDer(field, what);
   }
   der::Reader fields(info);
   absl::string_view version, subject, spki, attributes;
   if (!fields.Expect(der::kInteger, &version) || !fields.Expect(der::kSequence, &subject) ||
       !fields.Expect(der::kSequence, nullptr, &spki)) {
-    return Bad(field, absl::StrCat(what, " is not a DER-encoded CERTIFICATE REQUEST"));
+    return NotDer(field, what);
   }
   // The attributes are required by RFC 2986 but some tools omit them, as OpenSSL tolerates.
   if (!fields.empty() &&
       (!fields.Expect(der::ContextConstructed(0), &attributes) || !fields.empty())) {
-    return Bad(field, absl::StrCat(what, " is not a DER-encoded CERTIFICATE REQUEST"));
+    return NotDer(field, what);
   }
   // RFC 2986 defines version 0 only.
   if (version != absl::string_view("\0", 1)) {
@@ -439,13 +443,13 @@ absl::StatusOr<ParsedCsr> ParseCsr(absl::string_view field, absl::string_view da
   //    must be one fleetca allows.
   absl::Status verdict;
   if (!FastEcdsa(field, spki, info_element, signature_algorithm, signature, csr, &verdict)) {
-    verdict = GeneralProofOfPossession(field, csr);
+    verdict = GeneralProofOfPossession(field, what, csr);
   }
   RETURN_IF_ERROR(verdict);
 
   // 5. What the subject and the extension request say, for the policy checks of the caller.
-  RETURN_IF_ERROR(ReadCommonNames(field, subject, csr));
-  RETURN_IF_ERROR(ReadAttributes(field, attributes, csr));
+  RETURN_IF_ERROR(ReadCommonNames(field, what, subject, csr));
+  RETURN_IF_ERROR(ReadAttributes(field, what, attributes, csr));
   return csr;
 }
 

@@ -5,11 +5,11 @@
 
 #include <cstdlib>
 #include <memory>
-
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "pki/der.h"
 
 namespace fleetca::pki {
@@ -25,29 +25,6 @@ struct DerWiper {
     der->clear();
   }
 };
-
-// DigestFor picks the signature digest for a CA key: SHA-384 for P-384 (matching the
-// curve's strength, RFC 5480 section 4), SHA-256 for P-256 and RSA, none for Ed25519
-// (RFC 8410 section 6: Ed25519 hashes internally).
-absl::StatusOr<const EVP_MD*> DigestFor(const std::string& issuer_id, const EVP_PKEY* key) {
-  auto algorithm = KeyAlgorithmOf(key);
-  if (!algorithm.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "signing key of issuer ", issuer_id, " is not usable: ", algorithm.status().message()));
-  }
-  switch (*algorithm) {
-    case KeyAlgorithm::kEcdsaP384:
-      return EVP_sha384();
-    case KeyAlgorithm::kEd25519:
-      return static_cast<const EVP_MD*>(nullptr);
-    case KeyAlgorithm::kEcdsaP256:
-    case KeyAlgorithm::kRsa2048:
-    case KeyAlgorithm::kRsa3072:
-    case KeyAlgorithm::kRsa4096:
-      break;
-  }
-  return EVP_sha256();
-}
 
 absl::Status NoKey(const std::string& issuer_id) {
   return absl::NotFoundError(absl::StrCat("no signing key loaded for issuer ", issuer_id));
@@ -85,13 +62,16 @@ const EVP_MD* FetchDigest(const char* name) {
 void SoftwareKeyStore::Add(const std::string& issuer_id, EvpPkeyPtr key) {
   auto slot = std::make_shared<Slot>();
   slot->key = std::move(key);
-  auto md = DigestFor(issuer_id, slot->key.get());
-  slot->usable = md.status();
-  if (md.ok()) {
+  const auto algorithm = KeyAlgorithmOf(slot->key.get());
+  if (!algorithm.ok()) {
+    slot->usable = absl::FailedPreconditionError(absl::StrCat(
+        "signing key of issuer ", issuer_id, " is not usable: ", algorithm.status().message()));
+  } else {
+    // The digest matches the key's strength: SHA-384 for P-384 (RFC 5480 section 4),
+    // SHA-256 for P-256 and RSA, none for Ed25519 (RFC 8410 section 6: it hashes itself).
     static const EVP_MD* const sha256 = FetchDigest("SHA256");
     static const EVP_MD* const sha384 = FetchDigest("SHA384");
-    const KeyAlgorithm algorithm = *KeyAlgorithmOf(slot->key.get());
-    switch (algorithm) {
+    switch (*algorithm) {
       case KeyAlgorithm::kEcdsaP256:
         slot->algorithm_der = AlgorithmIdentifier("1.2.840.10045.4.3.2", false);
         slot->md = sha256;
@@ -165,13 +145,16 @@ std::shared_ptr<const SoftwareKeyStore::Slot> SoftwareKeyStore::Find(const std::
   return it == slots_.end() ? nullptr : it->second;
 }
 
-EvpPkeyPtr SoftwareKeyStore::Key(const std::string& issuer_id) {
+absl::StatusOr<std::shared_ptr<const SoftwareKeyStore::Slot>> SoftwareKeyStore::Signer(
+    const std::string& issuer_id) {
   std::shared_ptr<const Slot> slot = Find(issuer_id);
-  if (slot == nullptr || slot->key == nullptr || EVP_PKEY_up_ref(slot->key.get()) != 1) {
-    ClearOpenSslErrors();
-    return nullptr;
+  if (slot == nullptr || slot->key == nullptr) {
+    return NoKey(issuer_id);
   }
-  return EvpPkeyPtr(slot->key.get());
+  if (!slot->usable.ok()) {
+    return slot->usable;
+  }
+  return slot;
 }
 
 bool SoftwareKeyStore::HasKey(const std::string& issuer_id) {
@@ -180,26 +163,14 @@ bool SoftwareKeyStore::HasKey(const std::string& issuer_id) {
 }
 
 absl::StatusOr<std::string> SoftwareKeyStore::SignatureAlgorithm(const std::string& issuer_id) {
-  std::shared_ptr<const Slot> slot = Find(issuer_id);
-  if (slot == nullptr || slot->key == nullptr) {
-    return NoKey(issuer_id);
-  }
-  if (!slot->usable.ok()) {
-    return slot->usable;
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const Slot> slot, Signer(issuer_id));
   return slot->algorithm_der;
 }
 
 absl::StatusOr<std::string> SoftwareKeyStore::Sign(const std::string& issuer_id,
                                                    absl::string_view algorithm,
                                                    absl::string_view data) {
-  std::shared_ptr<const Slot> slot = Find(issuer_id);
-  if (slot == nullptr || slot->key == nullptr) {
-    return NoKey(issuer_id);
-  }
-  if (!slot->usable.ok()) {
-    return slot->usable;
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const Slot> slot, Signer(issuer_id));
   if (algorithm != slot->algorithm_der) {
     return absl::AbortedError(absl::StrCat("the signing key of issuer ", issuer_id,
                                            " changed while signing; retry"));
@@ -232,8 +203,8 @@ absl::StatusOr<std::string> SoftwareKeyStore::Sign(const std::string& issuer_id,
   return signature;
 }
 
-// Each Sign* takes a reference under the lock and signs outside it: signing is the slow
-// part, and many gRPC threads sign with the same CA key at once.
+// Each Sign* takes a reference to the slot under the lock and signs outside it: signing is
+// the slow part, and many gRPC threads sign with the same CA key at once.
 template <typename T>
 absl::Status SoftwareKeyStore::SignWith(const std::string& issuer_id, T* object,
                                         int (*sign)(T*, EVP_PKEY*, const EVP_MD*),
@@ -241,15 +212,8 @@ absl::Status SoftwareKeyStore::SignWith(const std::string& issuer_id, T* object,
   if (object == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("nothing to sign (", what, ")"));
   }
-  EvpPkeyPtr key = Key(issuer_id);
-  if (key == nullptr) {
-    return NoKey(issuer_id);
-  }
-  auto md = DigestFor(issuer_id, key.get());
-  if (!md.ok()) {
-    return md.status();
-  }
-  if (sign(object, key.get(), *md) <= 0) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const Slot> slot, Signer(issuer_id));
+  if (sign(object, slot->key.get(), slot->md) <= 0) {
     return OpenSslError(what);
   }
   return absl::OkStatus();
@@ -279,11 +243,11 @@ absl::StatusOr<std::string> WrapPrivateKey(const EVP_PKEY* key, const std::strin
 
 absl::Status SoftwareKeyStore::CheckMatches(const std::string& issuer_id,
                                             const X509* certificate) {
-  EvpPkeyPtr key = Key(issuer_id);
-  if (key == nullptr) {
+  std::shared_ptr<const Slot> slot = Find(issuer_id);
+  if (slot == nullptr || slot->key == nullptr) {
     return absl::NotFoundError(absl::StrCat("no key loaded for issuer \"", issuer_id, "\""));
   }
-  if (X509_check_private_key(certificate, key.get()) != 1) {
+  if (X509_check_private_key(certificate, slot->key.get()) != 1) {
     ClearOpenSslErrors();
     return absl::FailedPreconditionError(absl::StrCat(
         "the key stored for issuer \"", issuer_id, "\" does not match its certificate"));

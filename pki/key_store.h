@@ -76,8 +76,6 @@ class SoftwareKeyStore final : public KeyStore {
   absl::Status CheckMatches(const std::string& issuer_id, const X509* certificate) override;
 
  private:
-  // Key returns a new reference to issuer_id's key (EVP_PKEY_up_ref), or null.
-  EvpPkeyPtr Key(const std::string& issuer_id);
   // SignWith signs object with sign() and issuer_id's key (shared by the Sign* methods).
   template <typename T>
   absl::Status SignWith(const std::string& issuer_id, T* object,
@@ -88,6 +86,9 @@ class SoftwareKeyStore final : public KeyStore {
   // fetches and initialises a context slowly, and a context is not shared between threads).
   struct Slot;
   std::shared_ptr<const Slot> Find(const std::string& issuer_id);
+  // Signer is issuer_id's slot when its key can sign: NOT_FOUND without a key, the
+  // key's FAILED_PRECONDITION when it is not usable.
+  absl::StatusOr<std::shared_ptr<const Slot>> Signer(const std::string& issuer_id);
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const Slot>> slots_ ABSL_GUARDED_BY(mu_);

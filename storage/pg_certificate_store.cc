@@ -6,7 +6,6 @@
 #include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/status_macros.h"
-#include "storage/journal.h"
 #include "storage/pg_errors.h"
 #include "storage/pg_util.h"
 
@@ -230,20 +229,11 @@ absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
   RETURN_IF_ERROR(pending.status);
   RETURN_IF_ERROR(pending.sign_status);
   if (pending.outcome == "replayed") {
-    return Replayed(pending.serial_hex);
+    return Replayed(kBySerialSql, pending.serial_hex);
   }
   if (pending.outcome == "conflict") {
     // Another server stored this request id first: its certificate is the answer.
-    auto prior = GetOne(pool_, kByRequestIdSql, r.request_id, "request id");
-    if (!prior.ok()) {
-      return prior.status().code() == absl::StatusCode::kNotFound
-                 ? absl::AbortedError("concurrent change; retry")
-                 : prior.status();
-    }
-    IssueOutcome out;
-    out.record = *std::move(prior);
-    out.replayed = true;
-    return out;
+    return Replayed(kByRequestIdSql, r.request_id);
   }
   if (pending.outcome != "issued") {
     return SubjectError(r, pending.outcome);
@@ -277,9 +267,9 @@ PgCertificateStore::InFlight::~InFlight() {
   store_->in_flight_.erase(request_id_);
 }
 
-absl::StatusOr<IssueOutcome> PgCertificateStore::Replayed(const std::string& serial_hex) {
+absl::StatusOr<IssueOutcome> PgCertificateStore::Replayed(const char* sql, const std::string& key) {
   IssueOutcome out;
-  auto prior = GetOne(pool_, kBySerialSql, serial_hex, "serial");
+  auto prior = GetOne(pool_, sql, key, "key");
   if (prior.status().code() == absl::StatusCode::kNotFound) {
     return absl::AbortedError("concurrent change; retry");
   }

@@ -31,8 +31,9 @@ class PgCertificateStore final : public CertificateStore {
  private:
   struct Pending;
   static constexpr size_t kMaxBatch = 256;
-  // Replayed reads the certificate an earlier request with the same id got.
-  absl::StatusOr<IssueOutcome> Replayed(const std::string& serial_hex);
+  // Replayed reads the certificate an earlier request with the same id got, by sql (one of
+  // the lookups of the .cc) with key; ABORTED (retry) if it is not there.
+  absl::StatusOr<IssueOutcome> Replayed(const char* sql, const std::string& key);
   void StoreBatch(const std::vector<GroupCommitter::Item*>& batch);
 
   // InFlight holds a request id for the life of one Issue call in this process.
