@@ -11,6 +11,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace fleetca::pki {
 namespace {
@@ -94,14 +95,8 @@ absl::StatusOr<std::string> CertificateToPem(const X509* cert) {
   if (cert == nullptr) {
     return absl::InvalidArgumentError("certificate: null");
   }
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr) {
-    return OpenSslError("BIO_new");
-  }
-  if (PEM_write_bio_X509(bio.get(), cert) != 1) {
-    return OpenSslError("PEM_write_bio_X509");
-  }
-  return BioContents(bio.get());
+  ASSIGN_OR_RETURN(const std::string der, CertificateToDer(cert));
+  return DerToPem(der, "CERTIFICATE");
 }
 
 absl::StatusOr<std::string> CertificateToDer(const X509* cert) {
@@ -190,14 +185,8 @@ absl::StatusOr<std::string> CsrToPem(const X509_REQ* req) {
   if (req == nullptr) {
     return absl::InvalidArgumentError("CSR: null");
   }
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr) {
-    return OpenSslError("BIO_new");
-  }
-  if (PEM_write_bio_X509_REQ(bio.get(), req) != 1) {
-    return OpenSslError("PEM_write_bio_X509_REQ");
-  }
-  return BioContents(bio.get());
+  ASSIGN_OR_RETURN(const std::string der, CsrToDer(req));
+  return DerToPem(der, "CERTIFICATE REQUEST");
 }
 
 absl::StatusOr<std::string> CsrToDer(const X509_REQ* req) {
