@@ -240,7 +240,7 @@ absl::StatusOr<std::string> ExtensionsDer(const CertificateTemplate& tmpl,
                   der::Element(der::kSequence,
                                der::Element(der::ContextPrimitive(0), authority_key_id)));
   // subjectAltName (4.2.1.6), non-critical: the subject always has a CN.
-  if (!tmpl.dns_names.empty() || !tmpl.ip_addresses.empty()) {
+  if (!tmpl.dns_names.empty() || !tmpl.ip_addresses.empty() || !tmpl.uris.empty()) {
     std::string names;
     for (const std::string& dns : tmpl.dns_names) {
       if (!IsPrintableAsciiNoSpace(dns)) {
@@ -251,6 +251,12 @@ absl::StatusOr<std::string> ExtensionsDer(const CertificateTemplate& tmpl,
     for (const std::string& ip : tmpl.ip_addresses) {
       ASSIGN_OR_RETURN(std::string bytes, IpToBytes(ip));
       der::AppendElement(&names, der::ContextPrimitive(7), bytes);
+    }
+    for (const std::string& uri : tmpl.uris) {
+      if (!IsPrintableAsciiNoSpace(uri)) {
+        return Invalid("bad URI in subjectAltName");
+      }
+      der::AppendElement(&names, der::ContextPrimitive(6), uri);
     }
     AppendExtension(&exts, "2.5.29.17", false, der::Element(der::kSequence, names));
   }
@@ -560,6 +566,10 @@ absl::StatusOr<CertificateInfo> InspectCertificate(const X509* cert) {
                                      sizeof(buf)) != nullptr) {
           info.ip_addresses.emplace_back(buf);
         }
+      } else if (name->type == GEN_URI) {
+        info.uris.emplace_back(
+            reinterpret_cast<const char*>(ASN1_STRING_get0_data(name->d.uniformResourceIdentifier)),
+            static_cast<size_t>(ASN1_STRING_length(name->d.uniformResourceIdentifier)));
       }
     }
   }

@@ -40,6 +40,7 @@ struct CertificateTemplate {
   std::string public_key_der;
   std::vector<std::string> dns_names;    // subjectAltName dNSName entries
   std::vector<std::string> ip_addresses; // subjectAltName iPAddress entries (textual)
+  std::vector<std::string> uris;         // subjectAltName uniformResourceIdentifier entries
   std::string crl_url;         // CRL distribution point URI; omitted when empty
   std::string ca_issuers_url;  // AIA caIssuers URI; omitted when empty
 };
@@ -91,6 +92,7 @@ struct CertificateInfo {
   bool can_sign_certificates = false;  // keyUsage keyCertSign (or no keyUsage at all)
   std::vector<std::string> dns_names;
   std::vector<std::string> ip_addresses;
+  std::vector<std::string> uris;
   std::string subject_key_id;  // bytes, may be empty
 };
 absl::StatusOr<CertificateInfo> InspectCertificate(const X509* cert);

@@ -247,6 +247,8 @@ TEST(BuildCertificateTest, OpensslCliVerifiesAndShowsTheExtensions) {
     if (c.profile == CertificateProfile::kServer) {
       tmpl.dns_names = {"broker.example.test"};
       tmpl.ip_addresses = {"192.0.2.10", "2001:db8::10"};
+    } else {
+      tmpl.uris = {"fleetca://role/provisioner/station-12"};
     }
     auto leaf = BuildCertificate(tmpl, h.inter.get(), h.store, h.inter_id);
     ASSERT_TRUE(leaf.ok()) << leaf.status();
@@ -338,6 +340,8 @@ TEST(BuildCertificateTest, RejectsBadTemplates) {
        "bad IP address"},
       {"ip_with_port", [](CertificateTemplate& t) { t.ip_addresses = {"192.0.2.1:80"}; },
        "bad IP address"},
+      {"uri_with_space", [](CertificateTemplate& t) { t.uris = {"fleetca://role/a b"}; },
+       "bad URI"},
       {"dns_with_space", [](CertificateTemplate& t) { t.dns_names = {"a b.example"}; },
        "bad DNS name"},
       {"dns_empty", [](CertificateTemplate& t) { t.dns_names = {""}; }, "bad DNS name"},
@@ -410,6 +414,7 @@ TEST(InspectCertificateTest, ReadsBackWhatWasBuilt) {
                not_before, not_after - not_before);
   tmpl.dns_names = {"broker-1.example.test", "mqtt.example.test"};
   tmpl.ip_addresses = {"192.0.2.10", "2001:db8::10"};
+  tmpl.uris = {"fleetca://role/broker/broker-1"};
   auto cert = BuildCertificate(tmpl, h.inter.get(), h.store, h.inter_id);
   ASSERT_TRUE(cert.ok()) << cert.status();
 
@@ -425,6 +430,7 @@ TEST(InspectCertificateTest, ReadsBackWhatWasBuilt) {
   EXPECT_FALSE(info->can_sign_certificates);
   EXPECT_THAT(info->dns_names, ElementsAre("broker-1.example.test", "mqtt.example.test"));
   EXPECT_THAT(info->ip_addresses, ElementsAre("192.0.2.10", "2001:db8::10"));
+  EXPECT_THAT(info->uris, ElementsAre("fleetca://role/broker/broker-1"));
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
   ASSERT_EQ(X509_pubkey_digest(cert->get(), EVP_sha1(), md, &md_len), 1);
