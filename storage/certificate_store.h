@@ -14,7 +14,8 @@
 
 namespace fleetca::storage {
 
-enum class CertificateKind { kDevice, kBroker, kIdentity, kExternalDevice };
+// kServer: fleetca's own API server certificates (from the brokers CA).
+enum class CertificateKind { kDevice, kBroker, kIdentity, kExternalDevice, kServer };
 enum class CertificateStatus { kReserved, kIssued, kRevoked, kOnHold };
 
 const char* CertificateKindName(CertificateKind kind);      // "device", "broker", ...

@@ -2,13 +2,27 @@
 
 #include <pqxx/pqxx>
 
+#include <map>
+
+#include "common/json.h"
+
 namespace fleetca::storage {
 
 namespace {
 constexpr char kJournalSql[] =
     "SELECT CASE WHEN $9 THEN fleetca_append_changes($1, $2::text[], $3) ELSE 0 END, "
-    "fleetca_append_audit($4, $5, $6, $7, $8::jsonb)";
+    "fleetca_append_audit($4, $5, $6, $7, $8::jsonb || "
+    "jsonb_build_object('resource', $1::text, 'actor', $10::jsonb))";
 }  // namespace
+
+std::string AuditActorJson(const RequestContext& ctx) {
+  std::map<std::string, std::string> actor;
+  if (!ctx.role.empty()) actor["role"] = ctx.role;
+  if (!ctx.actor_serial.empty()) actor["serial"] = ctx.actor_serial;
+  if (!ctx.actor_issuer.empty()) actor["issuer"] = ctx.actor_issuer;
+  if (!ctx.peer.empty()) actor["peer"] = ctx.peer;
+  return JsonObject(actor);
+}
 
 std::string PgTextArray(const std::vector<std::string>& values) {
   std::string out = "{";
@@ -31,7 +45,7 @@ int64_t Journal(pqxx::transaction_base& tx, const RequestContext& ctx, const Jou
       kJournalSql, entry.entity_type, PgTextArray(entry.keys), entry.deleted ? "delete" : "upsert",
       ctx.actor.empty() ? std::string("unknown") : ctx.actor, entry.action,
       entry.keys.size() == 1 ? entry.keys[0] : std::string(), ctx.request_id, entry.details_json,
-      entry.record_change);
+      entry.record_change, AuditActorJson(ctx));
   return row[0].as<int64_t>();
 }
 

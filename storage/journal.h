@@ -39,6 +39,10 @@ int64_t Journal(pqxx::transaction_base& tx, const RequestContext& ctx, const Jou
 // how many (0 when another session holds the sequencer). Throws like any statement.
 int ChainAudit(pqxx::transaction_base& tx, int limit);
 
+// AuditActorJson: the caller's role, certificate serial and issuer, and address, as the
+// JSON object every audit entry keeps under details.actor (empty fields left out).
+std::string AuditActorJson(const RequestContext& ctx);
+
 // PgTextArray encodes strings as a PostgreSQL text[] literal: {"a","b\"c"}.
 std::string PgTextArray(const std::vector<std::string>& values);
 

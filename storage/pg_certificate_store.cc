@@ -6,6 +6,7 @@
 #include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/status_macros.h"
+#include "storage/journal.h"
 #include "storage/pg_errors.h"
 #include "storage/pg_util.h"
 
@@ -51,6 +52,7 @@ absl::StatusOr<CertificateKind> ParseKind(const std::string& s) {
   if (s == "broker") return CertificateKind::kBroker;
   if (s == "identity") return CertificateKind::kIdentity;
   if (s == "external_device") return CertificateKind::kExternalDevice;
+  if (s == "server") return CertificateKind::kServer;
   return absl::InternalError("unknown certificate kind in the database");
 }
 
@@ -116,6 +118,8 @@ const char* CertificateKindName(CertificateKind kind) {
       return "identity";
     case CertificateKind::kExternalDevice:
       return "external_device";
+    case CertificateKind::kServer:
+      return "server";
   }
   return "device";
 }
@@ -162,7 +166,12 @@ void AppendStoreItem(std::string* out, size_t idx, const CertificateRecord& r,
                   ",\"not_after\":", ToMicros(r.not_after),
                   ",\"dns_names\":", JsonArray(r.dns_names),
                   ",\"ip_addresses\":", JsonArray(r.ip_addresses),
-                  ",\"details\":", JsonObject(details));
+                  ",\"details\":");
+  // The audit details: the certificate's facts, its resource type and the caller.
+  std::string details_json = JsonObject(details);
+  details_json.pop_back();
+  absl::StrAppend(out, details_json, ",\"resource\":\"certificate\",\"actor\":",
+                  AuditActorJson(ctx), "}");
   const std::pair<const char*, std::string> strings[] = {
       {"serial", ToHex(r.serial)},
       {"issuer_id", r.issuer_id},

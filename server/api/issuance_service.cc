@@ -26,9 +26,36 @@ v1::CertificateKind ToProtoKind(CertificateKind k) {
       return v1::CERTIFICATE_KIND_BROKER;
     case CertificateKind::kIdentity:
       return v1::CERTIFICATE_KIND_IDENTITY;
+    case CertificateKind::kServer:
+      return v1::CERTIFICATE_KIND_SERVER;
   }
   return v1::CERTIFICATE_KIND_UNSPECIFIED;
 }
+
+// FillCsr copies the CSR oneof (PEM or DER) into req. INVALID_ARGUMENT when absent.
+template <typename Request>
+grpc::Status FillCsr(const Request& in, issuance::SignRequest* req) {
+  if (in.has_csr_pem()) {
+    req->csr = in.csr_pem();
+    req->csr_is_pem = true;
+    req->csr_field = "csr_pem";
+  } else if (in.has_csr_der()) {
+    req->csr = in.csr_der();
+    req->csr_is_pem = false;
+    req->csr_field = "csr_der";
+  } else {
+    return Invalid("csr_pem: a CSR is required (csr_pem or csr_der)");
+  }
+  if (in.has_validity()) {
+    auto d = FromDuration("validity", in.validity());
+    if (!d.ok()) return ToGrpcStatus(d.status());
+    req->validity = *d;
+  }
+  req->request_id = in.request_id();
+  return grpc::Status::OK;
+}
+
+}  // namespace
 
 void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out) {
   const storage::CertificateRecord& r = c.record;
@@ -65,31 +92,6 @@ void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out) {
   SetTimestamp(r.create_time, out->mutable_create_time());
   out->set_requested_by(r.requester);
 }
-
-// FillCsr copies the CSR oneof (PEM or DER) into req. INVALID_ARGUMENT when absent.
-template <typename Request>
-grpc::Status FillCsr(const Request& in, issuance::SignRequest* req) {
-  if (in.has_csr_pem()) {
-    req->csr = in.csr_pem();
-    req->csr_is_pem = true;
-    req->csr_field = "csr_pem";
-  } else if (in.has_csr_der()) {
-    req->csr = in.csr_der();
-    req->csr_is_pem = false;
-    req->csr_field = "csr_der";
-  } else {
-    return Invalid("csr_pem: a CSR is required (csr_pem or csr_der)");
-  }
-  if (in.has_validity()) {
-    auto d = FromDuration("validity", in.validity());
-    if (!d.ok()) return ToGrpcStatus(d.status());
-    req->validity = *d;
-  }
-  req->request_id = in.request_id();
-  return grpc::Status::OK;
-}
-
-}  // namespace
 
 grpc::Status IssuanceService::SignDeviceCsr(grpc::ServerContext* context,
                                             const v1::SignDeviceCsrRequest* request,
@@ -185,6 +187,9 @@ grpc::Status IssuanceService::ListCertificates(grpc::ServerContext*,
       break;
     case v1::CERTIFICATE_KIND_IDENTITY:
       q.filter.kind = CertificateKind::kIdentity;
+      break;
+    case v1::CERTIFICATE_KIND_SERVER:
+      q.filter.kind = CertificateKind::kServer;
       break;
     default:
       return Invalid("kind: unknown value");

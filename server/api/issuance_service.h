@@ -9,6 +9,10 @@
 
 namespace fleetca::api {
 
+// ToProto fills a v1.Certificate from an issued certificate (shared by the services that
+// return certificates).
+void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out);
+
 class IssuanceService final : public v1::IssuanceService::Service {
  public:
   explicit IssuanceService(issuance::Issuance& issuance) : issuance_(issuance) {}

@@ -3,7 +3,10 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -22,7 +25,14 @@
 #include "grpc/health/v1/health.pb.h"
 #include "migrations/embedded_migrations.h"
 #include "pki/kek.h"
+#include "common/file_util.h"
+#include "server/api/audit_service.h"
 #include "server/api/broker_sync_service.h"
+#include "server/api/identity_service.h"
+#include "server/app/server_tls.h"
+#include "server/app/verify_audit.h"
+#include "server/auth/auth_processor.h"
+#include "server/identity/identities.h"
 #include "server/api/certificate_authority_service.h"
 #include "server/api/device_registry_service.h"
 #include "server/api/issuance_service.h"
@@ -36,13 +46,14 @@
 #include "storage/migrator.h"
 #include "storage/pg_broker_store.h"
 #include "storage/pg_certificate_store.h"
+#include "storage/pg_audit_store.h"
 #include "storage/pg_device_store.h"
+#include "storage/pg_identity_store.h"
 #include "storage/pg_issuer_store.h"
 
 namespace fleetca::app {
 namespace {
 
-constexpr int kMaxMessageBytes = 32 << 20;  // a 10,000-device batch fits with room to spare
 constexpr int kAuditChainBatch = 5000;
 constexpr absl::Duration kAuditChainInterval = absl::Milliseconds(200);
 
@@ -69,15 +80,11 @@ struct PendingServices {
   v1::RevocationService::Service revocation;
   v1::AclService::Service acl;
   v1::BrokerAuthService::Service broker_auth;
-  v1::AuditService::Service audit;
-  v1::IdentityService::Service identity;
 
   void RegisterAll(grpc::ServerBuilder& builder) {
     builder.RegisterService(&revocation);
     builder.RegisterService(&acl);
     builder.RegisterService(&broker_auth);
-    builder.RegisterService(&audit);
-    builder.RegisterService(&identity);
   }
 };
 
@@ -88,21 +95,28 @@ struct Domain {
         issuer_store(pool),
         certificate_store(pool),
         broker_store(pool),
+        identity_store(pool),
+        audit_store(pool),
         registry(device_store),
         brokers(broker_store),
         ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
         issuance(ca, certificate_store, broker_store,
-                 issuance::DefaultProfiles(config.organization)) {}
+                 issuance::DefaultProfiles(config.organization)),
+        identities(ca, identity_store, broker_store, &authenticator) {}
 
   storage::PgDeviceStore device_store;
   storage::PgIssuerStore issuer_store;
   storage::PgCertificateStore certificate_store;
   storage::PgBrokerStore broker_store;
+  storage::PgIdentityStore identity_store;
+  storage::PgAuditStore audit_store;
   pki::SoftwareKeyStore key_store;
+  auth::Authenticator authenticator;
   registry::Registry registry;
   brokers::BrokerRegistry brokers;
   ca::CertificateAuthority ca;
   issuance::Issuance issuance;
+  identity::Identities identities;
 };
 
 absl::StatusOr<pki::KeyRing> LoadKeyRing(const Config& config) {
@@ -116,6 +130,68 @@ absl::StatusOr<pki::KeyRing> LoadKeyRing(const Config& config) {
     keks.push_back(*std::move(kek));
   }
   return pki::KeyRing::Create(std::move(keks));
+}
+
+// WriteFirstAdmin: once the operators CA is active and no admin identity exists, issues
+// the first admin and writes its credential (key, certificate, chain) with mode 0600, and
+// the CA bundle that verifies the server (ca.pem beside it).
+int WriteFirstAdmin(const Config& config, Domain& domain) {
+  const std::string& path = config.admin_credential_file;
+  const size_t slash = path.rfind('/');
+  const std::string ca_path = (slash == std::string::npos ? "" : path.substr(0, slash + 1)) + "ca.pem";
+  auto bundle = domain.ca.TrustBundle(ca::BundleScope::kServerAuth, nullptr);
+  if (bundle.ok()) {
+    if (absl::Status st = WriteFileAtomically(ca_path, *bundle, 0644); !st.ok()) {
+      LogError("init failed", {{"error", std::string(st.message())}});
+      return 1;
+    }
+  }
+  if (!domain.ca.Active(storage::IssuerPurpose::kOperators).ok()) {
+    LogWarning("no admin credential yet: the operators CA is not active (offline root: import "
+               "its certificate, then run init again)");
+    return 0;
+  }
+  auto admins = domain.identity_store.CountActive("admin");
+  if (!admins.ok()) {
+    LogError("init failed", {{"error", std::string(admins.status().message())}});
+    return 1;
+  }
+  if (*admins > 0) {
+    LogInfo("admin identity exists: no credential written (issue more with "
+            "IdentityService.IssueIdentity)",
+            {{"admins", std::to_string(*admins)}, {"ca_bundle", ca_path}});
+    return 0;
+  }
+  RequestContext ctx;
+  ctx.actor = "local-admin";
+  ctx.role = "admin";
+  identity::KeySource key;
+  key.generate = pki::KeyAlgorithm::kEcdsaP256;
+  auto issued = domain.identities.Issue(config.admin_name, auth::Role::kAdmin,
+                                        "first admin, made by fleetca-server init", key,
+                                        absl::ZeroDuration(), ctx);
+  if (!issued.ok()) {
+    LogError("cannot issue the first admin", {{"error", std::string(issued.status().message())}});
+    return 1;
+  }
+  const std::string credential =
+      absl::StrCat(issued->private_key_pem, issued->certificate_pem, issued->chain_pem);
+  if (absl::Status st = WriteFileAtomically(path, credential, 0600); !st.ok()) {
+    LogError("cannot write the admin credential",
+             {{"error", std::string(st.message())},
+              {"hint", "the admin identity exists now: revoke it with another admin, or start "
+                       "from a fresh database"}});
+    return 1;
+  }
+  char resolved[PATH_MAX];
+  const std::string shown = realpath(path.c_str(), resolved) != nullptr ? resolved : path;
+  LogInfo("admin credential written",
+          {{"identity", config.admin_name},
+           {"file", shown},
+           {"ca_bundle", ca_path},
+           {"serial", pki::SerialToHex(issued->certificate.serial)},
+           {"use", "buf curl / grpcurl: --cert <file> --key <file> --cacert ca.pem"}});
+  return 0;
 }
 
 int Init(const Config& config, Domain& domain) {
@@ -146,7 +222,7 @@ int Init(const Config& config, Domain& domain) {
              {"subject", issuer.subject},
              {"algorithm", issuer.algorithm}});
   }
-  return 0;
+  return WriteFirstAdmin(config, domain);
 }
 
 int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
@@ -154,7 +230,79 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::CertificateAuthorityService certificate_authority_service(domain.ca);
   api::IssuanceService issuance_service(domain.issuance);
   api::BrokerSyncService broker_sync_service(domain.brokers);
+  api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
+  api::AuditService audit_service(domain.audit_store);
   PendingServices pending;
+
+  // Credentials: TLS with client authentication by default (auth/auth_processor.h), or
+  // plaintext on loopback for development.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  ServerCertificateFiles tls_files;
+  std::optional<absl::Time> self_issued_until;
+  std::shared_ptr<auth::AuthProcessor> processor;
+  auth::RateLimiter issuance_limiter(config.issuance_rate_limit, config.issuance_burst);
+  auto refresh_auth = [&]() -> absl::Status {
+    auto anchors = LoadTrustAnchors(domain.ca);
+    if (!anchors.ok()) return anchors.status();
+    auto revoked = domain.identity_store.LoadRevoked();
+    if (!revoked.ok()) return revoked.status();
+    auth::RevokedSet set;
+    set.identities.insert(revoked->names.begin(), revoked->names.end());
+    set.serials.insert(revoked->serials_hex.begin(), revoked->serials_hex.end());
+    domain.authenticator.SetRevoked(std::move(set));
+    domain.authenticator.SetAnchors(*std::move(anchors));
+    return absl::OkStatus();
+  };
+  if (config.insecure_plaintext) {
+    LogWarning("serving WITHOUT TLS or client authentication (--insecure_plaintext): every "
+               "caller acts as admin; development only",
+               {{"address", config.listen}});
+    credentials = grpc::InsecureServerCredentials();
+  } else {
+    if (!config.tls_cert_file.empty()) {
+      tls_files = {config.tls_cert_file, config.tls_key_file};
+    } else {
+      std::string dir = config.tls_dir;
+      if (dir.empty()) {
+        char tmpl[] = "/tmp/fleetca-tls-XXXXXX";
+        if (mkdtemp(tmpl) == nullptr) {
+          LogError("cannot create a directory for the server certificate");
+          return 1;
+        }
+        dir = tmpl;
+      }
+      tls_files = {dir + "/server.pem", dir + "/server.key"};
+      auto until = IssueServerCertificate(
+          domain.ca, domain.certificate_store,
+          config.tls_server_names.empty() ? DefaultServerNames() : config.tls_server_names,
+          config.tls_server_validity, tls_files);
+      if (!until.ok()) {
+        LogError("cannot serve TLS", {{"error", std::string(until.status().message())}});
+        return 1;
+      }
+      self_issued_until = *until;
+      LogInfo("server certificate issued", {{"file", tls_files.certificate_path},
+                                            {"not_after", absl::FormatTime(*until)}});
+    }
+    if (absl::Status st = refresh_auth(); !st.ok()) {
+      LogError("cannot load the CAs that verify callers", {{"error", std::string(st.message())}});
+      return 1;
+    }
+    // The files are re-read every few seconds: a renewed certificate (ours, or one an
+    // operator or cert-manager puts in place) is served without a restart.
+    auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        tls_files.key_path, tls_files.certificate_path, 10);
+    grpc::experimental::TlsServerCredentialsOptions options(provider);
+    options.watch_identity_key_cert_pairs();
+    // The handshake asks for a client certificate; AuthProcessor verifies it on every call
+    // (so that a missing, foreign, expired or revoked one gets UNAUTHENTICATED with a
+    // reason, and health checks work without one). TLS 1.2 is gRPC's minimum, and its
+    // cipher list is AEAD-only with forward secrecy (docs/security.md has the scan).
+    options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+    credentials = grpc::experimental::TlsServerCredentials(options);
+    processor = std::make_shared<auth::AuthProcessor>(domain.authenticator, issuance_limiter);
+    credentials->SetAuthMetadataProcessor(processor);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   // gRPC serves health itself but does not link its descriptor; touching it here keeps
@@ -163,11 +311,11 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen, credentials, &port);
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port would silently share
   // it and split the calls. Refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxReceiveMessageSize(config.max_request_bytes);
   // The synchronous server makes a thread when every poller is busy and ends it when more
   // than MAX_POLLERS (default 2) are idle: under steady load from many clients that is a
   // thread created and destroyed per few calls. Idle pollers are cheap; keep them.
@@ -176,6 +324,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   builder.RegisterService(&certificate_authority_service);
   builder.RegisterService(&issuance_service);
   builder.RegisterService(&broker_sync_service);
+  builder.RegisterService(&identity_service);
+  builder.RegisterService(&audit_service);
   pending.RegisterAll(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (port == 0 && config.listen.rfind("unix:", 0) != 0)) {
@@ -183,7 +333,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
                                {"hint", "is the port in use or the address not local?"}});
     return 1;
   }
-  LogInfo("serving", {{"address", config.listen}, {"port", std::to_string(port)}});
+  LogInfo("serving", {{"address", config.listen},
+                      {"port", std::to_string(port)},
+                      {"tls", config.insecure_plaintext ? "off" : "on"}});
 
   // Health: SERVING while the database answers, NOT_SERVING otherwise.
   absl::Notification stopping;
@@ -191,7 +343,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   // Implemented services report health by name too (the unimplemented ones stay unknown).
   for (const char* name :
        {v1::DeviceRegistryService::service_full_name(), v1::CertificateAuthorityService::service_full_name(),
-        v1::IssuanceService::service_full_name(), v1::BrokerSyncService::service_full_name()}) {
+        v1::IssuanceService::service_full_name(), v1::BrokerSyncService::service_full_name(),
+        v1::IdentityService::service_full_name(), v1::AuditService::service_full_name()}) {
     health->SetServingStatus(name, true);
   }
   std::thread health_thread([&] {
@@ -224,6 +377,32 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
         if (!st.ok()) break;  // the database is down: health reports it; try next round
       } while (chained == kAuditChainBatch && !stopping.HasBeenNotified());
     } while (!stopping.WaitForNotificationWithTimeout(kAuditChainInterval));
+  });
+
+  // Callers' CAs and revocations: re-read every second, so a revocation or a CA rotation on
+  // another replica applies here within a second (this replica's own apply at once).
+  std::thread auth_thread([&] {
+    if (processor == nullptr) return;
+    while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      if (absl::Status st = refresh_auth(); !st.ok()) {
+        LogWarning("cannot refresh revoked identities", {{"error", std::string(st.message())}});
+      }
+      // The self-issued server certificate is renewed at two thirds of its lifetime.
+      if (self_issued_until.has_value() &&
+          absl::Now() > *self_issued_until - config.tls_server_validity / 3) {
+        auto until = IssueServerCertificate(
+            domain.ca, domain.certificate_store,
+            config.tls_server_names.empty() ? DefaultServerNames() : config.tls_server_names,
+            config.tls_server_validity, tls_files);
+        if (until.ok()) {
+          self_issued_until = *until;
+          LogInfo("server certificate renewed", {{"not_after", absl::FormatTime(*until)}});
+        } else {
+          LogWarning("cannot renew the server certificate",
+                     {{"error", std::string(until.status().message())}});
+        }
+      }
+    }
   });
 
   // SIGTERM/SIGINT: stop accepting, let in-flight calls finish (up to the grace period).
@@ -259,6 +438,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   signal_thread.join();
   health_thread.join();
   audit_thread.join();
+  auth_thread.join();
   pool.Close();
   LogInfo("stopped");
   return 0;
@@ -291,7 +471,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   std::optional<pki::KeyRing> ring;
-  if (config->command != "migrate") {
+  if (config->command != "migrate" && config->command != "verify-audit") {
     auto loaded = LoadKeyRing(*config);
     if (!loaded.ok()) {
       LogError("bad configuration", {{"error", std::string(loaded.status().message())}});
@@ -309,6 +489,9 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (config->command == "migrate") return 0;
+  if (config->command == "verify-audit") {
+    return RunVerifyAudit(**pool, config->verify_from, config->verify_to, config->verify_anchor);
+  }
   Domain domain(*config, **pool, *ring);
   // Every CA key must unwrap under the configured KEKs, or the server does not start.
   if (absl::Status st = domain.ca.LoadKeys(); !st.ok()) {

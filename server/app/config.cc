@@ -45,6 +45,34 @@ ABSL_FLAG(std::string, ca_key_algorithm, "ecdsa-p256",
 ABSL_FLAG(bool, offline_root, false,
           "init: keep the root elsewhere: create the intermediates pending, with CSRs");
 ABSL_FLAG(std::string, kek_id, "", "gen-kek: the id of the new KEK, e.g. kek-2026-11");
+ABSL_FLAG(bool, insecure_plaintext, false,
+          "DEVELOPMENT ONLY: serve gRPC without TLS and without client authentication (every "
+          "caller acts as admin); refused unless --listen is a loopback address (env "
+          "FLEETCA_INSECURE_PLAINTEXT=true)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "serve this TLS server certificate (PEM, chain after it) instead of issuing one "
+          "(env FLEETCA_TLS_CERT_FILE); re-read when it changes");
+ABSL_FLAG(std::string, tls_key_file, "", "the private key of --tls_cert_file (env FLEETCA_TLS_KEY_FILE)");
+ABSL_FLAG(std::string, tls_dir, "",
+          "where the self-issued server certificate and key are kept (env FLEETCA_TLS_DIR; "
+          "default: a new private temporary directory)");
+ABSL_FLAG(std::vector<std::string>, tls_server_names, {},
+          "DNS names and IP addresses of the self-issued server certificate (env "
+          "FLEETCA_TLS_SERVER_NAMES; default localhost,127.0.0.1,::1 and the host name)");
+ABSL_FLAG(absl::Duration, tls_server_validity, absl::Hours(24 * 30),
+          "lifetime of the self-issued server certificate (renewed at two thirds of it)");
+ABSL_FLAG(double, issuance_rate_limit, 50,
+          "certificates per second one identity may have signed (token bucket; 0: no limit)");
+ABSL_FLAG(double, issuance_burst, 200, "burst of --issuance_rate_limit");
+ABSL_FLAG(int, max_request_bytes, 32 << 20, "largest request message accepted");
+ABSL_FLAG(std::string, admin_name, "admin", "init: name of the first admin identity");
+ABSL_FLAG(std::string, admin_credential_file, "fleetca-admin.pem",
+          "init: where to write the first admin's key, certificate and chain (mode 0600; "
+          "the server CA bundle goes to ca.pem beside it)");
+ABSL_FLAG(int64_t, from_sequence, 0, "verify-audit: first event (0: the first)");
+ABSL_FLAG(int64_t, to_sequence, 0, "verify-audit: last event (0: the newest)");
+ABSL_FLAG(std::string, anchor, "",
+          "verify-audit: SEQ:HASH of an event recorded earlier (detects a rewritten tail)");
 
 namespace fleetca::app {
 namespace {
@@ -80,16 +108,18 @@ absl::Status CheckPlaintextListen(const std::string& listen) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "--listen: \"", listen,
-      "\" is not a loopback address; this fleetca serves plaintext gRPC (no TLS yet), so it "
-      "listens only on 127.0.0.1, [::1], localhost or a unix: socket"));
+      "\" is not a loopback address; --insecure_plaintext serves without TLS or client "
+      "authentication, so only on 127.0.0.1, [::1], localhost or a unix: socket"));
 }
 
 absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "fleetca-server [serve|migrate|init|gen-kek] [flags]\n"
+      "fleetca-server [serve|migrate|init|verify-audit|gen-kek] [flags]\n"
       "  serve    apply pending migrations, load the CA keys, serve gRPC (default)\n"
       "  migrate  apply pending migrations and exit\n"
-      "  init     apply migrations, create what is missing of the CA hierarchy, and exit\n"
+      "  init     apply migrations, create what is missing of the CA hierarchy and the first\n"
+      "           admin identity (its credential written to --admin_credential_file), and exit\n"
+      "  verify-audit  check the audit log's hash chain; exit 0 intact, 3 broken\n"
       "  gen-kek  print a new key-encryption key (store it as a secret, mode 0600)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   Config c;
@@ -98,9 +128,10 @@ absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
   }
   if (args.size() == 2) c.command = args[1];
   if (c.command != "serve" && c.command != "migrate" && c.command != "init" &&
-      c.command != "gen-kek") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown command \"", c.command, "\": expected serve, migrate, init or gen-kek"));
+      c.command != "gen-kek" && c.command != "verify-audit") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown command \"", c.command,
+                                                   "\": expected serve, migrate, init, "
+                                                   "verify-audit or gen-kek"));
   }
   if (c.command == "gen-kek") {
     c.kek_id = absl::GetFlag(FLAGS_kek_id);
@@ -141,9 +172,42 @@ absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
       c.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("timeouts must be positive");
   }
-  if (c.command == "serve") {
+  c.insecure_plaintext = absl::GetFlag(FLAGS_insecure_plaintext) ||
+                         Pick("", "FLEETCA_INSECURE_PLAINTEXT") == "true";
+  if (c.command == "serve" && c.insecure_plaintext) {
     if (absl::Status st = CheckPlaintextListen(c.listen); !st.ok()) return st;
   }
+  c.tls_cert_file = Pick(absl::GetFlag(FLAGS_tls_cert_file), "FLEETCA_TLS_CERT_FILE");
+  c.tls_key_file = Pick(absl::GetFlag(FLAGS_tls_key_file), "FLEETCA_TLS_KEY_FILE");
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together");
+  }
+  c.tls_dir = Pick(absl::GetFlag(FLAGS_tls_dir), "FLEETCA_TLS_DIR");
+  c.tls_server_names = absl::GetFlag(FLAGS_tls_server_names);
+  if (c.tls_server_names.empty()) {
+    if (const char* v = std::getenv("FLEETCA_TLS_SERVER_NAMES"); v != nullptr && *v != '\0') {
+      c.tls_server_names = absl::StrSplit(v, ',', absl::SkipEmpty());
+    }
+  }
+  c.tls_server_validity = absl::GetFlag(FLAGS_tls_server_validity);
+  if (c.tls_server_validity < absl::Hours(1)) {
+    return absl::InvalidArgumentError("--tls_server_validity: at least 1h");
+  }
+  c.issuance_rate_limit = absl::GetFlag(FLAGS_issuance_rate_limit);
+  c.issuance_burst = absl::GetFlag(FLAGS_issuance_burst);
+  if (c.issuance_rate_limit < 0 || c.issuance_burst < 1) {
+    return absl::InvalidArgumentError(
+        "--issuance_rate_limit must be >= 0 and --issuance_burst >= 1");
+  }
+  c.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  if (c.max_request_bytes < 4096) {
+    return absl::InvalidArgumentError("--max_request_bytes: at least 4096");
+  }
+  c.admin_name = absl::GetFlag(FLAGS_admin_name);
+  c.admin_credential_file = absl::GetFlag(FLAGS_admin_credential_file);
+  c.verify_from = absl::GetFlag(FLAGS_from_sequence);
+  c.verify_to = absl::GetFlag(FLAGS_to_sequence);
+  c.verify_anchor = absl::GetFlag(FLAGS_anchor);
   if (std::string u = Pick(absl::GetFlag(FLAGS_public_base_url), "FLEETCA_PUBLIC_BASE_URL");
       !u.empty()) {
     while (!u.empty() && u.back() == '/') u.pop_back();

@@ -34,6 +34,30 @@ struct Config {
   bool offline_root = false;
   // gen-kek: the id of the new KEK.
   std::string kek_id;
+
+  // TLS (serve). By default the server issues its own certificate from the brokers CA at
+  // start (and again before it expires), kept in tls_dir; with tls_cert_file and
+  // tls_key_file it serves those instead (re-read when they change). insecure_plaintext
+  // (development only) serves without TLS and without client authentication, and only on
+  // a loopback address.
+  bool insecure_plaintext = false;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_dir;
+  std::vector<std::string> tls_server_names;  // DNS names and IP addresses
+  absl::Duration tls_server_validity = absl::Hours(24 * 30);
+  // Per-identity issuance limit (certificates per second and burst); 0 disables.
+  double issuance_rate_limit = 50;
+  double issuance_burst = 200;
+  int max_request_bytes = 32 << 20;
+  // init: the first admin identity and where its credential (key + certificate + chain,
+  // mode 0600) and the server CA bundle (ca.pem beside it) are written.
+  std::string admin_name = "admin";
+  std::string admin_credential_file = "fleetca-admin.pem";
+  // verify-audit: the range and an optional anchor "SEQ:HEX".
+  int64_t verify_from = 0;
+  int64_t verify_to = 0;
+  std::string verify_anchor;
 };
 
 // LoadConfig parses argv (the first non-flag argument is the command) and the environment.
@@ -41,7 +65,7 @@ struct Config {
 absl::StatusOr<Config> LoadConfig(int argc, char** argv);
 
 // CheckPlaintextListen accepts only loopback addresses (127.0.0.0/8, ::1, localhost) and
-// unix sockets: fleetca has no TLS yet and must not serve plaintext on a network.
+// unix sockets: --insecure_plaintext must never serve a network.
 absl::Status CheckPlaintextListen(const std::string& listen);
 
 }  // namespace fleetca::app

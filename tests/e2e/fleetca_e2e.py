@@ -221,11 +221,26 @@ class CallResult:
 class Client:
     """buf curl against one server, through reflection."""
 
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}"
+    def __init__(self, port, tls=None):
+        """tls: None for plaintext, else a Credential (or a dict with cacert and, optionally,
+        cert and key) to call https://localhost:port with."""
+        self.port = port
+        self.tls = tls
+        if tls is None:
+            self.base = f"http://127.0.0.1:{port}"
+            self._conn = ["--http2-prior-knowledge"]
+        else:
+            self.base = f"https://localhost:{port}"
+            self._conn = ["--cacert", tls["cacert"]]
+            if tls.get("cert"):
+                self._conn += ["--cert", tls["cert"], "--key", tls["key"]]
+
+    def as_(self, tls):
+        """The same server, called with other credentials."""
+        return Client(self.port, tls)
 
     def _run(self, args, data=None, timeout=CALL_TIMEOUT):
-        cmd = [BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--emit-defaults",
+        cmd = [BUF, "curl", "--protocol", "grpc", *self._conn, "--emit-defaults",
                "--connect-timeout", "10", "--timeout", f"{int(timeout)}s", *args]
         if data is not None:
             cmd += ["--data", "@-"]
@@ -268,12 +283,19 @@ class Server:
     """One fleetca-server process, its stderr in a log file."""
 
     def __init__(self, database_url, tmpdir, name="server", listen="127.0.0.1:0", args=(),
-                 command="serve", env=None):
+                 command="serve", env=None, tls=None):
+        """tls: None serves plaintext (--insecure_plaintext, the development mode) so that
+        tests of other things need no credentials; else the dict (cacert, cert, key) its
+        clients call with, by default, over TLS with client certificates."""
         self.log_path = os.path.join(tmpdir, f"{name}-{secrets.token_hex(3)}.log")
         self.name = name
         self.port = None
+        self.tls = tls
         cmd = [SERVER, command, f"--database_url={database_url}", f"--listen={listen}",
                "--log_level=info", *args]
+        if command == "serve" and tls is None and not any(
+                a.startswith("--insecure_plaintext") for a in args):
+            cmd.append("--insecure_plaintext")
         full_env = dict(os.environ)
         for k in ("FLEETCA_DATABASE_URL", "FLEETCA_LISTEN", "FLEETCA_LOG_LEVEL",
                   "FLEETCA_DB_MAX_CONNECTIONS", "FLEETCA_KEK_FILE", "FLEETCA_PREVIOUS_KEK_FILES"):
@@ -320,7 +342,7 @@ class Server:
             for l in self.log_lines():
                 if l.get("msg") == "serving":
                     self.port = int(l["port"])
-                    return Client(self.port)
+                    return Client(self.port, self.tls)
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode} before serving: "
                                      + self.describe())

@@ -30,8 +30,6 @@ PENDING = [
     ("fleetca.v1.AclService", "CreateAclProfile"),
     ("fleetca.v1.BrokerSyncService", "Watch"),  # server streaming
     ("fleetca.v1.BrokerAuthService", "AuthorizeConnect"),
-    ("fleetca.v1.AuditService", "ListAuditEvents"),
-    ("fleetca.v1.IdentityService", "GetIdentity"),
 ]
 
 

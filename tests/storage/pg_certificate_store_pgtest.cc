@@ -47,7 +47,7 @@ class PgCertificateStoreTest : public ::testing::Test {
   testing::TestDatabase db_;
   PgDeviceStore devices_{db_.pool()};
   PgCertificateStore store_{db_.pool()};
-  RequestContext ctx_{"tester", "", nullptr};
+  RequestContext ctx_ = RequestContext::Local("tester");
 };
 
 TEST_F(PgCertificateStoreTest, IssueCommitsTheSignedCertificate) {

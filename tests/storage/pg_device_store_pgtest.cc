@@ -25,7 +25,7 @@ class PgDeviceStoreTest : public ::testing::Test {
  protected:
   testing::TestDatabase db_;
   PgDeviceStore store_{db_.pool()};
-  RequestContext ctx_{"tester", "req-1", nullptr};
+  RequestContext ctx_ = RequestContext::Local("tester", "req-1");
 };
 
 TEST_F(PgDeviceStoreTest, CreateThenGetRoundTripsEveryField) {

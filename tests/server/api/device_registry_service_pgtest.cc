@@ -226,7 +226,10 @@ TEST_F(DeviceRegistryServiceTest, AuditRecordsPeerAndRequestId) {
   v1::RegisterDeviceResponse resp;
   ASSERT_TRUE(stub_->RegisterDevice(&ctx, req, &resp).ok());
   EXPECT_EQ(db_.Exec("SELECT request_id FROM audit_log"), "station-12-0001");
-  EXPECT_THAT(db_.Exec("SELECT actor FROM audit_log"), HasSubstr("unauthenticated:ipv4:127.0.0.1"));
+  // A plaintext test server: the development actor, with the caller's address beside it.
+  EXPECT_EQ(db_.Exec("SELECT actor FROM audit_log"), "anonymous");
+  EXPECT_THAT(db_.Exec("SELECT details->'actor'->>'peer' FROM audit_log"),
+              HasSubstr("ipv4:127.0.0.1:"));
 }
 
 }  // namespace

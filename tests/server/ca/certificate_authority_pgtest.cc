@@ -43,7 +43,7 @@ class CertificateAuthorityTest : public ::testing::Test {
  protected:
   testing::TestDatabase db_;
   pki::KeyRing ring_ = Ring("kek-1");
-  RequestContext ctx_{"tester", "", nullptr};
+  RequestContext ctx_ = RequestContext::Local("tester");
 };
 
 TEST_F(CertificateAuthorityTest, InitializeCreatesTheHierarchyOnce) {

@@ -82,7 +82,7 @@ class RegistryTest : public ::testing::Test {
  protected:
   FakeDeviceStore store_;
   Registry registry_{store_};
-  RequestContext ctx_{"test", "", nullptr};
+  RequestContext ctx_ = RequestContext::Local("test");
 };
 
 TEST_F(RegistryTest, BatchReportsEachItemAndKeepsTheGoodOnes) {
