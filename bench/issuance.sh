@@ -42,9 +42,12 @@ trap cleanup EXIT
 FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id="bench-$(date +%s)")
 export FLEETCA_KEK
 unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
-build/server/fleetca-server init --database_url="$url" --log_level=warning
+# Plaintext on loopback, as before TLS came: the clients hold long-lived connections, so TLS
+# would add one handshake per connection, not per certificate.
+build/server/fleetca-server init --database_url="$url" --log_level=warning \
+  --admin_credential_file="$(mktemp -d)/admin.pem"
 
-server_cmd=(build/server/fleetca-server serve --database_url="$url" --listen=127.0.0.1:$grpc_port
+server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url" --listen=127.0.0.1:$grpc_port
             --log_level=warning)
 "${server_cmd[@]}" &
 server_pid=$!

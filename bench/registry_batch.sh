@@ -25,7 +25,7 @@ trap cleanup EXIT
 
 FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id=bench)
 export FLEETCA_KEK
-build/server/fleetca-server --database_url="$url" --listen=127.0.0.1:$grpc_port \
+build/server/fleetca-server --insecure_plaintext --database_url="$url" --listen=127.0.0.1:$grpc_port \
   --log_level=warning &
 server_pid=$!
 

@@ -5,8 +5,9 @@
 #
 # Installs what is needed (scripts/deps.sh), builds (scripts/build.sh), starts a throwaway
 # PostgreSQL under .dev/pg on 127.0.0.1:55432 (scripts/pg.sh; its data stays there between
-# runs), applies the migrations, and runs fleetca-server in the foreground on
-# 127.0.0.1:50051 (FLEETCA_LISTEN overrides). Ctrl-C (or SIGTERM) stops the server
+# runs), runs `fleetca-server init` (migrations, CA hierarchy, and on the first run the
+# admin credential in .dev/admin.pem, whose path it prints), and runs fleetca-server in the
+# foreground with TLS on 127.0.0.1:50051 (FLEETCA_LISTEN overrides). Ctrl-C (or SIGTERM) stops the server
 # gracefully, then PostgreSQL. Environment: FLEETCA_DEV_PG_PORT (default 55432),
 # FLEETCA_LOG_LEVEL (default info).
 set -euo pipefail
@@ -48,31 +49,40 @@ if [ ! -f "$kek_file" ]; then
 fi
 export FLEETCA_KEK_FILE=$repo/$kek_file
 export FLEETCA_LOG_LEVEL=${FLEETCA_LOG_LEVEL:-info}
-"$server" migrate
+# init: migrations, the CA hierarchy (root, devices, brokers and operators CAs, keys wrapped
+# by the KEK) and, on the first run, the first admin identity, whose credential (key and
+# certificate, mode 0600) it writes to .dev/admin.pem, with ca.pem (the CA that verifies
+# this server) beside it. Later runs find both and change nothing.
+admin=$repo/.dev/admin.pem
+"$server" init --admin_credential_file="$admin"
+if [ ! -f "$admin" ]; then
+  echo "dev.sh: the database has an admin identity but $admin is gone; issue another with" >&2
+  echo "dev.sh: an admin credential, or start afresh: rm -rf .dev/pg .dev/kek" >&2
+fi
+mkdir -p .dev/tls
 
 case "$listen" in
-  unix:*) url_hint="--unix-socket ${listen#unix:} http://localhost" ;;
-  *) url_hint="http://$listen" ;;
+  unix:*) url_hint="--unix-socket ${listen#unix:} https://localhost" ;;
+  *) url_hint="https://localhost:${listen##*:}" ;;
 esac
 cat >&2 <<EOF
 
-fleetca gRPC (plaintext, reflection on): $listen
+fleetca gRPC (TLS, client certificates required, reflection on): $listen
+Admin credential (key + certificate, keep it secret): $admin
+CA bundle that verifies the server:                   $repo/.dev/ca.pem
 PostgreSQL: $FLEETCA_DATABASE_URL   (data in $repo/$pg_dir)
 Try, from another terminal in $repo (README.md has the whole example):
-  tools/node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge \\
-    $url_hint/fleetca.v1.CertificateAuthorityService/InitializeHierarchy
-  tools/node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge \\
-    -d '{"device":{"commId":"imei-356938035643809"}}' \\
+  buf="tools/node_modules/.bin/buf curl --protocol grpc --cacert .dev/ca.pem --cert .dev/admin.pem --key .dev/admin.pem"
+  \$buf -d '{"device":{"commId":"imei-356938035643809"}}' \\
     $url_hint/fleetca.v1.DeviceRegistryService/RegisterDevice
-  tools/node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge \\
-    $url_hint/fleetca.v1.DeviceRegistryService/ListDevices
+  \$buf $url_hint/fleetca.v1.DeviceRegistryService/ListDevices
 Ctrl-C stops the server and PostgreSQL.
 
 EOF
 
 # The server runs as a child we wait for, so that Ctrl-C or a SIGTERM sent to this script
 # reaches it as SIGTERM (graceful shutdown) before PostgreSQL is stopped.
-"$server" serve --listen="$listen" &
+"$server" serve --listen="$listen" --tls_dir="$repo/.dev/tls" &
 server_pid=$!
 trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT TERM
 while kill -0 "$server_pid" 2>/dev/null; do

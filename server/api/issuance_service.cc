@@ -130,6 +130,13 @@ grpc::Status IssuanceService::RenewDeviceCertificate(
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "revoke_previous: revocation is not available in this version");
   }
+  // A device (authenticated by its current certificate) renews only itself.
+  const RequestContext ctx = RequestContextFor(*context);
+  if (absl::Status st = RequireSelfOrRole(ctx, {"admin", "provisioner"}, request->comm_id(),
+                                          "renew a device certificate");
+      !st.ok()) {
+    return ToGrpcStatus(st);
+  }
   issuance::SignRequest req;
   req.subject_id = request->comm_id();
   if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
@@ -138,14 +145,14 @@ grpc::Status IssuanceService::RenewDeviceCertificate(
     if (!serial.ok()) return Invalid("previous_serial: a serial in hex, e.g. 3a9f...");
     req.renew_from_serial = *serial;
   }
-  auto issued = issuance_.RenewDeviceCertificate(req, RequestContextFor(*context));
+  auto issued = issuance_.RenewDeviceCertificate(req, ctx);
   if (!issued.ok()) return ToGrpcStatus(issued.status());
   ToProto(*issued, response->mutable_certificate());
   response->set_replayed(issued->replayed);
   return grpc::Status::OK;
 }
 
-grpc::Status IssuanceService::GetCertificate(grpc::ServerContext*,
+grpc::Status IssuanceService::GetCertificate(grpc::ServerContext* context,
                                              const v1::GetCertificateRequest* request,
                                              v1::GetCertificateResponse* response) {
   absl::StatusOr<issuance::IssuedCertificate> c;
@@ -163,6 +170,13 @@ grpc::Status IssuanceService::GetCertificate(grpc::ServerContext*,
     return Invalid("serial: a serial or a sha256_fingerprint is required");
   }
   if (!c.ok()) return ToGrpcStatus(c.status());
+  // A device reads only its own certificates.
+  if (absl::Status st = RequireSelfOrRole(RequestContextFor(*context),
+                                          {"admin", "viewer", "provisioner", "broker"},
+                                          c->record.comm_id, "read a certificate");
+      !st.ok()) {
+    return ToGrpcStatus(st);
+  }
   ToProto(*c, response->mutable_certificate());
   return grpc::Status::OK;
 }

@@ -15,7 +15,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "fleetca/v1/acl.grpc.pb.h"
 #include "fleetca/v1/audit.grpc.pb.h"
@@ -25,28 +27,27 @@
 #include "grpc/health/v1/health.pb.h"
 #include "migrations/embedded_migrations.h"
 #include "pki/kek.h"
-#include "common/file_util.h"
 #include "server/api/audit_service.h"
 #include "server/api/broker_sync_service.h"
+#include "server/api/certificate_authority_service.h"
+#include "server/api/device_registry_service.h"
 #include "server/api/identity_service.h"
+#include "server/api/issuance_service.h"
+#include "server/app/config.h"
 #include "server/app/server_tls.h"
 #include "server/app/verify_audit.h"
 #include "server/auth/auth_processor.h"
-#include "server/identity/identities.h"
-#include "server/api/certificate_authority_service.h"
-#include "server/api/device_registry_service.h"
-#include "server/api/issuance_service.h"
 #include "server/brokers/broker_registry.h"
 #include "server/ca/certificate_authority.h"
+#include "server/identity/identities.h"
 #include "server/issuance/issuance.h"
-#include "server/app/config.h"
 #include "server/registry/registry.h"
 #include "storage/connection_pool.h"
 #include "storage/journal.h"
 #include "storage/migrator.h"
+#include "storage/pg_audit_store.h"
 #include "storage/pg_broker_store.h"
 #include "storage/pg_certificate_store.h"
-#include "storage/pg_audit_store.h"
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
 #include "storage/pg_issuer_store.h"
@@ -468,6 +469,17 @@ int Main(int argc, char** argv) {
       return 2;
     }
     std::printf("%s\n", kek->Serialize().c_str());
+    return 0;
+  }
+  if (config->command == "roles") {
+    for (const std::string& method : auth::TableMethods()) {
+      std::vector<std::string> roles;
+      for (auth::Role r : auth::kAllRoles) {
+        if (auth::MayCall(r, method)) roles.push_back(absl::StrCat("\"", auth::RoleName(r), "\""));
+      }
+      std::printf("{\"method\":\"%s\",\"roles\":[%s]}\n", method.c_str(),
+                  absl::StrJoin(roles, ",").c_str());
+    }
     return 0;
   }
   std::optional<pki::KeyRing> ring;

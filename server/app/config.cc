@@ -114,25 +114,28 @@ absl::Status CheckPlaintextListen(const std::string& listen) {
 
 absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "fleetca-server [serve|migrate|init|verify-audit|gen-kek] [flags]\n"
+      "fleetca-server [serve|migrate|init|verify-audit|gen-kek|roles] [flags]\n"
       "  serve    apply pending migrations, load the CA keys, serve gRPC (default)\n"
       "  migrate  apply pending migrations and exit\n"
       "  init     apply migrations, create what is missing of the CA hierarchy and the first\n"
       "           admin identity (its credential written to --admin_credential_file), and exit\n"
       "  verify-audit  check the audit log's hash chain; exit 0 intact, 3 broken\n"
-      "  gen-kek  print a new key-encryption key (store it as a secret, mode 0600)");
+      "  gen-kek  print a new key-encryption key (store it as a secret, mode 0600)\n"
+      "  roles    print the authorization table: one JSON line per RPC with its roles");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   Config c;
   if (args.size() > 2) {
-    return absl::InvalidArgumentError("expected at most one command: serve or migrate");
+    return absl::InvalidArgumentError(
+        "expected at most one command: serve, migrate, init, verify-audit, gen-kek or roles");
   }
   if (args.size() == 2) c.command = args[1];
   if (c.command != "serve" && c.command != "migrate" && c.command != "init" &&
-      c.command != "gen-kek" && c.command != "verify-audit") {
+      c.command != "gen-kek" && c.command != "verify-audit" && c.command != "roles") {
     return absl::InvalidArgumentError(absl::StrCat("unknown command \"", c.command,
                                                    "\": expected serve, migrate, init, "
-                                                   "verify-audit or gen-kek"));
+                                                   "verify-audit, gen-kek or roles"));
   }
+  if (c.command == "roles") return c;
   if (c.command == "gen-kek") {
     c.kek_id = absl::GetFlag(FLAGS_kek_id);
     if (c.kek_id.empty()) return absl::InvalidArgumentError("gen-kek: --kek_id is required");

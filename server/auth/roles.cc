@@ -1,5 +1,6 @@
 #include "server/auth/roles.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/container/flat_hash_map.h"
@@ -124,8 +125,7 @@ const char* RoleName(Role role) {
 }
 
 std::optional<Role> RoleFromName(absl::string_view name) {
-  for (Role r : {Role::kAdmin, Role::kProvisioner, Role::kBroker, Role::kViewer,
-                 Role::kMqttClient, Role::kDevice}) {
+  for (Role r : kAllRoles) {
     if (name == RoleName(r)) return r;
   }
   if (name == "mqtt_client") return Role::kMqttClient;
@@ -153,7 +153,8 @@ bool MayCall(Role role, absl::string_view full_method) {
 
 std::vector<std::string> TableMethods() {
   std::vector<std::string> out;
-  for (const auto& [method, roles] : Table()) out.push_back(method);
+  for (const Rule& r : kRules) out.push_back(absl::StrCat("/fleetca.v1.", r.service, "/", r.method));
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -14,6 +14,8 @@
 namespace fleetca::auth {
 
 enum class Role { kAdmin, kProvisioner, kBroker, kViewer, kMqttClient, kDevice };
+inline constexpr Role kAllRoles[] = {Role::kAdmin,  Role::kProvisioner, Role::kBroker,
+                                     Role::kViewer, Role::kMqttClient,  Role::kDevice};
 
 // RoleName: "admin", "provisioner", "broker", "viewer", "mqtt-client", "device" (the form
 // used in certificates' URI "fleetca://role/<role>/<name>").
@@ -33,7 +35,7 @@ Access AccessFor(absl::string_view full_method);
 // MayCall: whether a role may call a full method (false for kUnknown methods unless admin).
 bool MayCall(Role role, absl::string_view full_method);
 
-// TableMethods lists the full methods the table names (for tests and docs).
+// TableMethods lists the full methods the table names, sorted (for tests and docs).
 std::vector<std::string> TableMethods();
 
 // IsIssuanceMethod: the methods that sign certificates, rate-limited per identity.

@@ -304,7 +304,7 @@ class Server:
         full_env.update(env or {})
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=full_env,
+                                     stderr=subprocess.STDOUT, env=full_env, cwd=tmpdir,
                                      preexec_fn=_die_with_parent)
         self.cmd = cmd
 
