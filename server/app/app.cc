@@ -250,7 +250,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     auth::RevokedSet set;
     set.identities.insert(revoked->names.begin(), revoked->names.end());
     set.serials.insert(revoked->serials_hex.begin(), revoked->serials_hex.end());
-    domain.authenticator.SetRevoked(std::move(set));
+    domain.authenticator.AddRevoked(set);
     domain.authenticator.SetAnchors(*std::move(anchors));
     return absl::OkStatus();
   };

@@ -49,13 +49,15 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata, grpc::Au
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, message);
   }
   if (IsIssuanceMethod(method)) {
-    const absl::Duration wait = issuance_limiter_.Take(principal->name, now);
+    // Keyed by role and name: a device's comm-ID may spell an identity's name.
+    const absl::Duration wait =
+        issuance_limiter_.Take(absl::StrCat(RoleName(principal->role), "/", principal->name), now);
     if (wait > absl::ZeroDuration()) {
       return grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("issuance rate limit of ", principal->name, " reached (",
                        issuance_limiter_.rate(), " per second, burst ", issuance_limiter_.burst(),
-                       "): retry in ", std::ceil(absl::ToDoubleMilliseconds(wait)), " ms"));
+                       "): retry in ", absl::FormatDuration(absl::Ceil(wait, absl::Milliseconds(1)))));
     }
   }
   context->AddProperty(kNameProperty, principal->name);

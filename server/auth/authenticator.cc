@@ -17,18 +17,31 @@ absl::Status Unauthenticated(absl::string_view why) {
   return absl::UnauthenticatedError(why);
 }
 
+bool SameAnchors(const std::vector<TrustAnchor>& a, const std::vector<TrustAnchor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].issuer_id != b[i].issuer_id || a[i].kind != b[i].kind ||
+        X509_cmp(a[i].certificate.get(), b[i].certificate.get()) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void Authenticator::SetAnchors(std::vector<TrustAnchor> anchors) {
-  auto shared = std::make_shared<const std::vector<TrustAnchor>>(std::move(anchors));
   absl::MutexLock lock(&mu_);
-  anchors_ = std::move(shared);
+  // The server re-reads the CAs every second: unchanged, the cache stays.
+  if (anchors_ != nullptr && SameAnchors(*anchors_, anchors)) return;
+  anchors_ = std::make_shared<const std::vector<TrustAnchor>>(std::move(anchors));
   verified_.clear();
 }
 
-void Authenticator::SetRevoked(RevokedSet revoked) {
+void Authenticator::AddRevoked(const RevokedSet& revoked) {
   absl::MutexLock lock(&mu_);
-  revoked_ = std::move(revoked);
+  revoked_.identities.insert(revoked.identities.begin(), revoked.identities.end());
+  revoked_.serials.insert(revoked.serials.begin(), revoked.serials.end());
 }
 
 void Authenticator::MarkRevoked(const std::string& identity,
@@ -47,14 +60,22 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const std::string& certifi
     if (it != verified_.end()) principal = it->second;
   }
   if (principal.serial_hex.empty()) {
-    auto verified = Verify(certificate_pem, now);
+    std::shared_ptr<const std::vector<TrustAnchor>> anchors;
+    {
+      absl::MutexLock lock(&mu_);
+      anchors = anchors_;
+    }
+    auto verified = Verify(certificate_pem, now, anchors.get());
     if (!verified.ok()) return verified.status();
     principal = *std::move(verified);
     absl::MutexLock lock(&mu_);
-    if (verified_.size() >= kMaxCached) verified_.clear();
-    verified_.emplace(certificate_pem, principal);
+    // Cached only if the CAs it was verified against are still the trusted ones.
+    if (anchors_ == anchors) {
+      if (verified_.size() >= kMaxCached) verified_.clear();
+      verified_.emplace(certificate_pem, principal);
+    }
   }
-  if (now >= principal.not_after) {
+  if (now >= principal.not_after) {  // as OpenSSL's chain check (X509_cmp_time) decides
     return Unauthenticated(absl::StrCat("client certificate ", principal.serial_hex,
                                         " expired at ", absl::FormatTime(principal.not_after)));
   }
@@ -70,12 +91,8 @@ absl::StatusOr<Principal> Authenticator::Authenticate(const std::string& certifi
 }
 
 absl::StatusOr<Principal> Authenticator::Verify(const std::string& certificate_pem,
-                                                absl::Time now) {
-  std::shared_ptr<const std::vector<TrustAnchor>> anchors;
-  {
-    absl::MutexLock lock(&mu_);
-    anchors = anchors_;
-  }
+                                                absl::Time now,
+                                                const std::vector<TrustAnchor>* anchors) {
   if (anchors == nullptr || anchors->empty()) {
     return absl::UnavailableError("the server has no CA to verify client certificates yet");
   }
@@ -136,6 +153,9 @@ absl::StatusOr<Principal> Authenticator::Verify(const std::string& certificate_p
   auto role = parts.size() == 2 ? RoleFromName(parts[0]) : std::nullopt;
   if (!role.has_value() || *role == Role::kDevice) {
     return Unauthenticated(absl::StrCat("client certificate role URI ", roles[0], " is not valid"));
+  }
+  if (parts[1].empty()) {
+    return Unauthenticated(absl::StrCat("client certificate role URI ", roles[0], " has no name"));
   }
   if (parts[1] != info->common_name) {
     return Unauthenticated(absl::StrCat("client certificate role URI ", roles[0],

@@ -59,8 +59,10 @@ class Authenticator {
 
   // SetAnchors replaces the CAs trusted for callers (and forgets cached verifications).
   void SetAnchors(std::vector<TrustAnchor> anchors);
-  // SetRevoked replaces the revoked sets (from the database); MarkRevoked adds to them.
-  void SetRevoked(RevokedSet revoked);
+  // AddRevoked adds the revoked sets read from the database; MarkRevoked adds this
+  // replica's own revocations at once. Nothing is ever removed: an identity's revocation is
+  // final, so a database snapshot read before a revocation committed cannot undo it.
+  void AddRevoked(const RevokedSet& revoked);
   void MarkRevoked(const std::string& identity, const std::vector<std::string>& serials_hex);
 
   // Authenticate: the principal of a PEM client certificate at `now`, or UNAUTHENTICATED
@@ -68,7 +70,8 @@ class Authenticator {
   absl::StatusOr<Principal> Authenticate(const std::string& certificate_pem, absl::Time now);
 
  private:
-  absl::StatusOr<Principal> Verify(const std::string& certificate_pem, absl::Time now);
+  absl::StatusOr<Principal> Verify(const std::string& certificate_pem, absl::Time now,
+                                   const std::vector<TrustAnchor>* anchors);
 
   absl::Mutex mu_;
   std::shared_ptr<const std::vector<TrustAnchor>> anchors_ ABSL_GUARDED_BY(mu_);
