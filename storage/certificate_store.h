@@ -58,6 +58,7 @@ struct CertificateFilter {
   std::optional<CertificateStatus> status;
   std::optional<absl::Time> expires_after;   // not_after >= this
   std::optional<absl::Time> expires_before;  // not_after < this
+  std::string requester;                     // who asked for it ("" = anyone)
 };
 
 // A position in List's order; the default is the start.

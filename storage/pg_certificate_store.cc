@@ -43,6 +43,7 @@ constexpr char kListSql[] =
     "AND ($4 = '' OR broker_name = $4) AND ($5 = '' OR kind = $5) AND ($6 = '' OR status = $6) "
     "AND ($7::bigint IS NULL OR not_after >= to_timestamp($7::bigint / 1000000.0)) "
     "AND ($8::bigint IS NULL OR not_after < to_timestamp($8::bigint / 1000000.0)) "
+    "AND ($11 = '' OR requester = $11) "
     "ORDER BY created_at, serial LIMIT $9";
 
 #undef FLEETCA_CERT_COLUMNS
@@ -403,7 +404,8 @@ absl::StatusOr<std::vector<CertificateRecord>> PgCertificateStore::List(
             NullableParam(expires_after), NullableParam(expires_before), limit,
             // The start: a time before any certificate, within PostgreSQL's timestamp range.
             after.create_micros == 0 && after.serial.empty() ? int64_t{-100000000000000000}
-                                                             : after.create_micros);
+                                                             : after.create_micros,
+            f.requester);
         for (const auto& row : r) {
           ASSIGN_OR_RETURN(CertificateRecord c, FromRow(row));
           out.push_back(std::move(c));

@@ -366,7 +366,7 @@ absl::StatusOr<ListCertificatesPage> Issuance::List(const ListCertificatesQuery&
       f.kind ? storage::CertificateKindName(*f.kind) : "", "\n",
       f.status ? storage::CertificateStatusName(*f.status) : "", "\n",
       f.expires_after ? absl::ToUnixMicros(*f.expires_after) : 0, "\n",
-      f.expires_before ? absl::ToUnixMicros(*f.expires_before) : 0);
+      f.expires_before ? absl::ToUnixMicros(*f.expires_before) : 0, "\n", f.requester);
   ASSIGN_OR_RETURN(std::string last, DecodePageToken(kPageTokenKind, filters, q.page_token));
   storage::CertificateCursor after;
   if (!last.empty()) {

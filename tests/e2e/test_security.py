@@ -204,9 +204,22 @@ class RolesTest(SecurityTestCase):
         r = station.call("RevokeCertificate", {"issuerId": cert["issuerId"], "serial": serial},
                          service="fleetca.v1.RevocationService")
         self.assertCode(r, "PERMISSION_DENIED", "RevokeCertificate by a provisioner")
+        # It reads the certificates it requested, not others'.
+        self.register(admin, "imei-2")
+        _, csr2 = self.pki.csr("imei-2", "/CN=imei-2")
+        other = self.sign(admin, "imei-2", csr2)
+        listed = self.ok(station.call("ListCertificates", {}, service=ISSUANCE), "ListCertificates")
+        self.assertEqual([c["serial"] for c in listed["certificates"]], [serial])
+        self.ok(station.call("GetCertificate", {"serial": serial}, service=ISSUANCE), "own certificate")
+        r = station.call("GetCertificate", {"serial": other["serial"]}, service=ISSUANCE)
+        self.assertCode(r, "PERMISSION_DENIED", "another requester's certificate")
+        self.assertIn("only the certificates it requested", r.message)
+        listed = self.ok(admin.call("ListCertificates", {"kind": "CERTIFICATE_KIND_DEVICE"},
+                                    service=ISSUANCE), "ListCertificates by the admin")
+        self.assertEqual(len(listed["certificates"]), 2, listed)
         # The audit log names the station, its role and certificate serial.
         row = db.query("SELECT actor || ' ' || (details->'actor'->>'role') FROM audit_log "
-                       "WHERE action = 'RegisterDevice'")
+                       "WHERE action = 'RegisterDevice' AND target = 'imei-1'")
         self.assertEqual(row, "station-12 provisioner")
         self.assertEqual(db.query("SELECT count(*) FROM audit_log WHERE actor = 'station-12' "
                                   "AND details->'actor'->>'serial' <> ''"), "2")
@@ -219,11 +232,18 @@ class RolesTest(SecurityTestCase):
         r = dev.call("RenewDeviceCertificate", {"commId": "imei-7", "csrPem": csr,
                                                 "requestId": "renew-7"}, service=ISSUANCE)
         self.ok(r, "a device renewing itself")
+        renewed_call = r
         key_path, csr = self.pki.csr("imei-8-next", "/CN=imei-8")
         r = dev.call("RenewDeviceCertificate", {"commId": "imei-8", "csrPem": csr,
                                                 "requestId": "renew-8"}, service=ISSUANCE)
         self.assertCode(r, "PERMISSION_DENIED", "a device renewing another")
         self.assertCode(dev.call("ListDevices", {}), "PERMISSION_DENIED", "ListDevices by a device")
+        renewed = renewed_call.body["certificate"]["serial"]
+        self.ok(dev.call("GetCertificate", {"serial": renewed}, service=ISSUANCE), "its own certificate")
+        theirs = self.ok(admin.call("ListCertificates", {"commId": "imei-8"}, service=ISSUANCE))
+        r = dev.call("GetCertificate", {"serial": theirs["certificates"][0]["serial"]},
+                     service=ISSUANCE)
+        self.assertCode(r, "PERMISSION_DENIED", "a device reading another's certificate")
 
     def test_revoked_and_expired_identities_are_refused_at_once(self):
         db, server, admin = self.serve_tls("revoked")
@@ -319,7 +339,8 @@ class AuthorizationMatrixTest(SecurityTestCase):
                 self.assertNotIn(r.code, ("UNAUTHENTICATED", "UNKNOWN", "INTERNAL"),
                                  f"{who} calling {method}: {r!r}")
                 if r.code == "PERMISSION_DENIED":  # only a handler's "its own" narrowing
-                    self.assertIn("only for itself", r.message, f"{who} calling {method}")
+                    self.assertRegex(r.message, "only for itself|may read only",
+                                     f"{who} calling {method}")
 
 
 class AuditTamperTest(SecurityTestCase):
