@@ -279,6 +279,21 @@ class RolesTest(SecurityTestCase):
         self.assertNotEqual(r.code, "RESOURCE_EXHAUSTED", r)
 
 
+class LimitsTest(SecurityTestCase):
+
+    def test_request_size_limit(self):
+        db = self.new_database("sizelimit")
+        server = self.start_server(db.url, args=["--max_request_bytes=4096"])
+        client = server.wait_ready()
+        big = {"devices": [{"commId": f"imei-{i:06d}", "displayName": "x" * 200}
+                           for i in range(40)]}
+        r = client.call("BatchRegisterDevices", big)
+        self.assertCode(r, "RESOURCE_EXHAUSTED", "a request over --max_request_bytes")
+        self.assertEqual(db.query("SELECT count(*) FROM devices"), "0")
+        self.ok(client.call("BatchRegisterDevices", {"devices": big["devices"][:5]}),
+                "a request under the limit")
+
+
 class AuthorizationMatrixTest(SecurityTestCase):
     """Every RPC of the API against every role and every kind of bad credential."""
 
