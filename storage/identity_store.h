@@ -50,10 +50,12 @@ class IdentityStore {
   // Create inserts the identity and, in the same transaction, its first certificate:
   // `certificate` is the record to store (status issued), `sign` is called once the name is
   // known to be free and returns the DER. ALREADY_EXISTS when the name is taken (revoked
-  // names included); nothing is stored when sign fails.
+  // names included); nothing is stored when sign fails. *stored receives the certificate
+  // as stored (fingerprint, creation time, requester).
   virtual absl::StatusOr<IdentityRecord> Create(
       const IdentityRecord& identity, const CertificateRecord& certificate,
-      const std::function<absl::StatusOr<std::string>()>& sign, const RequestContext& ctx) = 0;
+      const std::function<absl::StatusOr<std::string>()>& sign, const RequestContext& ctx,
+      CertificateRecord* stored) = 0;
 
   // AddCertificate stores a further certificate of an ACTIVE identity (renewal), revoking
   // its other certificates (reason superseded) when revoke_previous. NOT_FOUND, or

@@ -67,7 +67,9 @@ constexpr char kVerifyPageSql[] =
     "SELECT chain_seq::text, id::text, "
     "(extract(epoch FROM created_at) * 1000000)::bigint::text, actor, action, target, "
     "request_id, details::text, encode(prev_hash, 'hex'), encode(hash, 'hex') "
-    "FROM audit_log WHERE chain_seq >= $1 AND chain_seq <= $2 ORDER BY chain_seq LIMIT $3";
+    "FROM audit_log WHERE chain_seq >= $1 AND chain_seq <= $2 "
+    // Qualified: the bare name would sort by the text output column (1, 10, 11, 2, ...).
+    "ORDER BY audit_log.chain_seq LIMIT $3";
 
 // CompactJson drops the whitespace jsonb's text form puts after ':' and ',' (outside
 // strings), so a non-string details value reads {"a":[1,2]}.

@@ -117,7 +117,8 @@ absl::Status StoreCertificate(pqxx::transaction_base& tx, const std::string& nam
 
 absl::StatusOr<IdentityRecord> PgIdentityStore::Create(
     const IdentityRecord& identity, const CertificateRecord& certificate,
-    const std::function<absl::StatusOr<std::string>()>& sign, const RequestContext& ctx) {
+    const std::function<absl::StatusOr<std::string>()>& sign, const RequestContext& ctx,
+    CertificateRecord* stored_certificate) {
   IdentityRecord out;
   RETURN_IF_ERROR(pool_.Transact(
       "issue identity", TxMode::kReadWrite,
@@ -136,6 +137,7 @@ absl::StatusOr<IdentityRecord> PgIdentityStore::Create(
                              {"certificate_serial", Hex(stored.serial)},
                              {"issuer", stored.issuer_id}})});
         out = FromRow(tx.exec_params1(kGetSql, identity.name));
+        *stored_certificate = std::move(stored);
         return absl::OkStatus();
       },
       &ctx));

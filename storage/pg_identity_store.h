@@ -12,7 +12,8 @@ class PgIdentityStore final : public IdentityStore {
   absl::StatusOr<IdentityRecord> Create(const IdentityRecord& identity,
                                         const CertificateRecord& certificate,
                                         const std::function<absl::StatusOr<std::string>()>& sign,
-                                        const RequestContext& ctx) override;
+                                        const RequestContext& ctx,
+                                        CertificateRecord* stored) override;
   absl::StatusOr<CertificateRecord> AddCertificate(
       const std::string& name, const CertificateRecord& certificate,
       const std::function<absl::StatusOr<std::string>()>& sign, bool revoke_previous,

@@ -7,13 +7,18 @@
 #include <grpcpp/security/tls_credentials_options.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -239,6 +244,13 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   // plaintext on loopback for development.
   std::shared_ptr<grpc::ServerCredentials> credentials;
   ServerCertificateFiles tls_files;
+  std::string temporary_tls_dir;  // made here, removed at exit (whichever way Serve returns)
+  const auto remove_tls_dir = absl::MakeCleanup([&] {
+    if (temporary_tls_dir.empty()) return;
+    std::remove(tls_files.key_path.c_str());
+    std::remove(tls_files.certificate_path.c_str());
+    rmdir(temporary_tls_dir.c_str());
+  });
   std::optional<absl::Time> self_issued_until;
   std::shared_ptr<auth::AuthProcessor> processor;
   auth::RateLimiter issuance_limiter(config.issuance_rate_limit, config.issuance_burst);
@@ -270,7 +282,10 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
           LogError("cannot create a directory for the server certificate");
           return 1;
         }
-        dir = tmpl;
+        dir = temporary_tls_dir = tmpl;
+      } else if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        LogError("cannot create --tls_dir", {{"dir", dir}, {"error", strerror(errno)}});
+        return 1;
       }
       tls_files = {dir + "/server.pem", dir + "/server.key"};
       auto until = IssueServerCertificate(
@@ -496,14 +511,16 @@ int Main(int argc, char** argv) {
     LogError("cannot open the database", {{"error", std::string(pool.status().message())}});
     return 1;
   }
+  // verify-audit only reads (it may run as a read-only database user, from a cron job or
+  // an auditor's machine): it never migrates.
+  if (config->command == "verify-audit") {
+    return RunVerifyAudit(**pool, config->verify_from, config->verify_to, config->verify_anchor);
+  }
   if (absl::Status st = MigrateNow(**pool); !st.ok()) {
     LogError("migration failed", {{"error", std::string(st.message())}});
     return 1;
   }
   if (config->command == "migrate") return 0;
-  if (config->command == "verify-audit") {
-    return RunVerifyAudit(**pool, config->verify_from, config->verify_to, config->verify_anchor);
-  }
   Domain domain(*config, **pool, *ring);
   // Every CA key must unwrap under the configured KEKs, or the server does not start.
   if (absl::Status st = domain.ca.LoadKeys(); !st.ok()) {

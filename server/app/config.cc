@@ -16,8 +16,8 @@ ABSL_FLAG(std::string, database_url, "",
           "PostgreSQL connection URL (env FLEETCA_DATABASE_URL), e.g. "
           "postgresql://fleetca@127.0.0.1:5432/fleetca");
 ABSL_FLAG(std::string, listen, "",
-          "gRPC listen address (env FLEETCA_LISTEN; default 127.0.0.1:50051). Plaintext, so "
-          "loopback only.");
+          "gRPC listen address (env FLEETCA_LISTEN; default 127.0.0.1:50051). TLS with client "
+          "certificates; with --insecure_plaintext, a loopback address only.");
 ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env FLEETCA_LOG_LEVEL)");
 ABSL_FLAG(int, db_max_connections, 0,
           "most PostgreSQL connections (env FLEETCA_DB_MAX_CONNECTIONS; default 16)");
@@ -54,8 +54,9 @@ ABSL_FLAG(std::string, tls_cert_file, "",
           "(env FLEETCA_TLS_CERT_FILE); re-read when it changes");
 ABSL_FLAG(std::string, tls_key_file, "", "the private key of --tls_cert_file (env FLEETCA_TLS_KEY_FILE)");
 ABSL_FLAG(std::string, tls_dir, "",
-          "where the self-issued server certificate and key are kept (env FLEETCA_TLS_DIR; "
-          "default: a new private temporary directory)");
+          "where the self-issued server certificate and key are kept, created (mode 0700) if "
+          "missing (env FLEETCA_TLS_DIR; default: a private temporary directory, removed at "
+          "exit)");
 ABSL_FLAG(std::vector<std::string>, tls_server_names, {},
           "DNS names and IP addresses of the self-issued server certificate (env "
           "FLEETCA_TLS_SERVER_NAMES; default localhost,127.0.0.1,::1 and the host name)");

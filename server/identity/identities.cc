@@ -133,10 +133,7 @@ absl::StatusOr<IssuedIdentity> Identities::Issue(const std::string& name, auth::
                                                    issuer->row.id));
     return der;
   };
-  ASSIGN_OR_RETURN(out.identity, store_.Create(identity, record, sign, ctx));
-  record.der = der;
-  record.status = storage::CertificateStatus::kIssued;
-  out.certificate = record;
+  ASSIGN_OR_RETURN(out.identity, store_.Create(identity, record, sign, ctx, &out.certificate));
   out.certificate_pem = pki::DerToPem(der, "CERTIFICATE");
   out.chain_pem = issuer->chain_pem;
   return out;

@@ -83,6 +83,10 @@ class SecurityTestCase(IssuanceTestCase):
         body = self.ok(admin.call("IssueIdentity", req, service=IDENTITY), f"IssueIdentity {name}")
         self.assertEqual(body["identity"]["role"], ROLE_ENUM[role])
         cert = body["certificate"]
+        # The certificate as stored: the same as the identity's latest, requested by the admin.
+        self.assertEqual(dict(cert, chainPem=""), body["identity"]["latestCertificate"])
+        self.assertEqual(cert["requestedBy"], "admin")
+        self.assertEqual(len(cert["sha256Fingerprint"]), 64, cert)
         return self.credential(name, body["privateKeyPem"], cert["certificatePem"],
                                cert["chainPem"], admin.tls["cacert"])
 
@@ -181,10 +185,19 @@ class TlsAndCredentialsTest(SecurityTestCase):
         self.assertEqual(bad.wait_exit(), 2, bad.describe())
         self.assertIn("--insecure_plaintext", bad.log_text())
         # TLS (the default) may listen on every address.
-        os.makedirs(f"{self.tmpdir}/any", exist_ok=True)
         anywhere = self.start_server(db.url, name="tls-any", listen="0.0.0.0:0", tls=admin.tls,
                                      args=[f"--tls_dir={self.tmpdir}/any"])
         self.ok(anywhere.wait_ready().health(), "health over TLS on 0.0.0.0")
+        # --tls_dir was made, private; the key in it too.
+        self.assertEqual(stat.S_IMODE(os.stat(f"{self.tmpdir}/any").st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(f"{self.tmpdir}/any/server.key").st_mode), 0o600)
+        # Without --tls_dir: a temporary directory, gone when the server stops.
+        temp = self.start_server(db.url, name="tls-temp", tls=admin.tls)
+        self.ok(temp.wait_ready().health(), "health, certificate in a temporary directory")
+        issued = [l for l in temp.log_lines() if l.get("msg") == "server certificate issued"]
+        self.assertTrue(os.path.exists(issued[0]["file"]))
+        self.assertEqual(temp.stop(), 0, temp.describe())
+        self.assertFalse(os.path.exists(os.path.dirname(issued[0]["file"])))
 
 
 class RolesTest(SecurityTestCase):
@@ -367,7 +380,7 @@ class AuditTamperTest(SecurityTestCase):
 
     def test_edited_row_is_reported_by_verify_audit(self):
         db, server, admin = self.serve_tls("audit")
-        for i in range(5):
+        for i in range(12):  # with init's entries, sequences well past 9
             self.ok(admin.call("RegisterDevice", {"device": {"commId": f"imei-{i}"}}))
         self.snapshot(db)  # waits for the chain
         code, out = self.verify_audit(db)
