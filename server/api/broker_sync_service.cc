@@ -41,8 +41,15 @@ grpc::Status BrokerSyncService::RegisterBroker(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status BrokerSyncService::GetBroker(grpc::ServerContext*, const v1::GetBrokerRequest* request,
+grpc::Status BrokerSyncService::GetBroker(grpc::ServerContext* context,
+                                          const v1::GetBrokerRequest* request,
                                           v1::GetBrokerResponse* response) {
+  // A broker identity (named as its broker id) reads its own broker only.
+  if (absl::Status st = RequireSelfOrRole(RequestContextFor(*context), {"admin", "viewer"},
+                                          request->broker_id(), "read a broker");
+      !st.ok()) {
+    return ToGrpcStatus(st);
+  }
   auto b = registry_.Get(request->broker_id());
   if (!b.ok()) return ToGrpcStatus(b.status());
   ToProto(*b, response->mutable_broker());

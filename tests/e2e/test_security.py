@@ -258,6 +258,23 @@ class RolesTest(SecurityTestCase):
                      service=ISSUANCE)
         self.assertCode(r, "PERMISSION_DENIED", "a device reading another's certificate")
 
+    def test_broker_reads_its_own_broker_only(self):
+        db, server, admin = self.serve_tls("broker")
+        self.register_broker(admin, "broker-1")
+        self.register_broker(admin, "broker-2")
+        broker = admin.as_(self.issue(admin, "broker-1", "broker"))
+        body = self.ok(broker.call("GetBroker", {"brokerId": "broker-1"}, service=BROKERS))
+        self.assertEqual(body["broker"]["brokerId"], "broker-1")
+        r = broker.call("GetBroker", {"brokerId": "broker-2"}, service=BROKERS)
+        self.assertCode(r, "PERMISSION_DENIED", "a broker reading another broker")
+        self.assertCode(broker.call("ListBrokers", {}, service=BROKERS), "PERMISSION_DENIED",
+                        "ListBrokers by a broker")
+        # A broker identity names a registered broker.
+        r = admin.call("IssueIdentity", {"name": "broker-9", "role": "IDENTITY_ROLE_BROKER",
+                                         "generateKeyAlgorithm": "KEY_ALGORITHM_ECDSA_P256"},
+                       service=IDENTITY)
+        self.assertCode(r, "FAILED_PRECONDITION", "a broker identity for an unknown broker")
+
     def test_revoked_and_expired_identities_are_refused_at_once(self):
         db, server, admin = self.serve_tls("revoked")
         viewer = admin.as_(self.issue(admin, "viewer-1", "viewer"))
