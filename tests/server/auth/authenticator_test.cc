@@ -39,6 +39,15 @@ class AuthenticatorTest : public ::testing::Test {
     ExpectRefused(pem, reason, now_);
   }
 
+  // The test PKI's anchors but its operators CA (rotated out, or not known yet).
+  std::vector<TrustAnchor> AnchorsWithoutOperators() const {
+    std::vector<TrustAnchor> anchors;
+    for (TrustAnchor& a : pki_.Anchors()) {
+      if (a.kind != TrustAnchor::Kind::kOperators) anchors.push_back(std::move(a));
+    }
+    return anchors;
+  }
+
   testing::TestPki pki_;
   absl::Time now_;
   Authenticator authenticator_;
@@ -317,11 +326,7 @@ TEST_F(AuthenticatorTest, SetAnchorsForgetsCachedVerifications) {
   const Leaf leaf = pki_.Issue({});
   ASSERT_TRUE(authenticator_.Authenticate(leaf.pem, now_).ok());
   // The operators CA is no longer trusted (say, rotated out): its certificates go with it.
-  std::vector<TrustAnchor> anchors;
-  for (TrustAnchor& a : pki_.Anchors()) {
-    if (a.kind != TrustAnchor::Kind::kOperators) anchors.push_back(std::move(a));
-  }
-  authenticator_.SetAnchors(std::move(anchors));
+  authenticator_.SetAnchors(AnchorsWithoutOperators());
   ExpectRefused(leaf.pem, "client certificate not accepted");
 }
 
@@ -332,22 +337,14 @@ TEST_F(AuthenticatorTest, SameAnchorsAgainKeepTrustingAndNewOnesApply) {
   ASSERT_TRUE(authenticator_.Authenticate(leaf.pem, now_).ok());
   authenticator_.SetAnchors(pki_.Anchors());
   ASSERT_TRUE(authenticator_.Authenticate(leaf.pem, now_).ok());
-  std::vector<TrustAnchor> anchors;
-  for (TrustAnchor& a : pki_.Anchors()) {
-    if (a.kind != TrustAnchor::Kind::kOperators) anchors.push_back(std::move(a));
-  }
-  authenticator_.SetAnchors(std::move(anchors));
+  authenticator_.SetAnchors(AnchorsWithoutOperators());
   ExpectRefused(leaf.pem, "client certificate not accepted");
 }
 
 TEST_F(AuthenticatorTest, RefusalIsNotCached) {
   // A certificate refused because its CA was not yet known is accepted once it is.
   const Leaf leaf = pki_.Issue({});
-  std::vector<TrustAnchor> anchors;
-  for (TrustAnchor& a : pki_.Anchors()) {
-    if (a.kind != TrustAnchor::Kind::kOperators) anchors.push_back(std::move(a));
-  }
-  authenticator_.SetAnchors(std::move(anchors));
+  authenticator_.SetAnchors(AnchorsWithoutOperators());
   ExpectRefused(leaf.pem, "client certificate not accepted");
   authenticator_.SetAnchors(pki_.Anchors());
   EXPECT_TRUE(authenticator_.Authenticate(leaf.pem, now_).ok());
