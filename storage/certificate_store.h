@@ -20,6 +20,7 @@ enum class CertificateStatus { kReserved, kIssued, kRevoked, kOnHold };
 
 const char* CertificateKindName(CertificateKind kind);      // "device", "broker", ...
 const char* CertificateStatusName(CertificateStatus status);  // "reserved", "issued", ...
+absl::StatusOr<CertificateStatus> CertificateStatusFromName(const std::string& name);
 
 struct CertificateRecord {
   std::string serial;  // bytes, big-endian

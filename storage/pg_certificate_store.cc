@@ -57,13 +57,6 @@ absl::StatusOr<CertificateKind> ParseKind(const std::string& s) {
   return absl::InternalError("unknown certificate kind in the database");
 }
 
-absl::StatusOr<CertificateStatus> ParseStatus(const std::string& s) {
-  if (s == "reserved") return CertificateStatus::kReserved;
-  if (s == "issued") return CertificateStatus::kIssued;
-  if (s == "revoked") return CertificateStatus::kRevoked;
-  if (s == "on_hold") return CertificateStatus::kOnHold;
-  return absl::InternalError("unknown certificate status in the database");
-}
 
 absl::StatusOr<CertificateRecord> FromRow(const pqxx::row& row) {
   CertificateRecord c;
@@ -77,7 +70,7 @@ absl::StatusOr<CertificateRecord> FromRow(const pqxx::row& row) {
   c.key_algorithm = row[7].as<std::string>();
   c.dns_names = ParseTextArray(row[8]);
   c.ip_addresses = ParseTextArray(row[9]);
-  ASSIGN_OR_RETURN(c.status, ParseStatus(row[10].as<std::string>()));
+  ASSIGN_OR_RETURN(c.status, CertificateStatusFromName(row[10].as<std::string>()));
   c.profile = row[11].as<std::string>();
   c.not_before = FromMicros(row[12].as<int64_t>());
   c.not_after = FromMicros(row[13].as<int64_t>());
@@ -123,6 +116,14 @@ const char* CertificateKindName(CertificateKind kind) {
       return "server";
   }
   return "device";
+}
+
+absl::StatusOr<CertificateStatus> CertificateStatusFromName(const std::string& s) {
+  if (s == "reserved") return CertificateStatus::kReserved;
+  if (s == "issued") return CertificateStatus::kIssued;
+  if (s == "revoked") return CertificateStatus::kRevoked;
+  if (s == "on_hold") return CertificateStatus::kOnHold;
+  return absl::InternalError("unknown certificate status in the database");
 }
 
 const char* CertificateStatusName(CertificateStatus status) {

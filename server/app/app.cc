@@ -38,6 +38,7 @@
 #include "server/api/device_registry_service.h"
 #include "server/api/identity_service.h"
 #include "server/api/issuance_service.h"
+#include "server/api/revocation_service.h"
 #include "server/app/config.h"
 #include "server/app/server_tls.h"
 #include "server/app/verify_audit.h"
@@ -55,6 +56,7 @@
 #include "storage/pg_certificate_store.h"
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
+#include "storage/pg_revocation_store.h"
 #include "storage/pg_issuer_store.h"
 
 namespace fleetca::app {
@@ -83,12 +85,10 @@ absl::Status MigrateNow(storage::ConnectionPool& pool) {
 // Services of the v1 API not built yet: registered so that reflection lists them and every
 // call gets UNIMPLEMENTED (the generated base classes' behaviour).
 struct PendingServices {
-  v1::RevocationService::Service revocation;
   v1::AclService::Service acl;
   v1::BrokerAuthService::Service broker_auth;
 
   void RegisterAll(grpc::ServerBuilder& builder) {
-    builder.RegisterService(&revocation);
     builder.RegisterService(&acl);
     builder.RegisterService(&broker_auth);
   }
@@ -103,12 +103,14 @@ struct Domain {
         broker_store(pool),
         identity_store(pool),
         audit_store(pool),
+        revocation_store(pool),
         registry(device_store),
         brokers(broker_store),
         ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
         issuance(ca, certificate_store, broker_store,
                  issuance::DefaultProfiles(config.organization)),
-        identities(ca, identity_store, broker_store, &authenticator) {}
+        identities(ca, identity_store, broker_store, &authenticator),
+        revocations(revocation_store, &authenticator) {}
 
   storage::PgDeviceStore device_store;
   storage::PgIssuerStore issuer_store;
@@ -116,6 +118,7 @@ struct Domain {
   storage::PgBrokerStore broker_store;
   storage::PgIdentityStore identity_store;
   storage::PgAuditStore audit_store;
+  storage::PgRevocationStore revocation_store;
   pki::SoftwareKeyStore key_store;
   auth::Authenticator authenticator;
   registry::Registry registry;
@@ -123,6 +126,7 @@ struct Domain {
   ca::CertificateAuthority ca;
   issuance::Issuance issuance;
   identity::Identities identities;
+  revocation::Revocations revocations;
 };
 
 absl::StatusOr<pki::KeyRing> LoadKeyRing(const Config& config) {
@@ -237,6 +241,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::IssuanceService issuance_service(domain.issuance);
   api::BrokerSyncService broker_sync_service(domain.brokers);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
+  api::RevocationService revocation_service(domain.revocations, domain.issuance);
   api::AuditService audit_service(domain.audit_store);
   PendingServices pending;
 
@@ -342,6 +347,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   builder.RegisterService(&broker_sync_service);
   builder.RegisterService(&identity_service);
   builder.RegisterService(&audit_service);
+  builder.RegisterService(&revocation_service);
   pending.RegisterAll(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (port == 0 && config.listen.rfind("unix:", 0) != 0)) {
@@ -360,7 +366,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   for (const char* name :
        {v1::DeviceRegistryService::service_full_name(), v1::CertificateAuthorityService::service_full_name(),
         v1::IssuanceService::service_full_name(), v1::BrokerSyncService::service_full_name(),
-        v1::IdentityService::service_full_name(), v1::AuditService::service_full_name()}) {
+        v1::IdentityService::service_full_name(), v1::AuditService::service_full_name(),
+        v1::RevocationService::service_full_name()}) {
     health->SetServingStatus(name, true);
   }
   std::thread health_thread([&] {

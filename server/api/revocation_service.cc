@@ -1,0 +1,127 @@
+#include "server/api/revocation_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "pki/certificate_builder.h"
+#include "server/api/call_context.h"
+#include "server/api/issuance_service.h"
+#include "server/api/proto_convert.h"
+#include "server/api/status.h"
+
+namespace fleetca::api {
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+absl::StatusOr<std::string> Serial(const std::string& hex) {
+  if (hex.empty()) return absl::InvalidArgumentError("serial: required");
+  auto serial = pki::SerialFromHex(hex);
+  if (!serial.ok()) return absl::InvalidArgumentError("serial: a serial in hex, e.g. 3a9f...");
+  return *serial;
+}
+
+void ToProto(const storage::RevocationEntry& e, v1::RevocationInfo* out) {
+  out->set_reason(static_cast<v1::RevocationReason>(e.reason));  // RFC 5280 codes
+  SetTimestamp(e.revoke_time, out->mutable_revoke_time());
+  if (e.invalidity_time) SetTimestamp(*e.invalidity_time, out->mutable_invalidity_time());
+  out->set_comment(e.comment);
+}
+
+}  // namespace
+
+grpc::Status RevocationService::Certificate(const storage::RevocationState& state,
+                                            v1::Certificate* out) {
+  auto c = issuance_.GetBySerial(state.serial);
+  if (!c.ok()) return ToGrpcStatus(c.status());
+  ToProto(*c, out);
+  if (state.revocation) ToProto(*state.revocation, out->mutable_revocation());
+  return grpc::Status::OK;
+}
+
+grpc::Status RevocationService::RevokeCertificate(grpc::ServerContext* context,
+                                                  const v1::RevokeCertificateRequest* request,
+                                                  v1::RevokeCertificateResponse* response) {
+  auto serial = Serial(request->serial());
+  if (!serial.ok()) return ToGrpcStatus(serial.status());
+  if (!v1::RevocationReason_IsValid(request->reason())) return Invalid("reason: unknown value");
+  std::optional<absl::Time> invalidity;
+  if (request->has_invalidity_time()) invalidity = FromTimestamp(request->invalidity_time());
+  auto out = revocations_.Revoke(*serial, request->issuer_id(), request->reason(), invalidity,
+                                 request->comment(), RequestContextFor(*context));
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  response->set_already_revoked(!out->changed);
+  return Certificate(out->state, response->mutable_certificate());
+}
+
+grpc::Status RevocationService::HoldCertificate(grpc::ServerContext* context,
+                                                const v1::HoldCertificateRequest* request,
+                                                v1::HoldCertificateResponse* response) {
+  auto serial = Serial(request->serial());
+  if (!serial.ok()) return ToGrpcStatus(serial.status());
+  auto out = revocations_.Hold(*serial, request->issuer_id(), request->comment(),
+                               RequestContextFor(*context));
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  response->set_already_on_hold(!out->changed);
+  return Certificate(out->state, response->mutable_certificate());
+}
+
+grpc::Status RevocationService::ReleaseCertificateHold(
+    grpc::ServerContext* context, const v1::ReleaseCertificateHoldRequest* request,
+    v1::ReleaseCertificateHoldResponse* response) {
+  auto serial = Serial(request->serial());
+  if (!serial.ok()) return ToGrpcStatus(serial.status());
+  auto out = revocations_.Release(*serial, request->issuer_id(), request->comment(),
+                                  RequestContextFor(*context));
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  response->set_was_on_hold(out->changed);
+  return Certificate(out->state, response->mutable_certificate());
+}
+
+grpc::Status RevocationService::GetRevocationStatus(
+    grpc::ServerContext* context, const v1::GetRevocationStatusRequest* request,
+    v1::GetRevocationStatusResponse* response) {
+  std::string serial;
+  if (request->has_sha256_fingerprint()) {
+    auto fp = pki::SerialFromHex(request->sha256_fingerprint());
+    if (!fp.ok() || fp->size() != 32) {
+      return Invalid("sha256_fingerprint: 64 hex digits (colons allowed)");
+    }
+    auto c = issuance_.GetByFingerprint(*fp);
+    if (!c.ok()) return ToGrpcStatus(c.status());
+    serial = c->record.serial;
+  } else {
+    auto s = Serial(request->serial());
+    if (!s.ok()) return ToGrpcStatus(s.status());
+    serial = *s;
+  }
+  auto state = revocations_.Get(serial, request->issuer_id());
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  // A device reads its own certificates' status only.
+  if (absl::Status st = RequireSelfOrRole(RequestContextFor(*context),
+                                          {"admin", "viewer", "broker", "provisioner"},
+                                          state->comm_id, "read a revocation status");
+      !st.ok()) {
+    return ToGrpcStatus(st);
+  }
+  response->set_serial(pki::SerialToHex(state->serial));
+  response->set_issuer_id(state->issuer_id);
+  switch (state->status) {
+    case storage::CertificateStatus::kRevoked:
+      response->set_status(v1::CERTIFICATE_STATUS_REVOKED);
+      break;
+    case storage::CertificateStatus::kOnHold:
+      response->set_status(v1::CERTIFICATE_STATUS_ON_HOLD);
+      break;
+    default:
+      response->set_status(state->not_after <= absl::Now() ? v1::CERTIFICATE_STATUS_EXPIRED
+                                                           : v1::CERTIFICATE_STATUS_ACTIVE);
+      break;
+  }
+  if (state->revocation) ToProto(*state->revocation, response->mutable_revocation());
+  // No CRL is published yet (the CRL builder is the next step of this issue).
+  response->set_published_crl_number(0);
+  return grpc::Status::OK;
+}
+
+}  // namespace fleetca::api

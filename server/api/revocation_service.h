@@ -1,0 +1,39 @@
+#pragma once
+
+// gRPC RevocationService over revocation::Revocations: revoke, hold, release, status.
+// RevokeDeviceCertificates, GetCrl and ImportCrl are not built yet: UNIMPLEMENTED (the
+// generated base class's answer).
+
+#include "fleetca/v1/revocation.grpc.pb.h"
+#include "server/issuance/issuance.h"
+#include "server/revocation/revocations.h"
+
+namespace fleetca::api {
+
+class RevocationService final : public v1::RevocationService::Service {
+ public:
+  RevocationService(revocation::Revocations& revocations, issuance::Issuance& issuance)
+      : revocations_(revocations), issuance_(issuance) {}
+
+  grpc::Status RevokeCertificate(grpc::ServerContext* context,
+                                 const v1::RevokeCertificateRequest* request,
+                                 v1::RevokeCertificateResponse* response) override;
+  grpc::Status HoldCertificate(grpc::ServerContext* context,
+                               const v1::HoldCertificateRequest* request,
+                               v1::HoldCertificateResponse* response) override;
+  grpc::Status ReleaseCertificateHold(grpc::ServerContext* context,
+                                      const v1::ReleaseCertificateHoldRequest* request,
+                                      v1::ReleaseCertificateHoldResponse* response) override;
+  grpc::Status GetRevocationStatus(grpc::ServerContext* context,
+                                   const v1::GetRevocationStatusRequest* request,
+                                   v1::GetRevocationStatusResponse* response) override;
+
+ private:
+  // The certificate after a change, with its revocation.
+  grpc::Status Certificate(const storage::RevocationState& state, v1::Certificate* out);
+
+  revocation::Revocations& revocations_;
+  issuance::Issuance& issuance_;
+};
+
+}  // namespace fleetca::api

@@ -1,0 +1,156 @@
+#include "storage/pg_revocation_store.h"
+
+#include <pqxx/pqxx>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/json.h"
+#include "common/status_macros.h"
+#include "storage/journal.h"
+#include "storage/pg_util.h"
+
+namespace fleetca::storage {
+namespace {
+
+// The certificate, locked for the change (reserved rows are not certificates yet).
+constexpr char kLockSql[] =
+    "SELECT issuer_id, status FROM certificates WHERE serial = decode($1, 'hex') "
+    "AND ($2 = '' OR issuer_id = $2) AND status <> 'reserved' FOR UPDATE";
+
+constexpr char kStateSql[] =
+    "SELECT c.issuer_id, c.status, coalesce(c.comm_id, ''), r.reason, "
+    "(extract(epoch FROM r.revoked_at) * 1000000)::bigint, "
+    "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, r.comment, r.revision, "
+    "(extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
+    "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "
+    "AND c.status <> 'reserved'";
+
+// Insert, or turn a hold into a revocation (new reason, time and revision).
+constexpr char kUpsertRevocationSql[] =
+    "INSERT INTO revocations (serial, issuer_id, reason, invalidity_date, comment, revision) "
+    "VALUES (decode($1, 'hex'), $2, $3, "
+    "  CASE WHEN $4::bigint IS NULL THEN NULL "
+    "  ELSE timestamptz 'epoch' + $4::bigint * interval '1 microsecond' END, $5, $6) "
+    "ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
+    "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
+    "  revision = excluded.revision";
+
+absl::Status NotFound(const std::string& serial, const std::string& issuer_id) {
+  return absl::NotFoundError(absl::StrCat("serial: no certificate ", ToHex(serial),
+                                          issuer_id.empty() ? "" : " of issuer ",
+                                          issuer_id.empty() ? "" : "\"" + issuer_id + "\""));
+}
+
+absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std::string& serial,
+                                          const std::string& issuer_id) {
+  const pqxx::result r = tx.exec_params(kStateSql, ToHex(serial), issuer_id);
+  if (r.empty()) return NotFound(serial, issuer_id);
+  const pqxx::row row = r[0];
+  RevocationState s;
+  s.serial = serial;
+  s.issuer_id = row[0].as<std::string>();
+  ASSIGN_OR_RETURN(s.status, CertificateStatusFromName(row[1].as<std::string>()));
+  s.comm_id = row[2].as<std::string>();
+  s.not_after = FromMicros(row[8].as<int64_t>());
+  if (!row[3].is_null()) {
+    RevocationEntry e;
+    e.reason = row[3].as<int>();
+    e.revoke_time = FromMicros(row[4].as<int64_t>());
+    if (!row[5].is_null()) e.invalidity_time = FromMicros(row[5].as<int64_t>());
+    e.comment = row[6].as<std::string>();
+    e.revision = row[7].as<int64_t>();
+    s.revocation = e;
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
+    Op op, const std::string& serial, const std::string& issuer_id, int reason,
+    std::optional<absl::Time> invalidity_time, const std::string& comment,
+    const RequestContext& ctx) {
+  const char* action = op == Op::kRevoke ? "RevokeCertificate"
+                       : op == Op::kHold ? "HoldCertificate"
+                                         : "ReleaseCertificateHold";
+  RevocationOutcome out;
+  RETURN_IF_ERROR(pool_.Transact(
+      action, TxMode::kReadWrite,
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        const std::string hex = ToHex(serial);
+        const pqxx::result locked = tx.exec_params(kLockSql, hex, issuer_id);
+        if (locked.empty()) return NotFound(serial, issuer_id);
+        const std::string cert_issuer = locked[0][0].as<std::string>();
+        const std::string status = locked[0][1].as<std::string>();
+        out.changed = false;
+        if (status == "revoked" && op != Op::kRevoke) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "serial: certificate ", hex, " is revoked, and a revocation is final"));
+        }
+        const bool wanted = (op == Op::kRevoke && status == "revoked") ||
+                            (op == Op::kHold && status == "on_hold") ||
+                            (op == Op::kRelease && status == "issued");
+        if (!wanted) {
+          std::map<std::string, std::string> details = {{"issuer", cert_issuer},
+                                                        {"from", status}};
+          if (!comment.empty()) details["comment"] = comment;
+          if (op == Op::kRevoke) details["reason"] = std::to_string(reason);
+          const int64_t revision =
+              Journal(tx, ctx, {action, "revocation", {hex}, op == Op::kRelease,
+                                JsonObject(details)});
+          if (op == Op::kRelease) {
+            tx.exec_params("DELETE FROM revocations WHERE serial = decode($1, 'hex')", hex);
+          } else {
+            std::optional<std::string> invalidity;
+            if (invalidity_time) invalidity = std::to_string(ToMicros(*invalidity_time));
+            tx.exec_params(kUpsertRevocationSql, hex, cert_issuer,
+                           op == Op::kHold ? kReasonCertificateHold : reason,
+                           NullableParam(invalidity), comment, revision);
+          }
+          tx.exec_params("UPDATE certificates SET status = $2 WHERE serial = decode($1, 'hex')",
+                         hex,
+                         op == Op::kRevoke ? "revoked" : op == Op::kHold ? "on_hold" : "issued");
+          out.changed = true;
+        }
+        ASSIGN_OR_RETURN(out.state, ReadState(tx, serial, issuer_id));
+        return absl::OkStatus();
+      },
+      &ctx));
+  return out;
+}
+
+absl::StatusOr<RevocationOutcome> PgRevocationStore::Revoke(
+    const std::string& serial, const std::string& issuer_id, int reason,
+    std::optional<absl::Time> invalidity_time, const std::string& comment,
+    const RequestContext& ctx) {
+  return Change(Op::kRevoke, serial, issuer_id, reason, invalidity_time, comment, ctx);
+}
+
+absl::StatusOr<RevocationOutcome> PgRevocationStore::Hold(const std::string& serial,
+                                                          const std::string& issuer_id,
+                                                          const std::string& comment,
+                                                          const RequestContext& ctx) {
+  return Change(Op::kHold, serial, issuer_id, kReasonCertificateHold, std::nullopt, comment, ctx);
+}
+
+absl::StatusOr<RevocationOutcome> PgRevocationStore::Release(const std::string& serial,
+                                                             const std::string& issuer_id,
+                                                             const std::string& comment,
+                                                             const RequestContext& ctx) {
+  return Change(Op::kRelease, serial, issuer_id, 0, std::nullopt, comment, ctx);
+}
+
+absl::StatusOr<RevocationState> PgRevocationStore::Get(const std::string& serial,
+                                                       const std::string& issuer_id) {
+  RevocationState out;
+  RETURN_IF_ERROR(pool_.Transact("get revocation status", TxMode::kReadOnly,
+                                 [&](pqxx::transaction_base& tx) -> absl::Status {
+                                   ASSIGN_OR_RETURN(out, ReadState(tx, serial, issuer_id));
+                                   return absl::OkStatus();
+                                 }));
+  return out;
+}
+
+}  // namespace fleetca::storage

@@ -1,0 +1,37 @@
+#pragma once
+
+#include "storage/connection_pool.h"
+#include "storage/revocation_store.h"
+
+namespace fleetca::storage {
+
+class PgRevocationStore final : public RevocationStore {
+ public:
+  explicit PgRevocationStore(ConnectionPool& pool) : pool_(pool) {}
+
+  absl::StatusOr<RevocationOutcome> Revoke(const std::string& serial, const std::string& issuer_id,
+                                           int reason, std::optional<absl::Time> invalidity_time,
+                                           const std::string& comment,
+                                           const RequestContext& ctx) override;
+  absl::StatusOr<RevocationOutcome> Hold(const std::string& serial, const std::string& issuer_id,
+                                         const std::string& comment,
+                                         const RequestContext& ctx) override;
+  absl::StatusOr<RevocationOutcome> Release(const std::string& serial,
+                                            const std::string& issuer_id,
+                                            const std::string& comment,
+                                            const RequestContext& ctx) override;
+  absl::StatusOr<RevocationState> Get(const std::string& serial,
+                                      const std::string& issuer_id) override;
+
+ private:
+  // Change runs `change` on the locked certificate in one transaction, then reads the state.
+  enum class Op { kRevoke, kHold, kRelease };
+  absl::StatusOr<RevocationOutcome> Change(Op op, const std::string& serial,
+                                           const std::string& issuer_id, int reason,
+                                           std::optional<absl::Time> invalidity_time,
+                                           const std::string& comment, const RequestContext& ctx);
+
+  ConnectionPool& pool_;
+};
+
+}  // namespace fleetca::storage

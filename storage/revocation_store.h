@@ -1,0 +1,72 @@
+#pragma once
+
+// RevocationStore: revocations and holds of the certificates fleetca tracks, each change
+// committed with its audit entry and a change-log revision (entity "revocation", key the
+// serial in hex) in one transaction.
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/request_context.h"
+#include "storage/certificate_store.h"
+
+namespace fleetca::storage {
+
+// RFC 5280 reason code certificateHold: the reason a hold is stored with.
+inline constexpr int kReasonCertificateHold = 6;
+
+struct RevocationEntry {
+  int reason = 0;  // RFC 5280 code
+  absl::Time revoke_time;
+  std::optional<absl::Time> invalidity_time;
+  std::string comment;
+  int64_t revision = 0;  // the change-log revision that recorded it
+};
+
+// A certificate's revocation state.
+struct RevocationState {
+  std::string serial;  // bytes
+  std::string issuer_id;
+  std::string comm_id;  // the device, for device certificates
+  CertificateStatus status = CertificateStatus::kIssued;
+  absl::Time not_after;
+  std::optional<RevocationEntry> revocation;  // set when revoked or on hold
+};
+
+struct RevocationOutcome {
+  bool changed = false;  // false: the call found the state it asked for (idempotent)
+  RevocationState state;
+};
+
+class RevocationStore {
+ public:
+  virtual ~RevocationStore() = default;
+
+  // Every call names the certificate by serial (bytes), optionally with its issuer_id (""
+  // for any); NOT_FOUND when no issued certificate matches.
+
+  // Revoke: a revocation is final. Revoking a revoked certificate changes nothing; one on
+  // hold is revoked with the new reason.
+  virtual absl::StatusOr<RevocationOutcome> Revoke(const std::string& serial,
+                                                   const std::string& issuer_id, int reason,
+                                                   std::optional<absl::Time> invalidity_time,
+                                                   const std::string& comment,
+                                                   const RequestContext& ctx) = 0;
+  // Hold: FAILED_PRECONDITION when revoked; holding a held certificate changes nothing.
+  virtual absl::StatusOr<RevocationOutcome> Hold(const std::string& serial,
+                                                 const std::string& issuer_id,
+                                                 const std::string& comment,
+                                                 const RequestContext& ctx) = 0;
+  // Release: FAILED_PRECONDITION when revoked; releasing a certificate not on hold changes
+  // nothing.
+  virtual absl::StatusOr<RevocationOutcome> Release(const std::string& serial,
+                                                    const std::string& issuer_id,
+                                                    const std::string& comment,
+                                                    const RequestContext& ctx) = 0;
+  virtual absl::StatusOr<RevocationState> Get(const std::string& serial,
+                                              const std::string& issuer_id) = 0;
+};
+
+}  // namespace fleetca::storage

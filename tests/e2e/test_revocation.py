@@ -1,0 +1,147 @@
+"""Revocation RPCs end to end: revoke, hold, release and status of real certificates, the
+idempotent and refused cases (codes, the field named, nothing written), the audit and
+change-log rows each change commits with, and a revoked device certificate refused by the
+API at once (TLS)."""
+
+import secrets
+import time
+import unittest
+
+from fleetca_e2e import PROTO_DIR
+from test_issuance import ISSUANCE, IssuanceTestCase
+from test_security import SecurityTestCase
+
+REVOCATION = "fleetca.v1.RevocationService"
+
+
+class RevocationTest(IssuanceTestCase):
+
+    def call(self, client, method, request):
+        return client.call(method, request, service=REVOCATION)
+
+    def state(self, db, serial):
+        return db.query("SELECT c.status || ' ' || coalesce(r.reason::text, '-') FROM certificates c "
+                        f"LEFT JOIN revocations r USING (serial) WHERE c.serial = decode('{serial}', 'hex')")
+
+    def test_revoke_hold_release(self):
+        db, server, client = self.serve("revoke")
+        _, cert = self.new_device_cert(client, "imei-1")
+        serial = cert["serial"]
+
+        body = self.ok(self.call(client, "RevokeCertificate", {
+            "serial": serial, "reason": "REVOCATION_REASON_KEY_COMPROMISE",
+            "invalidityTime": "2026-01-01T00:00:00Z", "comment": "stolen"}), "RevokeCertificate")
+        self.assertFalse(body["alreadyRevoked"])
+        c = body["certificate"]
+        self.assertEqual(c["status"], "CERTIFICATE_STATUS_REVOKED")
+        self.assertEqual(c["revocation"]["reason"], "REVOCATION_REASON_KEY_COMPROMISE")
+        self.assertEqual(c["revocation"]["invalidityTime"], "2026-01-01T00:00:00Z")
+        self.assertEqual(c["revocation"]["comment"], "stolen")
+        self.assertIn("BEGIN CERTIFICATE", c["certificatePem"])
+        self.assertEqual(self.state(db, serial), "revoked 1")
+        # Again, with another reason: nothing changes, the first reason stays.
+        again = self.ok(self.call(client, "RevokeCertificate", {
+            "serial": serial, "reason": "REVOCATION_REASON_SUPERSEDED"}))
+        self.assertTrue(again["alreadyRevoked"])
+        self.assertEqual(again["certificate"]["revocation"]["reason"],
+                         "REVOCATION_REASON_KEY_COMPROMISE")
+        # A revocation is final.
+        for method in ("HoldCertificate", "ReleaseCertificateHold"):
+            r = self.call(client, method, {"serial": serial})
+            self.assertRefused(r, "FAILED_PRECONDITION", "serial", method)
+        status = self.ok(self.call(client, "GetRevocationStatus", {"serial": serial}))
+        self.assertEqual(status["status"], "CERTIFICATE_STATUS_REVOKED")
+        self.assertEqual(status["revocation"]["reason"], "REVOCATION_REASON_KEY_COMPROMISE")
+        by_fp = self.ok(self.call(client, "GetRevocationStatus",
+                                  {"sha256Fingerprint": cert["sha256Fingerprint"]}))
+        self.assertEqual(by_fp, status)
+
+        # Hold, release, hold, revoke.
+        _, cert2 = self.new_device_cert(client, "imei-2")
+        s2 = cert2["serial"]
+        held = self.ok(self.call(client, "HoldCertificate", {"serial": s2, "comment": "lost?"}))
+        self.assertFalse(held["alreadyOnHold"])
+        self.assertEqual(held["certificate"]["status"], "CERTIFICATE_STATUS_ON_HOLD")
+        self.assertEqual(held["certificate"]["revocation"]["reason"],
+                         "REVOCATION_REASON_CERTIFICATE_HOLD")
+        self.assertTrue(self.ok(self.call(client, "HoldCertificate", {"serial": s2}))["alreadyOnHold"])
+        released = self.ok(self.call(client, "ReleaseCertificateHold", {"serial": s2}))
+        self.assertTrue(released["wasOnHold"])
+        self.assertEqual(released["certificate"]["status"], "CERTIFICATE_STATUS_ACTIVE")
+        self.assertNotIn("revocation", {k for k, v in released["certificate"].items() if v})
+        self.assertFalse(self.ok(self.call(client, "ReleaseCertificateHold", {"serial": s2}))["wasOnHold"])
+        self.assertEqual(self.state(db, s2), "issued -")
+        self.ok(self.call(client, "HoldCertificate", {"serial": s2}))
+        body = self.ok(self.call(client, "RevokeCertificate", {
+            "serial": s2, "reason": "REVOCATION_REASON_CESSATION_OF_OPERATION"}))
+        self.assertFalse(body["alreadyRevoked"])
+        self.assertEqual(self.state(db, s2), "revoked 5")
+
+        # Each change: one audit entry and one change-log revision, in its transaction.
+        actions = db.query("SELECT string_agg(action, ',' ORDER BY id) FROM audit_log "
+                           "WHERE details->>'resource' = 'revocation'")
+        self.assertEqual(actions, "RevokeCertificate,HoldCertificate,ReleaseCertificateHold,"
+                                  "HoldCertificate,RevokeCertificate")
+        self.assertEqual(db.query("SELECT string_agg(op, ',' ORDER BY revision) FROM change_log "
+                                  "WHERE entity_type = 'revocation'"),
+                         "upsert,upsert,delete,upsert,upsert")
+        self.assertEqual(db.query("SELECT count(*) FROM revocations r JOIN change_log l "
+                                  "ON l.revision = r.revision AND l.entity_type = 'revocation'"), "2")
+
+    def test_bad_input_writes_nothing(self):
+        db, server, client = self.serve("revokebad")
+        _, cert = self.new_device_cert(client, "imei-3")
+        serial = cert["serial"]
+        future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        cases = [
+            ("RevokeCertificate", {}, "INVALID_ARGUMENT", "serial"),
+            ("RevokeCertificate", {"serial": "xyz"}, "INVALID_ARGUMENT", "serial"),
+            ("RevokeCertificate", {"serial": "00" * 21}, "INVALID_ARGUMENT", "serial"),
+            ("RevokeCertificate", {"serial": secrets.token_hex(16)}, "NOT_FOUND", "serial"),
+            ("RevokeCertificate", {"serial": serial, "issuerId": "brokers-1"}, "NOT_FOUND", "serial"),
+            ("RevokeCertificate", {"serial": serial, "reason": "REVOCATION_REASON_CERTIFICATE_HOLD"},
+             "INVALID_ARGUMENT", "reason"),
+            ("RevokeCertificate", {"serial": serial, "reason": "REVOCATION_REASON_REMOVE_FROM_CRL"},
+             "INVALID_ARGUMENT", "reason"),
+            ("RevokeCertificate", {"serial": serial, "reason": "REVOCATION_REASON_CA_COMPROMISE"},
+             "INVALID_ARGUMENT", "reason"),
+            ("RevokeCertificate", {"serial": serial, "invalidityTime": future},
+             "INVALID_ARGUMENT", "invalidity_time"),
+            ("RevokeCertificate", {"serial": serial, "comment": "x" * 257}, "INVALID_ARGUMENT", "comment"),
+            ("HoldCertificate", {"serial": serial, "comment": "a\u0001b"}, "INVALID_ARGUMENT", "comment"),
+            ("HoldCertificate", {"serial": secrets.token_hex(8)}, "NOT_FOUND", "serial"),
+            ("ReleaseCertificateHold", {"serial": ""}, "INVALID_ARGUMENT", "serial"),
+            ("GetRevocationStatus", {"serial": secrets.token_hex(8)}, "NOT_FOUND", "serial"),
+            ("GetRevocationStatus", {"sha256Fingerprint": "ab"}, "INVALID_ARGUMENT", "sha256_fingerprint"),
+        ]
+        audit_before = db.query("SELECT count(*) FROM audit_log")
+        for method, req, code, field in cases:
+            with self.subTest(method=method, request=req):
+                self.assertRefused(self.call(client, method, req), code, field, f"{method} {req}")
+        self.assertEqual(db.query("SELECT count(*) FROM revocations"), "0")
+        self.assertEqual(db.query("SELECT count(*) FROM change_log WHERE entity_type = 'revocation'"), "0")
+        self.assertEqual(db.query("SELECT count(*) FROM audit_log"), audit_before)
+        self.assertEqual(self.state(db, serial), "issued -")
+
+
+class RevokedDeviceRefusedTest(SecurityTestCase):
+
+    def test_a_revoked_device_certificate_is_refused_at_once(self):
+        db, server, admin = self.serve_tls("revokeddevice")
+        dev_tls = self.device_credential(admin, "imei-9")
+        dev = admin.as_(dev_tls)
+        serial = self.ok(admin.call("ListCertificates", {"commId": "imei-9"},
+                                    service=ISSUANCE))["certificates"][0]["serial"]
+        status = self.ok(dev.call("GetRevocationStatus", {"serial": serial}, service=REVOCATION))
+        self.assertEqual(status["status"], "CERTIFICATE_STATUS_ACTIVE")
+        self.ok(admin.call("RevokeCertificate", {"serial": serial,
+                                                 "reason": "REVOCATION_REASON_KEY_COMPROMISE"},
+                           service=REVOCATION))
+        r = dev.call("GetRevocationStatus", {"serial": serial}, service=REVOCATION,
+                     schema=PROTO_DIR)
+        self.assertCode(r, "UNAUTHENTICATED", "a revoked device certificate")
+        self.assertIn("is revoked", r.message)
+
+
+if __name__ == "__main__":
+    unittest.main()
