@@ -37,6 +37,18 @@ constexpr char kUpsertRevocationSql[] =
     "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
     "  revision = excluded.revision";
 
+// Every live certificate of a device ($1) revoked under one revision ($5).
+constexpr char kRevokeDeviceSql[] =
+    "WITH targets AS (SELECT serial, issuer_id FROM certificates WHERE comm_id = $1 "
+    "  AND serial = ANY (SELECT decode(s, 'hex') FROM unnest($6::text[]) s)), "
+    "ins AS (INSERT INTO revocations (serial, issuer_id, reason, invalidity_date, comment, "
+    "  revision) SELECT serial, issuer_id, $2, CASE WHEN $3::bigint IS NULL THEN NULL "
+    "  ELSE timestamptz 'epoch' + $3::bigint * interval '1 microsecond' END, $4, $5 FROM targets "
+    "  ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
+    "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
+    "  revision = excluded.revision) "
+    "UPDATE certificates c SET status = 'revoked' FROM targets t WHERE c.serial = t.serial";
+
 absl::Status NotFound(const std::string& serial, const std::string& issuer_id) {
   return absl::NotFoundError(absl::StrCat("serial: no certificate ", ToHex(serial),
                                           issuer_id.empty() ? "" : " of issuer ",
@@ -140,6 +152,61 @@ absl::StatusOr<RevocationOutcome> PgRevocationStore::Release(const std::string& 
                                                              const std::string& comment,
                                                              const RequestContext& ctx) {
   return Change(Op::kRelease, serial, issuer_id, 0, std::nullopt, comment, ctx);
+}
+
+absl::StatusOr<DeviceRevocationOutcome> PgRevocationStore::RevokeDevice(
+    const std::string& comm_id, int reason, std::optional<absl::Time> invalidity_time,
+    const std::string& comment, bool suspend, const RequestContext& ctx) {
+  DeviceRevocationOutcome out;
+  RETURN_IF_ERROR(pool_.Transact(
+      "RevokeDeviceCertificates", TxMode::kReadWrite,
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        out = {};
+        const pqxx::result device =
+            tx.exec_params("SELECT status FROM devices WHERE comm_id = $1 FOR UPDATE", comm_id);
+        if (device.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("comm_id: device \"", comm_id, "\" is not registered"));
+        }
+        std::vector<std::string> serials_hex;
+        for (const pqxx::row& row : tx.exec_params(
+                 "SELECT encode(serial, 'hex') FROM certificates WHERE comm_id = $1 "
+                 "AND status IN ('issued', 'on_hold') ORDER BY serial FOR UPDATE",
+                 comm_id)) {
+          serials_hex.push_back(row[0].as<std::string>());
+        }
+        if (!serials_hex.empty()) {
+          std::map<std::string, std::string> details = {
+              {"comm_id", comm_id},
+              {"reason", std::to_string(reason)},
+              {"revoked_certificates", std::to_string(serials_hex.size())}};
+          if (!comment.empty()) details["comment"] = comment;
+          const int64_t revision = Journal(
+              tx, ctx, {"RevokeDeviceCertificates", "revocation", serials_hex, false,
+                        JsonObject(details)});
+          std::optional<std::string> invalidity;
+          if (invalidity_time) invalidity = std::to_string(ToMicros(*invalidity_time));
+          tx.exec_params(kRevokeDeviceSql, comm_id, reason, NullableParam(invalidity), comment,
+                         revision, PgTextArray(serials_hex));
+          for (const std::string& hex : serials_hex) {
+            ASSIGN_OR_RETURN(std::string serial, FromHex(hex));
+            out.revoked_serials.push_back(std::move(serial));
+          }
+        }
+        if (suspend && device[0][0].as<std::string>() == "active") {
+          tx.exec_params("UPDATE devices SET status = 'suspended', status_reason = $2, "
+                         "version = version + 1, updated_at = now() WHERE comm_id = $1",
+                         comm_id, comment);
+          Journal(tx, ctx,
+                  {"SetDeviceStatus", "device", {comm_id}, false,
+                   JsonObject({{"from", "active"}, {"to", "suspended"}, {"reason", comment},
+                               {"by", "RevokeDeviceCertificates"}})});
+          out.suspended = true;
+        }
+        return absl::OkStatus();
+      },
+      &ctx));
+  return out;
 }
 
 absl::StatusOr<RevocationState> PgRevocationStore::Get(const std::string& serial,

@@ -20,6 +20,10 @@ class PgRevocationStore final : public RevocationStore {
                                             const std::string& issuer_id,
                                             const std::string& comment,
                                             const RequestContext& ctx) override;
+  absl::StatusOr<DeviceRevocationOutcome> RevokeDevice(const std::string& comm_id, int reason,
+                                                       std::optional<absl::Time> invalidity_time,
+                                                       const std::string& comment, bool suspend,
+                                                       const RequestContext& ctx) override;
   absl::StatusOr<RevocationState> Get(const std::string& serial,
                                       const std::string& issuer_id) override;
 

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -33,6 +34,11 @@ struct RevocationState {
   CertificateStatus status = CertificateStatus::kIssued;
   absl::Time not_after;
   std::optional<RevocationEntry> revocation;  // set when revoked or on hold
+};
+
+struct DeviceRevocationOutcome {
+  std::vector<std::string> revoked_serials;  // bytes, the certificates this call revoked
+  bool suspended = false;                    // whether this call suspended the device
 };
 
 struct RevocationOutcome {
@@ -65,6 +71,12 @@ class RevocationStore {
                                                     const std::string& issuer_id,
                                                     const std::string& comment,
                                                     const RequestContext& ctx) = 0;
+  // RevokeDevice revokes every live (issued or on hold) certificate of a device and, with
+  // suspend, sets an active device suspended (status_reason = comment), in one
+  // transaction. NOT_FOUND for an unknown device.
+  virtual absl::StatusOr<DeviceRevocationOutcome> RevokeDevice(
+      const std::string& comm_id, int reason, std::optional<absl::Time> invalidity_time,
+      const std::string& comment, bool suspend, const RequestContext& ctx) = 0;
   virtual absl::StatusOr<RevocationState> Get(const std::string& serial,
                                               const std::string& issuer_id) = 0;
 };

@@ -26,6 +26,28 @@ std::optional<DeviceStatus> FromProtoStatus(v1::DeviceStatus s) {
   }
 }
 
+// FromProto converts a device to register or update. An out-of-range status number is
+// INVALID_ARGUMENT; UNSPECIFIED means active.
+absl::StatusOr<storage::Device> FromProto(const v1::Device& in, absl::string_view field) {
+  storage::Device d;
+  d.comm_id = in.comm_id();
+  if (in.status() != v1::DEVICE_STATUS_UNSPECIFIED) {
+    std::optional<DeviceStatus> s = FromProtoStatus(in.status());
+    if (!s) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".status: unknown value ", static_cast<int>(in.status())));
+    }
+    d.status = *s;
+  }
+  d.status_reason = in.status_reason();
+  d.display_name = in.display_name();
+  d.attributes.insert(in.attributes().begin(), in.attributes().end());
+  d.groups.assign(in.groups().begin(), in.groups().end());
+  return d;
+}
+
+}  // namespace
+
 v1::DeviceStatus ToProtoStatus(DeviceStatus s) {
   switch (s) {
     case DeviceStatus::kActive:
@@ -50,27 +72,6 @@ void ToProto(const storage::Device& d, v1::Device* out) {
   SetTimestamp(d.update_time, out->mutable_update_time());
 }
 
-// FromProto converts a device to register or update. An out-of-range status number is
-// INVALID_ARGUMENT; UNSPECIFIED means active.
-absl::StatusOr<storage::Device> FromProto(const v1::Device& in, absl::string_view field) {
-  storage::Device d;
-  d.comm_id = in.comm_id();
-  if (in.status() != v1::DEVICE_STATUS_UNSPECIFIED) {
-    std::optional<DeviceStatus> s = FromProtoStatus(in.status());
-    if (!s) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".status: unknown value ", static_cast<int>(in.status())));
-    }
-    d.status = *s;
-  }
-  d.status_reason = in.status_reason();
-  d.display_name = in.display_name();
-  d.attributes.insert(in.attributes().begin(), in.attributes().end());
-  d.groups.assign(in.groups().begin(), in.groups().end());
-  return d;
-}
-
-}  // namespace
 
 grpc::Status DeviceRegistryService::RegisterDevice(grpc::ServerContext* context,
                                                    const v1::RegisterDeviceRequest* request,

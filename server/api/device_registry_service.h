@@ -8,6 +8,9 @@
 
 namespace fleetca::api {
 
+v1::DeviceStatus ToProtoStatus(storage::DeviceStatus s);
+void ToProto(const storage::Device& d, v1::Device* out);
+
 class DeviceRegistryService final : public fleetca::v1::DeviceRegistryService::Service {
  public:
   // registry is borrowed and must outlive the service.

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "pki/certificate_builder.h"
 #include "server/api/call_context.h"
+#include "server/api/device_registry_service.h"
 #include "server/api/issuance_service.h"
 #include "server/api/proto_convert.h"
 #include "server/api/status.h"
@@ -52,6 +53,30 @@ grpc::Status RevocationService::RevokeCertificate(grpc::ServerContext* context,
   if (!out.ok()) return ToGrpcStatus(out.status());
   response->set_already_revoked(!out->changed);
   return Certificate(out->state, response->mutable_certificate());
+}
+
+grpc::Status RevocationService::RevokeDeviceCertificates(
+    grpc::ServerContext* context, const v1::RevokeDeviceCertificatesRequest* request,
+    v1::RevokeDeviceCertificatesResponse* response) {
+  if (!v1::RevocationReason_IsValid(request->reason())) return Invalid("reason: unknown value");
+  std::optional<absl::Time> invalidity;
+  if (request->has_invalidity_time()) invalidity = FromTimestamp(request->invalidity_time());
+  auto out = revocations_.RevokeDevice(request->comm_id(), request->reason(), invalidity,
+                                       request->comment(), request->suspend_device(),
+                                       RequestContextFor(*context));
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  for (const std::string& serial : out->revoked_serials) {
+    auto c = issuance_.GetBySerial(serial);
+    if (!c.ok()) return ToGrpcStatus(c.status());
+    v1::Certificate* cert = response->add_revoked_certificates();
+    ToProto(*c, cert);
+    cert->clear_certificate_pem();
+    cert->clear_chain_pem();
+  }
+  auto device = registry_.Get(request->comm_id());
+  if (!device.ok()) return ToGrpcStatus(device.status());
+  ToProto(*device, response->mutable_device());
+  return grpc::Status::OK;
 }
 
 grpc::Status RevocationService::HoldCertificate(grpc::ServerContext* context,

@@ -1,23 +1,28 @@
 #pragma once
 
 // gRPC RevocationService over revocation::Revocations: revoke, hold, release, status.
-// RevokeDeviceCertificates, GetCrl and ImportCrl are not built yet: UNIMPLEMENTED (the
-// generated base class's answer).
+// GetCrl and ImportCrl are not built yet: UNIMPLEMENTED (the generated base class's
+// answer).
 
 #include "fleetca/v1/revocation.grpc.pb.h"
 #include "server/issuance/issuance.h"
+#include "server/registry/registry.h"
 #include "server/revocation/revocations.h"
 
 namespace fleetca::api {
 
 class RevocationService final : public v1::RevocationService::Service {
  public:
-  RevocationService(revocation::Revocations& revocations, issuance::Issuance& issuance)
-      : revocations_(revocations), issuance_(issuance) {}
+  RevocationService(revocation::Revocations& revocations, issuance::Issuance& issuance,
+                    registry::Registry& registry)
+      : revocations_(revocations), issuance_(issuance), registry_(registry) {}
 
   grpc::Status RevokeCertificate(grpc::ServerContext* context,
                                  const v1::RevokeCertificateRequest* request,
                                  v1::RevokeCertificateResponse* response) override;
+  grpc::Status RevokeDeviceCertificates(grpc::ServerContext* context,
+                                        const v1::RevokeDeviceCertificatesRequest* request,
+                                        v1::RevokeDeviceCertificatesResponse* response) override;
   grpc::Status HoldCertificate(grpc::ServerContext* context,
                                const v1::HoldCertificateRequest* request,
                                v1::HoldCertificateResponse* response) override;
@@ -34,6 +39,7 @@ class RevocationService final : public v1::RevocationService::Service {
 
   revocation::Revocations& revocations_;
   issuance::Issuance& issuance_;
+  registry::Registry& registry_;
 };
 
 }  // namespace fleetca::api

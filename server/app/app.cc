@@ -241,7 +241,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::IssuanceService issuance_service(domain.issuance);
   api::BrokerSyncService broker_sync_service(domain.brokers);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
-  api::RevocationService revocation_service(domain.revocations, domain.issuance);
+  api::RevocationService revocation_service(domain.revocations, domain.issuance,
+                                            domain.registry);
   api::AuditService audit_service(domain.audit_store);
   PendingServices pending;
 

@@ -17,13 +17,8 @@ absl::Status CheckSerial(const std::string& serial) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<storage::RevocationOutcome> Revocations::Revoke(
-    const std::string& serial, const std::string& issuer_id, int reason,
-    std::optional<absl::Time> invalidity_time, const std::string& comment,
-    const RequestContext& ctx) {
-  RETURN_IF_ERROR(CheckSerial(serial));
+absl::Status CheckRevocation(int reason, std::optional<absl::Time> invalidity_time,
+                             const std::string& comment) {
   switch (reason) {
     case 0: case 1: case 3: case 4: case 5: case 9:
       break;
@@ -40,6 +35,17 @@ absl::StatusOr<storage::RevocationOutcome> Revocations::Revoke(
     return absl::InvalidArgumentError("invalidity_time: must not be in the future");
   }
   RETURN_IF_ERROR(registry::ValidateFreeText("comment", comment, kMaxCommentBytes));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<storage::RevocationOutcome> Revocations::Revoke(
+    const std::string& serial, const std::string& issuer_id, int reason,
+    std::optional<absl::Time> invalidity_time, const std::string& comment,
+    const RequestContext& ctx) {
+  RETURN_IF_ERROR(CheckSerial(serial));
+  RETURN_IF_ERROR(CheckRevocation(reason, invalidity_time, comment));
   ASSIGN_OR_RETURN(storage::RevocationOutcome out,
                    store_.Revoke(serial, issuer_id, reason, invalidity_time, comment, ctx));
   if (out.changed && authenticator_ != nullptr) {
@@ -64,6 +70,21 @@ absl::StatusOr<storage::RevocationOutcome> Revocations::Release(const std::strin
   RETURN_IF_ERROR(CheckSerial(serial));
   RETURN_IF_ERROR(registry::ValidateFreeText("comment", comment, kMaxCommentBytes));
   return store_.Release(serial, issuer_id, comment, ctx);
+}
+
+absl::StatusOr<storage::DeviceRevocationOutcome> Revocations::RevokeDevice(
+    const std::string& comm_id, int reason, std::optional<absl::Time> invalidity_time,
+    const std::string& comment, bool suspend, const RequestContext& ctx) {
+  RETURN_IF_ERROR(registry::ValidateCommId("comm_id", comm_id));
+  RETURN_IF_ERROR(CheckRevocation(reason, invalidity_time, comment));
+  ASSIGN_OR_RETURN(storage::DeviceRevocationOutcome out,
+                   store_.RevokeDevice(comm_id, reason, invalidity_time, comment, suspend, ctx));
+  if (authenticator_ != nullptr && !out.revoked_serials.empty()) {
+    std::vector<std::string> hex;
+    for (const std::string& s : out.revoked_serials) hex.push_back(pki::SerialToHex(s));
+    authenticator_->MarkRevoked("", hex);
+  }
+  return out;
 }
 
 absl::StatusOr<storage::RevocationState> Revocations::Get(const std::string& serial,

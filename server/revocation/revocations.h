@@ -38,6 +38,11 @@ class Revocations {
                                                      const std::string& issuer_id,
                                                      const std::string& comment,
                                                      const RequestContext& ctx);
+  // RevokeDevice: every live certificate of a device (same reason rules as Revoke), and
+  // with suspend the device (if active). NOT_FOUND for an unknown comm_id.
+  absl::StatusOr<storage::DeviceRevocationOutcome> RevokeDevice(
+      const std::string& comm_id, int reason, std::optional<absl::Time> invalidity_time,
+      const std::string& comment, bool suspend, const RequestContext& ctx);
   absl::StatusOr<storage::RevocationState> Get(const std::string& serial,
                                                const std::string& issuer_id);
 

@@ -88,6 +88,46 @@ class RevocationTest(IssuanceTestCase):
         self.assertEqual(db.query("SELECT count(*) FROM revocations r JOIN change_log l "
                                   "ON l.revision = r.revision AND l.entity_type = 'revocation'"), "2")
 
+    def test_revoke_every_certificate_of_a_device(self):
+        db, server, client = self.serve("revokedevice")
+        _, first = self.new_device_cert(client, "imei-5")
+        _, second = self.new_device_cert(client, "imei-5", register=False)
+        _, other = self.new_device_cert(client, "imei-6")
+        self.ok(self.call(client, "HoldCertificate", {"serial": second["serial"]}))
+        body = self.ok(self.call(client, "RevokeDeviceCertificates", {
+            "commId": "imei-5", "reason": "REVOCATION_REASON_PRIVILEGE_WITHDRAWN",
+            "comment": "returned", "suspendDevice": True}), "RevokeDeviceCertificates")
+        self.assertEqual(sorted(c["serial"] for c in body["revokedCertificates"]),
+                         sorted([first["serial"], second["serial"]]))
+        for c in body["revokedCertificates"]:
+            self.assertEqual(c["status"], "CERTIFICATE_STATUS_REVOKED")
+            self.assertEqual(c["certificatePem"], "")
+        self.assertEqual(body["device"]["status"], "DEVICE_STATUS_SUSPENDED")
+        self.assertEqual(body["device"]["statusReason"], "returned")
+        self.assertEqual(self.state(db, first["serial"]), "revoked 9")
+        self.assertEqual(self.state(db, second["serial"]), "revoked 9")
+        self.assertEqual(self.state(db, other["serial"]), "issued -")
+        # Idempotent: nothing live is left.
+        again = self.ok(self.call(client, "RevokeDeviceCertificates", {"commId": "imei-5"}))
+        self.assertEqual(again["revokedCertificates"], [])
+        # One audit entry for the revocations, one for the suspension; one revision per
+        # certificate; the device's own change-log entry.
+        self.assertEqual(db.query("SELECT string_agg(action, ',' ORDER BY id) FROM audit_log "
+                                  "WHERE action IN ('RevokeDeviceCertificates', 'SetDeviceStatus')"),
+                         "RevokeDeviceCertificates,SetDeviceStatus")
+        self.assertEqual(db.query("SELECT count(DISTINCT revision) FROM revocations r JOIN "
+                                  "certificates c USING (serial) WHERE c.comm_id = 'imei-5'"), "1")
+        # A suspended device gets no certificate.
+        _, csr = self.pki.csr("imei-5-again", "/CN=imei-5")
+        r = self.sign_call(client, "imei-5", csr)
+        self.assertCode(r, "FAILED_PRECONDITION", "signing for a suspended device")
+        for req, code, field in (({"commId": "nope"}, "NOT_FOUND", "comm_id"),
+                                 ({"commId": "bad/id"}, "INVALID_ARGUMENT", "comm_id"),
+                                 ({"commId": "imei-6", "reason": "REVOCATION_REASON_CERTIFICATE_HOLD"},
+                                  "INVALID_ARGUMENT", "reason")):
+            self.assertRefused(self.call(client, "RevokeDeviceCertificates", req), code, field, req)
+        self.assertEqual(self.state(db, other["serial"]), "issued -")
+
     def test_bad_input_writes_nothing(self):
         db, server, client = self.serve("revokebad")
         _, cert = self.new_device_cert(client, "imei-3")
