@@ -2,4 +2,4 @@
 -- (never published in CRLs), and CRL builders read revocations by revision.
 ALTER TABLE revocations ADD COLUMN comment text NOT NULL DEFAULT ''
   CHECK (octet_length(comment) <= 256);
-CREATE INDEX revocations_revision ON revocations (issuer_id, revision);
+CREATE INDEX revocations_revision ON revocations (revision);

@@ -209,6 +209,30 @@ absl::StatusOr<DeviceRevocationOutcome> PgRevocationStore::RevokeDevice(
   return out;
 }
 
+absl::StatusOr<RevokedPage> PgRevocationStore::RevokedSince(int64_t after_revision, int limit) {
+  RevokedPage out;
+  out.last_revision = after_revision;
+  RETURN_IF_ERROR(pool_.Transact(
+      "read revocations", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
+        out.serials_hex.clear();
+        out.last_revision = after_revision;
+        out.rows = 0;
+        // By revision (index revocations_revision); a hold is not final, and an expired
+        // certificate is refused anyway.
+        for (const pqxx::row& row : tx.exec_params(
+                 "SELECT encode(r.serial, 'hex'), r.revision, c.not_after > now() "
+                 "FROM revocations r JOIN certificates c ON c.serial = r.serial "
+                 "WHERE r.revision > $1 AND r.reason <> $3 ORDER BY r.revision LIMIT $2",
+                 after_revision, limit, kReasonCertificateHold)) {
+          if (row[2].as<bool>()) out.serials_hex.push_back(row[0].as<std::string>());
+          out.last_revision = row[1].as<int64_t>();
+          ++out.rows;
+        }
+        return absl::OkStatus();
+      }));
+  return out;
+}
+
 absl::StatusOr<RevocationState> PgRevocationStore::Get(const std::string& serial,
                                                        const std::string& issuer_id) {
   RevocationState out;

@@ -24,6 +24,7 @@ class PgRevocationStore final : public RevocationStore {
                                                        std::optional<absl::Time> invalidity_time,
                                                        const std::string& comment, bool suspend,
                                                        const RequestContext& ctx) override;
+  absl::StatusOr<RevokedPage> RevokedSince(int64_t after_revision, int limit) override;
   absl::StatusOr<RevocationState> Get(const std::string& serial,
                                       const std::string& issuer_id) override;
 

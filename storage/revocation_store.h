@@ -41,6 +41,13 @@ struct DeviceRevocationOutcome {
   bool suspended = false;                    // whether this call suspended the device
 };
 
+// A page of revocations recorded after a revision (holds left out).
+struct RevokedPage {
+  std::vector<std::string> serials_hex;  // of certificates not yet expired
+  int64_t last_revision = 0;             // the newest revision read (the next call's start)
+  int rows = 0;                          // rows read (a full page: there may be more)
+};
+
 struct RevocationOutcome {
   bool changed = false;  // false: the call found the state it asked for (idempotent)
   RevocationState state;
@@ -77,6 +84,9 @@ class RevocationStore {
   virtual absl::StatusOr<DeviceRevocationOutcome> RevokeDevice(
       const std::string& comm_id, int reason, std::optional<absl::Time> invalidity_time,
       const std::string& comment, bool suspend, const RequestContext& ctx) = 0;
+  // RevokedSince: final revocations recorded after `after_revision`, oldest first, at most
+  // `limit`: how replicas learn of each other's revocations (the authenticator's revoked set).
+  virtual absl::StatusOr<RevokedPage> RevokedSince(int64_t after_revision, int limit) = 0;
   virtual absl::StatusOr<RevocationState> Get(const std::string& serial,
                                               const std::string& issuer_id) = 0;
 };

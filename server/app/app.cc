@@ -260,6 +260,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   std::optional<absl::Time> self_issued_until;
   std::shared_ptr<auth::AuthProcessor> processor;
   auth::RateLimiter issuance_limiter(config.issuance_rate_limit, config.issuance_burst);
+  int64_t revoked_revision = 0;  // revocations read so far (from every replica)
   auto refresh_auth = [&]() -> absl::Status {
     auto anchors = LoadTrustAnchors(domain.ca);
     if (!anchors.ok()) return anchors.status();
@@ -268,6 +269,16 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     auth::RevokedSet set;
     set.identities.insert(revoked->names.begin(), revoked->names.end());
     set.serials.insert(revoked->serials_hex.begin(), revoked->serials_hex.end());
+    // Certificate revocations since the last round, device certificates included (a page
+    // at a time: the first round reads them all).
+    constexpr int kPage = 10000;
+    for (;;) {
+      auto page = domain.revocation_store.RevokedSince(revoked_revision, kPage);
+      if (!page.ok()) return page.status();
+      set.serials.insert(page->serials_hex.begin(), page->serials_hex.end());
+      revoked_revision = page->last_revision;
+      if (page->rows < kPage) break;
+    }
     domain.authenticator.AddRevoked(set);
     domain.authenticator.SetAnchors(*std::move(anchors));
     return absl::OkStatus();

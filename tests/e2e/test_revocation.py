@@ -3,6 +3,7 @@ idempotent and refused cases (codes, the field named, nothing written), the audi
 change-log rows each change commits with, and a revoked device certificate refused by the
 API at once (TLS)."""
 
+import os
 import secrets
 import time
 import unittest
@@ -180,6 +181,30 @@ class RevokedDeviceRefusedTest(SecurityTestCase):
         r = dev.call("GetRevocationStatus", {"serial": serial}, service=REVOCATION,
                      schema=PROTO_DIR)
         self.assertCode(r, "UNAUTHENTICATED", "a revoked device certificate")
+        self.assertIn("is revoked", r.message)
+
+    def test_other_replicas_learn_of_a_revocation_within_seconds(self):
+        db, server, admin = self.serve_tls("replicas")
+        os.makedirs(os.path.join(self.tmpdir, "b"))
+        other = self.start_server(db.url, name="replica-b", tls=admin.tls,
+                                  args=[f"--tls_dir={self.tmpdir}/b"])
+        admin_b = other.wait_ready()
+        dev_tls = self.device_credential(admin, "imei-10")
+        serial = self.ok(admin.call("ListCertificates", {"commId": "imei-10"},
+                                    service=ISSUANCE))["certificates"][0]["serial"]
+        dev_b = admin_b.as_(dev_tls)
+        self.ok(dev_b.call("GetRevocationStatus", {"serial": serial}, service=REVOCATION),
+                "the device on replica b before")
+        self.ok(admin.call("RevokeCertificate", {"serial": serial}, service=REVOCATION))
+        revoked_at = time.monotonic()
+        while True:
+            r = dev_b.call("GetRevocationStatus", {"serial": serial}, service=REVOCATION,
+                           schema=PROTO_DIR)
+            if r.code == "UNAUTHENTICATED":
+                break
+            self.assertCode(r, "OK", "the device on replica b, not yet refused")
+            self.assertLess(time.monotonic() - revoked_at, 10, "replica b still accepts it")
+            time.sleep(0.2)
         self.assertIn("is revoked", r.message)
 
 
