@@ -173,35 +173,6 @@ std::string Sha1(absl::string_view data) {
   return std::string(reinterpret_cast<const char*>(md), sizeof(md));
 }
 
-// IssuerKeyId: the issuer's own subjectKeyIdentifier when it has one (it may have been
-// computed by another CA, by another method), else RFC 5280 section 4.2.1.2 method (1)
-// over its key.
-absl::StatusOr<std::string> IssuerKeyIdOf(const X509* issuer) {
-  // X509_get0_subject_key_id fills OpenSSL's extension cache (under its own lock) and
-  // changes nothing else: the const_cast is safe.
-  const ASN1_OCTET_STRING* ski = X509_get0_subject_key_id(const_cast<X509*>(issuer));
-  if (ski != nullptr && ASN1_STRING_length(ski) > 0) {
-    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski)),
-                       static_cast<size_t>(ASN1_STRING_length(ski)));
-  }
-  ClearOpenSslErrors();
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (X509_pubkey_digest(issuer, EVP_sha1(), md, &len) != 1) {
-    return OpenSslError("X509_pubkey_digest");
-  }
-  return std::string(reinterpret_cast<const char*>(md), len);
-}
-
-// AppendExtension writes one Extension (RFC 5280 section 4.1): the OID, critical when it
-// is (DEFAULT FALSE is omitted), the value's DER in an OCTET STRING.
-void AppendExtension(std::string* out, const char* oid, bool critical, absl::string_view value) {
-  std::string ext = der::Element(der::kOid, der::OidFromText(oid));
-  if (critical) der::AppendElement(&ext, der::kBoolean, "\xff");
-  der::AppendElement(&ext, der::kOctetString, value);
-  der::AppendElement(out, der::kSequence, ext);
-}
-
 // ExtensionsDer decides every extension of the certificate from the template's profile;
 // nothing is copied from a CSR. The order is fixed: basicConstraints, keyUsage, EKU, SKI,
 // AKI, subjectAltName, cRLDistributionPoints, authorityInfoAccess.
@@ -301,6 +272,47 @@ std::string Utf8(const ASN1_STRING* value) {
 
 }  // namespace
 
+// IssuerKeyId: the issuer's own subjectKeyIdentifier when it has one (it may have been
+// computed by another CA, by another method), else RFC 5280 section 4.2.1.2 method (1)
+// over its key.
+absl::StatusOr<std::string> IssuerKeyIdOf(const X509* issuer) {
+  // X509_get0_subject_key_id fills OpenSSL's extension cache (under its own lock) and
+  // changes nothing else: the const_cast is safe.
+  const ASN1_OCTET_STRING* ski = X509_get0_subject_key_id(const_cast<X509*>(issuer));
+  if (ski != nullptr && ASN1_STRING_length(ski) > 0) {
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski)),
+                       static_cast<size_t>(ASN1_STRING_length(ski)));
+  }
+  ClearOpenSslErrors();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (X509_pubkey_digest(issuer, EVP_sha1(), md, &len) != 1) {
+    return OpenSslError("X509_pubkey_digest");
+  }
+  return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+// AppendExtension writes one Extension (RFC 5280 section 4.1): the OID, critical when it
+// is (DEFAULT FALSE is omitted), the value's DER in an OCTET STRING.
+void AppendExtension(std::string* out, const char* oid, bool critical, absl::string_view value) {
+  std::string ext = der::Element(der::kOid, der::OidFromText(oid));
+  if (critical) der::AppendElement(&ext, der::kBoolean, "\xff");
+  der::AppendElement(&ext, der::kOctetString, value);
+  der::AppendElement(out, der::kSequence, ext);
+}
+
+absl::StatusOr<std::string> SubjectNameDerOf(const X509* cert) {
+  unsigned char* encoded = nullptr;
+  const int length = i2d_X509_NAME(X509_get_subject_name(cert), &encoded);
+  if (length <= 0) {
+    return OpenSslError("i2d_X509_NAME");
+  }
+  std::string out(reinterpret_cast<const char*>(encoded), static_cast<size_t>(length));
+  OPENSSL_free(encoded);
+  return out;
+}
+
+
 absl::StatusOr<std::string> BuildCertificateDer(const CertificateTemplate& tmpl,
                                                 const X509* issuer_cert, KeyStore& key_store,
                                                 const std::string& signer_issuer_id) {
@@ -330,13 +342,7 @@ absl::StatusOr<std::string> BuildCertificateDer(const CertificateTemplate& tmpl,
   const std::string subject_key_id = Sha1(key_bits);
   std::string authority_key_id = subject_key_id;
   if (issuer_cert != nullptr) {
-    unsigned char* encoded = nullptr;
-    const int length = i2d_X509_NAME(X509_get_subject_name(issuer_cert), &encoded);
-    if (length <= 0) {
-      return OpenSslError("i2d_X509_NAME");
-    }
-    issuer.assign(reinterpret_cast<const char*>(encoded), static_cast<size_t>(length));
-    OPENSSL_free(encoded);
+    ASSIGN_OR_RETURN(issuer, SubjectNameDerOf(issuer_cert));
     ASSIGN_OR_RETURN(authority_key_id, IssuerKeyIdOf(issuer_cert));
   }
   ASSIGN_OR_RETURN(const std::string extensions,

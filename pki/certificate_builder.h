@@ -65,6 +65,15 @@ absl::StatusOr<X509Ptr> BuildCertificate(const CertificateTemplate& tmpl, const 
 absl::StatusOr<X509ReqPtr> BuildCsr(const SubjectName& subject, const EVP_PKEY* public_key,
                                     KeyStore& key_store, const std::string& signer_issuer_id);
 
+// Parts shared with the CRL builder (crl_builder.h):
+// IssuerKeyIdOf is the key identifier of issuer for an authorityKeyIdentifier: its
+// subjectKeyIdentifier, or the SHA-1 of its key (RFC 5280 section 4.2.1.2 method 1).
+absl::StatusOr<std::string> IssuerKeyIdOf(const X509* issuer);
+// SubjectNameDerOf: cert's subject Name, DER.
+absl::StatusOr<std::string> SubjectNameDerOf(const X509* cert);
+// AppendExtension writes one Extension (RFC 5280 section 4.1) with value's DER.
+void AppendExtension(std::string* out, const char* oid, bool critical, absl::string_view value);
+
 // RandomSerial returns 20 random bytes (RFC 5280 maximum) forming a positive integer with at
 // least 152 bits of randomness: the first byte is in 0x01..0x7f.
 std::string RandomSerial();

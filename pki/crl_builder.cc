@@ -1,0 +1,102 @@
+#include "pki/crl_builder.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "pki/certificate_builder.h"
+#include "pki/der.h"
+
+namespace fleetca::pki {
+namespace {
+
+constexpr char kOidReasonCode[] = "2.5.29.21";
+constexpr char kOidInvalidityDate[] = "2.5.29.24";
+constexpr char kOidAuthorityKeyId[] = "2.5.29.35";
+constexpr char kOidCrlNumber[] = "2.5.29.20";
+
+absl::Status Invalid(absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("CRL template: ", why));
+}
+
+// GeneralizedTime, as invalidityDate always is (5.3.2).
+void AppendGeneralizedTime(std::string* out, absl::Time t) {
+  der::AppendElement(out, der::kGeneralizedTime,
+                     absl::FormatTime("%Y%m%d%H%M%SZ", t, absl::UTCTimeZone()));
+}
+
+std::string IntegerMagnitude(uint64_t v) {
+  std::string bytes;
+  do {
+    bytes.insert(bytes.begin(), static_cast<char>(v & 0xff));
+    v >>= 8;
+  } while (v != 0);
+  const size_t first = bytes.find_first_not_of('\0');
+  return first == std::string::npos ? std::string(1, '\0') : bytes.substr(first);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* issuer_cert,
+                                        KeyStore& key_store, const std::string& signer_issuer_id) {
+  if (issuer_cert == nullptr) return Invalid("no issuer certificate");
+  if (tmpl.next_update <= tmpl.this_update) return Invalid("next_update must be after this_update");
+  ASSIGN_OR_RETURN(const std::string issuer, SubjectNameDerOf(issuer_cert));
+  ASSIGN_OR_RETURN(const std::string key_id, IssuerKeyIdOf(issuer_cert));
+  ASSIGN_OR_RETURN(const std::string algorithm, key_store.SignatureAlgorithm(signer_issuer_id));
+
+  // revokedCertificates: one SEQUENCE per entry (5.1.2.6), omitted when there is none.
+  std::string revoked;
+  revoked.reserve(tmpl.entries.size() * 64);
+  std::string entry, extensions, value;
+  for (const CrlEntry& e : tmpl.entries) {
+    if (e.serial.empty() || e.serial.size() > 20 || e.serial[0] == '\0' ||
+        (static_cast<unsigned char>(e.serial[0]) & 0x80) != 0) {
+      return Invalid("an entry's serial is not a positive integer of 1 to 20 bytes");
+    }
+    if (e.reason < 0 || e.reason > 10 || e.reason == 7) {
+      return Invalid(absl::StrCat("reason ", e.reason, " is not a CRLReason"));
+    }
+    entry.clear();
+    der::AppendUnsignedInteger(&entry, e.serial);
+    der::AppendTime(&entry, e.revocation_date);
+    extensions.clear();
+    if (e.reason != 0) {
+      value.clear();
+      der::AppendElement(&value, 0x0a /* ENUMERATED */, std::string(1, static_cast<char>(e.reason)));
+      AppendExtension(&extensions, kOidReasonCode, false, value);
+    }
+    if (e.invalidity_date) {
+      value.clear();
+      AppendGeneralizedTime(&value, *e.invalidity_date);
+      AppendExtension(&extensions, kOidInvalidityDate, false, value);
+    }
+    if (!extensions.empty()) der::AppendElement(&entry, der::kSequence, extensions);
+    der::AppendElement(&revoked, der::kSequence, entry);
+  }
+
+  // crlExtensions (5.2): authorityKeyIdentifier, cRLNumber.
+  std::string crl_extensions;
+  AppendExtension(&crl_extensions, kOidAuthorityKeyId, false,
+                  der::Element(der::kSequence, der::Element(der::ContextPrimitive(0), key_id)));
+  std::string number;
+  der::AppendUnsignedInteger(&number, IntegerMagnitude(tmpl.crl_number));
+  AppendExtension(&crl_extensions, kOidCrlNumber, false, number);
+
+  // TBSCertList (5.1.2).
+  std::string body;
+  body.reserve(revoked.size() + issuer.size() + 256);
+  der::AppendElement(&body, der::kInteger, absl::string_view("\x01", 1));  // v2
+  body += algorithm;
+  body += issuer;
+  der::AppendTime(&body, tmpl.this_update);
+  der::AppendTime(&body, tmpl.next_update);
+  if (!revoked.empty()) der::AppendElement(&body, der::kSequence, revoked);
+  der::AppendElement(&body, der::ContextConstructed(0),
+                     der::Element(der::kSequence, crl_extensions));
+  std::string crl = der::Element(der::kSequence, body);
+  ASSIGN_OR_RETURN(const std::string signature, key_store.Sign(signer_issuer_id, algorithm, crl));
+  crl += algorithm;
+  der::AppendBitString(&crl, signature);
+  return der::Element(der::kSequence, crl);
+}
+
+}  // namespace fleetca::pki
