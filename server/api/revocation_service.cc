@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "pki/certificate_builder.h"
+#include "pki/openssl_util.h"
 #include "server/api/call_context.h"
 #include "server/api/device_registry_service.h"
 #include "server/api/issuance_service.h"
@@ -101,6 +102,38 @@ grpc::Status RevocationService::ReleaseCertificateHold(
   if (!out.ok()) return ToGrpcStatus(out.status());
   response->set_was_on_hold(out->changed);
   return Certificate(out->state, response->mutable_certificate());
+}
+
+grpc::Status RevocationService::GetCrl(grpc::ServerContext*, const v1::GetCrlRequest* request,
+                                       v1::GetCrlResponse* response) {
+  if (request->issuer_id().empty()) return Invalid("issuer_id: required");
+  if (request->delta()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "delta: delta CRLs are not enabled (not built in this version)");
+  }
+  if (!v1::CrlEncoding_IsValid(request->encoding())) return Invalid("encoding: unknown value");
+  if (request->newer_than_crl_number() < 0) {
+    return Invalid("newer_than_crl_number: must not be negative");
+  }
+  auto crl = crls_.Latest(request->issuer_id());
+  if (!crl.ok()) return ToGrpcStatus(crl.status());
+  response->set_issuer_id(crl->issuer_id);
+  response->set_crl_number(crl->crl_number);
+  SetTimestamp(crl->this_update, response->mutable_this_update());
+  SetTimestamp(crl->next_update, response->mutable_next_update());
+  response->set_entry_count(crl->entries);
+  response->set_crl_sha256(pki::Sha256Hex(crl->der));
+  if (request->newer_than_crl_number() > 0 &&
+      crl->crl_number <= request->newer_than_crl_number()) {
+    response->set_not_modified(true);
+    return grpc::Status::OK;
+  }
+  if (request->encoding() == v1::CRL_ENCODING_PEM) {
+    response->set_crl_pem(pki::DerToPem(crl->der, "X509 CRL"));
+  } else {
+    response->set_crl_der(crl->der);
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status RevocationService::GetRevocationStatus(

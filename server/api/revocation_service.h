@@ -1,21 +1,22 @@
 #pragma once
 
 // gRPC RevocationService over revocation::Revocations: revoke, hold, release, status.
-// GetCrl and ImportCrl are not built yet: UNIMPLEMENTED (the generated base class's
-// answer).
+// ImportCrl and delta CRLs are not built yet: UNIMPLEMENTED (the generated base class's
+// answer for ImportCrl).
 
 #include "fleetca/v1/revocation.grpc.pb.h"
 #include "server/issuance/issuance.h"
 #include "server/registry/registry.h"
+#include "server/revocation/crl_publisher.h"
 #include "server/revocation/revocations.h"
 
 namespace fleetca::api {
 
 class RevocationService final : public v1::RevocationService::Service {
  public:
-  RevocationService(revocation::Revocations& revocations, issuance::Issuance& issuance,
-                    registry::Registry& registry)
-      : revocations_(revocations), issuance_(issuance), registry_(registry) {}
+  RevocationService(revocation::Revocations& revocations, revocation::CrlPublisher& crls,
+                    issuance::Issuance& issuance, registry::Registry& registry)
+      : revocations_(revocations), crls_(crls), issuance_(issuance), registry_(registry) {}
 
   grpc::Status RevokeCertificate(grpc::ServerContext* context,
                                  const v1::RevokeCertificateRequest* request,
@@ -29,6 +30,8 @@ class RevocationService final : public v1::RevocationService::Service {
   grpc::Status ReleaseCertificateHold(grpc::ServerContext* context,
                                       const v1::ReleaseCertificateHoldRequest* request,
                                       v1::ReleaseCertificateHoldResponse* response) override;
+  grpc::Status GetCrl(grpc::ServerContext* context, const v1::GetCrlRequest* request,
+                      v1::GetCrlResponse* response) override;
   grpc::Status GetRevocationStatus(grpc::ServerContext* context,
                                    const v1::GetRevocationStatusRequest* request,
                                    v1::GetRevocationStatusResponse* response) override;
@@ -38,6 +41,7 @@ class RevocationService final : public v1::RevocationService::Service {
   grpc::Status Certificate(const storage::RevocationState& state, v1::Certificate* out);
 
   revocation::Revocations& revocations_;
+  revocation::CrlPublisher& crls_;
   issuance::Issuance& issuance_;
   registry::Registry& registry_;
 };

@@ -56,6 +56,7 @@
 #include "storage/pg_certificate_store.h"
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
+#include "storage/pg_crl_store.h"
 #include "storage/pg_revocation_store.h"
 #include "storage/pg_issuer_store.h"
 
@@ -104,13 +105,15 @@ struct Domain {
         identity_store(pool),
         audit_store(pool),
         revocation_store(pool),
+        crl_store(pool),
         registry(device_store),
         brokers(broker_store),
         ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
         issuance(ca, certificate_store, broker_store,
                  issuance::DefaultProfiles(config.organization)),
         identities(ca, identity_store, broker_store, &authenticator),
-        revocations(revocation_store, &authenticator) {}
+        revocations(revocation_store, &authenticator),
+        crls(ca, crl_store, config.crl_validity) {}
 
   storage::PgDeviceStore device_store;
   storage::PgIssuerStore issuer_store;
@@ -119,6 +122,7 @@ struct Domain {
   storage::PgIdentityStore identity_store;
   storage::PgAuditStore audit_store;
   storage::PgRevocationStore revocation_store;
+  storage::PgCrlStore crl_store;
   pki::SoftwareKeyStore key_store;
   auth::Authenticator authenticator;
   registry::Registry registry;
@@ -127,6 +131,7 @@ struct Domain {
   issuance::Issuance issuance;
   identity::Identities identities;
   revocation::Revocations revocations;
+  revocation::CrlPublisher crls;
 };
 
 absl::StatusOr<pki::KeyRing> LoadKeyRing(const Config& config) {
@@ -241,7 +246,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::IssuanceService issuance_service(domain.issuance);
   api::BrokerSyncService broker_sync_service(domain.brokers);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
-  api::RevocationService revocation_service(domain.revocations, domain.issuance,
+  api::RevocationService revocation_service(domain.revocations, domain.crls, domain.issuance,
                                             domain.registry);
   api::AuditService audit_service(domain.audit_store);
   PendingServices pending;
@@ -414,6 +419,20 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     } while (!stopping.WaitForNotificationWithTimeout(kAuditChainInterval));
   });
 
+  // CRLs: built in the background, a round a second (one replica builds at a time).
+  std::thread crl_thread([&] {
+    bool failing = false;
+    do {
+      auto built = domain.crls.RunOnce(absl::Now());
+      if (!built.ok() && !failing) {
+        LogWarning("cannot build CRLs", {{"error", std::string(built.status().message())}});
+      } else if (built.ok() && *built > 0) {
+        LogDebug("CRLs published", {{"count", std::to_string(*built)}});
+      }
+      failing = !built.ok();
+    } while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1)));
+  });
+
   // Callers' CAs and revocations: re-read every second, so a revocation or a CA rotation on
   // another replica applies here within a second (this replica's own apply at once).
   std::thread auth_thread([&] {
@@ -473,6 +492,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   signal_thread.join();
   health_thread.join();
   audit_thread.join();
+  crl_thread.join();
   auth_thread.join();
   pool.Close();
   LogInfo("stopped");

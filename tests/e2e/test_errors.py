@@ -26,7 +26,7 @@ PENDING = [
     ("fleetca.v1.IssuanceService", "RegisterExternalCertificate"),
     ("fleetca.v1.CertificateAuthorityService", "RotateIssuer"),
     ("fleetca.v1.CertificateAuthorityService", "RewrapIssuerKeys"),
-    ("fleetca.v1.RevocationService", "GetCrl"),
+    ("fleetca.v1.RevocationService", "ImportCrl"),
     ("fleetca.v1.AclService", "CreateAclProfile"),
     ("fleetca.v1.BrokerSyncService", "Watch"),  # server streaming
     ("fleetca.v1.BrokerAuthService", "AuthorizeConnect"),

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from fleetca_e2e import PROTO_DIR
-from test_issuance import ISSUANCE, IssuanceTestCase
+from test_issuance import ISSUANCE, IssuanceTestCase, run
 from test_security import SecurityTestCase
 
 REVOCATION = "fleetca.v1.RevocationService"
@@ -128,6 +128,70 @@ class RevocationTest(IssuanceTestCase):
                                   "INVALID_ARGUMENT", "reason")):
             self.assertRefused(self.call(client, "RevokeDeviceCertificates", req), code, field, req)
         self.assertEqual(self.state(db, other["serial"]), "issued -")
+
+    def wait_crl(self, client, issuer_id, entries, timeout=10):
+        """Polls GetCrl (PEM) until the issuer's CRL lists `entries` entries; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.call(client, "GetCrl", {"issuerId": issuer_id, "encoding": "CRL_ENCODING_PEM"})
+            if r.code == "OK" and int(r.body["entryCount"]) == entries:
+                return r.body
+            if r.code not in ("OK", "UNAVAILABLE"):
+                self.assertCode(r, "OK", f"GetCrl {issuer_id}")
+            self.assertLess(time.monotonic(), deadline, f"no CRL of {issuer_id} with {entries} "
+                                                        f"entries after {timeout}s: {r!r}")
+            time.sleep(0.1)
+
+    def test_crl_lists_a_revoked_certificate_and_openssl_refuses_it(self):
+        db, server, client = self.serve("crl")
+        key_bad, bad = self.new_device_cert(client, "imei-20")
+        _, good = self.new_device_cert(client, "imei-21")
+        first = self.wait_crl(client, "devices-1", 0)
+        root_crl = self.wait_crl(client, "root-1", 0)
+        self.ok(self.call(client, "RevokeCertificate", {
+            "serial": bad["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
+        t0 = time.monotonic()
+        crl = self.wait_crl(client, "devices-1", 1)
+        latency = time.monotonic() - t0
+        self.assertLess(latency, 5, "revocation to a published CRL")
+        self.assertGreater(int(crl["crlNumber"]), int(first["crlNumber"]))
+        pem = crl["crlPem"]
+        self.assertTrue(pem.startswith("-----BEGIN X509 CRL-----"), pem[:40])
+        # openssl: the CRL verifies with the devices CA and lists the serial with its reason.
+        chain = bad["chainPem"]
+        ca_file = self.pki.path("chain.pem")
+        with open(ca_file, "w") as f:
+            f.write(chain)
+        crl_file = self.pki.path("devices.crl")
+        with open(crl_file, "w") as f:
+            f.write(pem + root_crl["crlPem"])
+        text = run(["openssl", "crl", "-in", crl_file, "-CAfile", ca_file, "-noout", "-text"],
+                   check=False)
+        self.assertIn("verify OK", text.stdout + text.stderr)
+        self.assertIn(f"Serial Number: {bad['serial'].upper()}", text.stdout)
+        self.assertIn("Key Compromise", text.stdout)
+        # openssl verify -crl_check_all with the served CRLs: the revoked one is refused,
+        # the good one accepted.
+        for cert, ok in ((bad, False), (good, True)):
+            leaf = self.pki.path(f"{cert['serial']}.pem")
+            with open(leaf, "w") as f:
+                f.write(cert["certificatePem"])
+            r = run(["openssl", "verify", "-crl_check_all", "-CAfile", ca_file, "-CRLfile",
+                     crl_file, leaf], check=False)
+            if ok:
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            else:
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn("certificate revoked", r.stdout + r.stderr)
+        # Not modified, and the refusals.
+        again = self.ok(self.call(client, "GetCrl", {"issuerId": "devices-1",
+                                                     "newerThanCrlNumber": crl["crlNumber"]}))
+        self.assertTrue(again["notModified"])
+        self.assertEqual(again["crlDer"], "")
+        self.assertRefused(self.call(client, "GetCrl", {"issuerId": "nope"}), "NOT_FOUND", "issuer")
+        self.assertRefused(self.call(client, "GetCrl", {"issuerId": "devices-1", "delta": True}),
+                           "FAILED_PRECONDITION", "delta")
+        self.assertRefused(self.call(client, "GetCrl", {}), "INVALID_ARGUMENT", "issuer_id")
 
     def test_bad_input_writes_nothing(self):
         db, server, client = self.serve("revokebad")
