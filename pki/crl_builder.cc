@@ -23,6 +23,20 @@ void AppendGeneralizedTime(std::string* out, absl::Time t) {
                      absl::FormatTime("%Y%m%d%H%M%SZ", t, absl::UTCTimeZone()));
 }
 
+// The reasonCode extension of each CRLReason (an Extension SEQUENCE), encoded once.
+const std::string& ReasonExtension(int reason) {
+  static const auto* table = [] {
+    auto* t = new std::vector<std::string>(11);
+    for (int r = 1; r <= 10; ++r) {
+      std::string value;
+      der::AppendElement(&value, 0x0a /* ENUMERATED */, std::string(1, static_cast<char>(r)));
+      AppendExtension(&(*t)[static_cast<size_t>(r)], kOidReasonCode, false, value);
+    }
+    return t;
+  }();
+  return (*table)[static_cast<size_t>(reason)];
+}
+
 std::string IntegerMagnitude(uint64_t v) {
   std::string bytes;
   do {
@@ -59,11 +73,7 @@ absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* iss
     der::AppendUnsignedInteger(&entry, e.serial);
     der::AppendTime(&entry, e.revocation_date);
     extensions.clear();
-    if (e.reason != 0) {
-      value.clear();
-      der::AppendElement(&value, 0x0a /* ENUMERATED */, std::string(1, static_cast<char>(e.reason)));
-      AppendExtension(&extensions, kOidReasonCode, false, value);
-    }
+    if (e.reason != 0) extensions += ReasonExtension(e.reason);
     if (e.invalidity_date) {
       value.clear();
       AppendGeneralizedTime(&value, *e.invalidity_date);
@@ -81,22 +91,43 @@ absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* iss
   der::AppendUnsignedInteger(&number, IntegerMagnitude(tmpl.crl_number));
   AppendExtension(&crl_extensions, kOidCrlNumber, false, number);
 
-  // TBSCertList (5.1.2).
-  std::string body;
-  body.reserve(revoked.size() + issuer.size() + 256);
-  der::AppendElement(&body, der::kInteger, absl::string_view("\x01", 1));  // v2
-  body += algorithm;
-  body += issuer;
-  der::AppendTime(&body, tmpl.this_update);
-  der::AppendTime(&body, tmpl.next_update);
-  if (!revoked.empty()) der::AppendElement(&body, der::kSequence, revoked);
-  der::AppendElement(&body, der::ContextConstructed(0),
-                     der::Element(der::kSequence, crl_extensions));
-  std::string crl = der::Element(der::kSequence, body);
-  ASSIGN_OR_RETURN(const std::string signature, key_store.Sign(signer_issuer_id, algorithm, crl));
+  // TBSCertList (5.1.2): the fields around revokedCertificates, whose contents are copied
+  // once, into the one buffer that becomes the CRL (at a million entries, every copy and
+  // every fresh allocation of tens of MiB shows).
+  std::string head;  // version .. nextUpdate, and the revokedCertificates header
+  der::AppendElement(&head, der::kInteger, absl::string_view("\x01", 1));  // v2
+  head += algorithm;
+  head += issuer;
+  der::AppendTime(&head, tmpl.this_update);
+  der::AppendTime(&head, tmpl.next_update);
+  if (!revoked.empty()) der::AppendHeader(&head, der::kSequence, revoked.size());
+  const std::string tail = der::Element(der::ContextConstructed(0),
+                                        der::Element(der::kSequence, crl_extensions));
+  std::string tbs_header;
+  der::AppendHeader(&tbs_header, der::kSequence, head.size() + revoked.size() + tail.size());
+  const size_t tbs_size = tbs_header.size() + head.size() + revoked.size() + tail.size();
+
+  // CertificateList = SEQUENCE { tbs, algorithm, BIT STRING signature }. Its header is
+  // written in front once the signature's length is known: room for the longest is kept.
+  constexpr size_t kRoom = 1 + 1 + sizeof(uint32_t);
+  std::string crl;
+  crl.reserve(kRoom + tbs_size + algorithm.size() + 1024);
+  crl.append(kRoom, '\0');
+  crl += tbs_header;
+  crl += head;
+  crl += revoked;
+  crl += tail;
+  ASSIGN_OR_RETURN(const std::string signature,
+                   key_store.Sign(signer_issuer_id, algorithm,
+                                  absl::string_view(crl).substr(kRoom, tbs_size)));
   crl += algorithm;
   der::AppendBitString(&crl, signature);
-  return der::Element(der::kSequence, crl);
+  std::string outer;
+  der::AppendHeader(&outer, der::kSequence, crl.size() - kRoom);
+  if (outer.size() > kRoom) return absl::InternalError("CRL too large");
+  crl.replace(kRoom - outer.size(), outer.size(), outer);
+  crl.erase(0, kRoom - outer.size());  // nothing to move for a CRL of 16 MiB or more
+  return crl;
 }
 
 }  // namespace fleetca::pki

@@ -156,18 +156,29 @@ void AppendBitString(std::string* out, absl::string_view bytes) {
 
 void AppendTime(std::string* out, absl::Time t) {
   const absl::CivilSecond c = absl::ToCivilSecond(t, absl::UTCTimeZone());
-  char buf[20];
+  // Digits written by hand: a CRL of a million entries writes a million times.
+  char buf[16];
+  char* p = buf;
+  auto two = [&p](int v) {
+    *p++ = static_cast<char>('0' + v / 10);
+    *p++ = static_cast<char>('0' + v % 10);
+  };
   const int year = static_cast<int>(c.year());
-  int n = 0;
-  if (year >= 1950 && year <= 2049) {
-    n = std::snprintf(buf, sizeof(buf), "%02d%02d%02d%02d%02d%02dZ", year % 100, c.month(), c.day(),
-                      c.hour(), c.minute(), c.second());
-    AppendElement(out, kUtcTime, absl::string_view(buf, static_cast<size_t>(n)));
+  const bool utc_time = year >= 1950 && year <= 2049;
+  if (utc_time) {
+    two(year % 100);
   } else {
-    n = std::snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", year, c.month(), c.day(),
-                      c.hour(), c.minute(), c.second());
-    AppendElement(out, kGeneralizedTime, absl::string_view(buf, static_cast<size_t>(n)));
+    two(year / 100);
+    two(year % 100);
   }
+  two(c.month());
+  two(c.day());
+  two(c.hour());
+  two(c.minute());
+  two(c.second());
+  *p++ = 'Z';
+  AppendElement(out, utc_time ? kUtcTime : kGeneralizedTime,
+                absl::string_view(buf, static_cast<size_t>(p - buf)));
 }
 
 namespace {
