@@ -44,6 +44,7 @@
 #include "server/app/verify_audit.h"
 #include "server/auth/auth_processor.h"
 #include "server/brokers/broker_registry.h"
+#include "server/http/http_server.h"
 #include "server/ca/certificate_authority.h"
 #include "server/identity/identities.h"
 #include "server/issuance/issuance.h"
@@ -372,6 +373,21 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
                                {"hint", "is the port in use or the address not local?"}});
     return 1;
   }
+  // The plain-HTTP port of the CRL and CA-certificate URLs (before "serving": a test or
+  // an operator that sees "serving" finds both ports up).
+  http::HttpServer http_server(domain.crls, domain.ca);
+  if (config.http_listen != "off") {
+    auto http_port = http_server.Start(config.http_host, config.http_port);
+    if (!http_port.ok()) {
+      LogError("cannot listen", {{"address", config.http_listen},
+                                 {"error", std::string(http_port.status().message())}});
+      server->Shutdown();
+      return 1;
+    }
+    LogInfo("http serving", {{"address", config.http_listen},
+                             {"port", std::to_string(*http_port)},
+                             {"paths", "/crl/<issuer>.crl /ca/<issuer>.crt"}});
+  }
   LogInfo("serving", {{"address", config.listen},
                       {"port", std::to_string(port)},
                       {"tls", config.insecure_plaintext ? "off" : "on"}});
@@ -489,6 +505,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   });
 
   server->Wait();
+  http_server.Stop();
   signal_thread.join();
   health_thread.join();
   audit_thread.join();

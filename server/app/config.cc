@@ -36,6 +36,10 @@ ABSL_FLAG(std::vector<std::string>, previous_kek_files, {},
 ABSL_FLAG(std::string, public_base_url, "",
           "base of the CRL and CA-certificate URLs put in issued certificates (env "
           "FLEETCA_PUBLIC_BASE_URL; default http://127.0.0.1:8080)");
+ABSL_FLAG(std::string, http_listen, "",
+          "HOST:PORT of the plain-HTTP port serving /crl/<issuer>.crl and /ca/<issuer>.crt, "
+          "the URLs in issued certificates (env FLEETCA_HTTP_LISTEN; default 127.0.0.1:8080, "
+          "port 0 for any free port, \"off\" for none)");
 ABSL_FLAG(std::string, organization, "",
           "subject O of issued device and broker certificates (env FLEETCA_ORGANIZATION)");
 ABSL_FLAG(std::string, ca_name, "fleetca",
@@ -227,6 +231,23 @@ absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
   if (!absl::StartsWith(c.public_base_url, "http://") &&
       !absl::StartsWith(c.public_base_url, "https://")) {
     return absl::InvalidArgumentError("--public_base_url: must start with http:// or https://");
+  }
+  if (std::string h = Pick(absl::GetFlag(FLAGS_http_listen), "FLEETCA_HTTP_LISTEN"); !h.empty()) {
+    c.http_listen = h;
+  }
+  if (c.http_listen != "off") {
+    const size_t colon = c.http_listen.rfind(':');
+    int port = -1;
+    if (colon == std::string::npos || colon == 0 ||
+        !absl::SimpleAtoi(c.http_listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--http_listen: \"", c.http_listen, "\" is not HOST:PORT (or \"off\")"));
+    }
+    c.http_host = c.http_listen.substr(0, colon);
+    if (c.http_host.size() > 2 && c.http_host.front() == '[' && c.http_host.back() == ']') {
+      c.http_host = c.http_host.substr(1, c.http_host.size() - 2);
+    }
+    c.http_port = port;
   }
   c.organization = Pick(absl::GetFlag(FLAGS_organization), "FLEETCA_ORGANIZATION");
   c.ca_name = absl::GetFlag(FLAGS_ca_name);

@@ -27,6 +27,9 @@ struct Config {
   // --previous_kek_files. Required by serve and init.
   std::vector<std::string> keks;
   std::string public_base_url = "http://127.0.0.1:8080";  // --public_base_url
+  std::string http_listen = "127.0.0.1:8080";  // --http_listen; "off": no HTTP port
+  std::string http_host;                        // parsed from http_listen
+  int http_port = 0;
   std::string organization;                                // --organization: subject O
   // init: the CA's name and algorithms.
   std::string ca_name = "fleetca";

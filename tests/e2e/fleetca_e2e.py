@@ -296,6 +296,10 @@ class Server:
         if command == "serve" and tls is None and not any(
                 a.startswith("--insecure_plaintext") for a in args):
             cmd.append("--insecure_plaintext")
+        # Tests run side by side: the CRL/CA HTTP port is any free one (see http_port).
+        if command == "serve" and not any(a.startswith("--http_listen") for a in args):
+            cmd.append("--http_listen=127.0.0.1:0")
+        self.http_port = None
         full_env = dict(os.environ)
         for k in ("FLEETCA_DATABASE_URL", "FLEETCA_LISTEN", "FLEETCA_LOG_LEVEL",
                   "FLEETCA_DB_MAX_CONNECTIONS", "FLEETCA_KEK_FILE", "FLEETCA_PREVIOUS_KEK_FILES"):
@@ -340,6 +344,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             for l in self.log_lines():
+                if l.get("msg") == "http serving":
+                    self.http_port = int(l["port"])
                 if l.get("msg") == "serving":
                     self.port = int(l["port"])
                     return Client(self.port, self.tls)

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from fleetca_e2e import PROTO_DIR
-from test_issuance import ISSUANCE, IssuanceTestCase, run
+from test_issuance import ISSUANCE, IssuanceTestCase, read, run
 from test_security import SecurityTestCase
 
 REVOCATION = "fleetca.v1.RevocationService"
@@ -183,6 +183,31 @@ class RevocationTest(IssuanceTestCase):
             else:
                 self.assertNotEqual(r.returncode, 0, r.stdout)
                 self.assertIn("certificate revoked", r.stdout + r.stderr)
+        # The same CRL over plain HTTP, as brokers and openssl fetch it from the CDP URL.
+        url = f"http://127.0.0.1:{server.http_port}/crl/devices-1.crl"
+        run(["curl", "-sS", "-D", self.pki.path("headers"), "-o", self.pki.path("http.crl"), url])
+        headers = read(self.pki.path("headers")).lower()
+        self.assertIn("200", headers.splitlines()[0])
+        self.assertIn("content-type: application/pkix-crl", headers)
+        self.assertIn("cache-control: public, max-age=", headers)
+        etag = [l.split(":", 1)[1].strip() for l in headers.splitlines() if l.startswith("etag:")][0]
+        text = run(["openssl", "crl", "-inform", "DER", "-in", self.pki.path("http.crl"),
+                    "-noout", "-text"]).stdout
+        self.assertIn(f"Serial Number: {bad['serial'].upper()}", text)
+        self.assertIn("Key Compromise", text)
+        code = run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                    f"If-None-Match: {etag}", url]).stdout
+        self.assertEqual(code, "304")
+        # The CA certificate from its AIA URL; unknown issuers are 404.
+        run(["curl", "-sS", "-f", "-o", self.pki.path("ca.der"),
+             f"http://127.0.0.1:{server.http_port}/ca/devices-1.crt"])
+        subject = run(["openssl", "x509", "-inform", "DER", "-in", self.pki.path("ca.der"),
+                       "-noout", "-subject"]).stdout
+        self.assertIn("Devices CA", subject)
+        for path in ("/crl/nope.crl", "/ca/nope.crt", "/crl/../etc/passwd", "/"):
+            code = run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://127.0.0.1:{server.http_port}{path}"]).stdout
+            self.assertEqual(code, "404", path)
         # Not modified, and the refusals.
         again = self.ok(self.call(client, "GetCrl", {"issuerId": "devices-1",
                                                      "newerThanCrlNumber": crl["crlNumber"]}))

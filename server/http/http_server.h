@@ -1,0 +1,41 @@
+#pragma once
+
+// HttpServer: the plain-HTTP port certificates point at (RFC 5280 CRL distribution point
+// and authorityInfoAccess caIssuers): GET /crl/<issuer_id>.crl (application/pkix-crl, the
+// newest CRL) and GET /ca/<issuer_id>.crt (application/pkix-cert), with ETag and
+// Cache-Control. Read-only and unauthenticated, like every CRL distribution point: what it
+// serves is signed and public. Built on cpp-httplib (Debian's libcpp-httplib).
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "server/ca/certificate_authority.h"
+#include "server/revocation/crl_publisher.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace fleetca::http {
+
+class HttpServer {
+ public:
+  HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca);
+  ~HttpServer();
+
+  // Start listens on host:port (port 0: any free port) and serves on a thread of its own;
+  // returns the port.
+  absl::StatusOr<int> Start(const std::string& host, int port);
+  // Stop stops listening and waits for the thread.
+  void Stop();
+
+ private:
+  revocation::CrlPublisher& crls_;
+  ca::CertificateAuthority& ca_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace fleetca::http
