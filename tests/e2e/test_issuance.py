@@ -208,7 +208,7 @@ class Mosquitto:
     to the mosquitto user after reading its configuration; the files are world-readable
     anyway)."""
 
-    def __init__(self, folder, cafile_pem, cert_pem, key_path):
+    def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None):
         for tool in (MOSQUITTO, MOSQUITTO_PUB):
             if not os.access(tool, os.X_OK):
                 raise AssertionError(f"{tool} not found: run scripts/deps.sh (Debian packages mosquitto, "
@@ -235,6 +235,10 @@ class Mosquitto:
             "require_certificate true",
             "use_identity_as_username true",
         ]
+        self.crlfile = None
+        if crl_pem is not None:
+            self.crlfile = write(os.path.join(folder, "crl.pem"), crl_pem)
+            lines.append(f"crlfile {self.crlfile}")
         if os.geteuid() == 0:
             lines.insert(0, "user root")
         self.conf = write(os.path.join(folder, "mosquitto.conf"), "\n".join(lines) + "\n")
@@ -259,6 +263,12 @@ class Mosquitto:
     def log_text(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def reload_crl(self, crl_pem):
+        """Replaces the crlfile and sends SIGHUP (mosquitto reloads its TLS files)."""
+        write(self.crlfile + ".new", crl_pem)
+        os.replace(self.crlfile + ".new", self.crlfile)
+        self.proc.send_signal(signal.SIGHUP)
 
     def publish(self, host, server_ca_path, cert_path, key_path, client_id, topic="fleet/up"):
         """mosquitto_pub, QoS 1 (so a PUBACK must come back); returns the CompletedProcess."""

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from fleetca_e2e import PROTO_DIR
-from test_issuance import ISSUANCE, IssuanceTestCase, read, run
+from test_issuance import ISSUANCE, IssuanceTestCase, Mosquitto, read, run, write
 from test_security import SecurityTestCase
 
 REVOCATION = "fleetca.v1.RevocationService"
@@ -217,6 +217,49 @@ class RevocationTest(IssuanceTestCase):
         self.assertRefused(self.call(client, "GetCrl", {"issuerId": "devices-1", "delta": True}),
                            "FAILED_PRECONDITION", "delta")
         self.assertRefused(self.call(client, "GetCrl", {}), "INVALID_ARGUMENT", "issuer_id")
+
+    def test_mosquitto_with_the_served_crl_refuses_a_revoked_device(self):
+        db, server, client = self.serve("mosquittocrl")
+        key_path, cert = self.new_device_cert(client, "imei-30")
+        good_key, good = self.new_device_cert(client, "imei-31")
+        good_path = write(self.pki.path("imei-31.crt"), good["certificatePem"])
+        self.register_broker(client, "mqtt-crl", dns=["localhost"], ips=["127.0.0.1"])
+        broker_key, broker_csr = self.pki.csr("broker", "/CN=localhost")
+        broker = self.ok(self.sign_broker(client, "mqtt-crl", broker_csr))["certificate"]
+        clients = self.trust_bundle(client, "TRUST_BUNDLE_SCOPE_CLIENT_AUTH")["bundlePem"]
+        servers = write(self.pki.path("server-ca.pem"),
+                        self.trust_bundle(client, "TRUST_BUNDLE_SCOPE_SERVER_AUTH")["bundlePem"])
+        crl_url = f"http://127.0.0.1:{server.http_port}/crl/devices-1.crl"
+
+        def served_crl_pem(entries):
+            self.wait_crl(client, "devices-1", entries)
+            der = self.pki.path("served.crl")
+            run(["curl", "-sS", "-f", "-o", der, crl_url])
+            return run(["openssl", "crl", "-inform", "DER", "-in", der]).stdout
+
+        mosq = Mosquitto(os.path.join(self.tmpdir, "mosquitto"), clients,
+                         broker["certificatePem"] + broker["chainPem"], broker_key,
+                         crl_pem=served_crl_pem(0))
+        self.addCleanup(mosq.close)
+        cert_path = write(self.pki.path("imei-30.crt"), cert["certificatePem"])
+        r = mosq.publish("localhost", servers, cert_path, key_path, "imei-30")
+        self.assertEqual(r.returncode, 0, f"before the revocation:\n{r.stdout}{r.stderr}\n"
+                                          f"{mosq.log_text()}")
+        self.ok(self.call(client, "RevokeCertificate", {
+            "serial": cert["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
+        mosq.reload_crl(served_crl_pem(1))
+        deadline = time.monotonic() + 20
+        while True:  # SIGHUP is asynchronous: the reload may take a moment
+            r = mosq.publish("localhost", servers, cert_path, key_path, "imei-30")
+            if r.returncode != 0:
+                break
+            self.assertLess(time.monotonic(), deadline,
+                            "mosquitto still accepts the revoked device:\n" + mosq.log_text())
+            time.sleep(0.5)
+        self.assertIn("certificate verify failed", mosq.log_text())
+        # Another device of the same CA still connects: the CRL, not the reload, refused it.
+        r = mosq.publish("localhost", servers, good_path, good_key, "imei-31")
+        self.assertEqual(r.returncode, 0, f"a good device after the reload:\n{r.stdout}{r.stderr}")
 
     def test_bad_input_writes_nothing(self):
         db, server, client = self.serve("revokebad")
