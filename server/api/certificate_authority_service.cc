@@ -9,10 +9,6 @@
 namespace fleetca::api {
 namespace {
 
-grpc::Status Invalid(const std::string& message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
-
 pki::SubjectName FromProtoName(const v1::DistinguishedName& n) {
   pki::SubjectName s;
   s.common_name = n.common_name();

@@ -10,10 +10,6 @@
 namespace fleetca::api {
 namespace {
 
-grpc::Status Invalid(const std::string& message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
-
 std::optional<auth::Role> FromProtoRole(v1::IdentityRole r) {
   switch (r) {
     case v1::IDENTITY_ROLE_ADMIN: return auth::Role::kAdmin;

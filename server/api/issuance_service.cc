@@ -29,10 +29,6 @@ absl::Status MayRead(const RequestContext& ctx, const storage::CertificateRecord
   return absl::OkStatus();  // admin, viewer, broker: every certificate (the table decides)
 }
 
-grpc::Status Invalid(const std::string& message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
-
 v1::CertificateKind ToProtoKind(CertificateKind k) {
   switch (k) {
     case CertificateKind::kDevice:
@@ -157,8 +153,8 @@ grpc::Status IssuanceService::RenewDeviceCertificate(
   req.subject_id = request->comm_id();
   if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
   if (!request->previous_serial().empty()) {  // empty: the device's newest valid certificate
-    auto serial = pki::SerialFromHex(request->previous_serial());
-    if (!serial.ok()) return Invalid("previous_serial: a serial in hex, e.g. 3a9f...");
+    auto serial = SerialField("previous_serial", request->previous_serial());
+    if (!serial.ok()) return ToGrpcStatus(serial.status());
     req.renew_from_serial = *serial;
   }
   auto issued = issuance_.RenewDeviceCertificate(req, ctx);
@@ -173,14 +169,12 @@ grpc::Status IssuanceService::GetCertificate(grpc::ServerContext* context,
                                              v1::GetCertificateResponse* response) {
   absl::StatusOr<issuance::IssuedCertificate> c;
   if (request->has_serial()) {
-    auto serial = pki::SerialFromHex(request->serial());
-    if (!serial.ok()) return Invalid("serial: a serial in hex, e.g. 3a9f...");
+    auto serial = SerialField("serial", request->serial());
+    if (!serial.ok()) return ToGrpcStatus(serial.status());
     c = issuance_.GetBySerial(*serial);
   } else if (request->has_sha256_fingerprint()) {
-    auto fp = pki::SerialFromHex(request->sha256_fingerprint());
-    if (!fp.ok() || fp->size() != 32) {
-      return Invalid("sha256_fingerprint: 64 hex digits (colons allowed)");
-    }
+    auto fp = FingerprintField("sha256_fingerprint", request->sha256_fingerprint());
+    if (!fp.ok()) return ToGrpcStatus(fp.status());
     c = issuance_.GetByFingerprint(*fp);
   } else {
     return Invalid("serial: a serial or a sha256_fingerprint is required");

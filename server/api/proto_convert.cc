@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "pki/certificate_builder.h"
 
 namespace fleetca::api {
 
@@ -27,6 +28,22 @@ absl::StatusOr<absl::Duration> FromDuration(absl::string_view field,
     return absl::InvalidArgumentError(absl::StrCat(field, ": must be a positive duration"));
   }
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::StatusOr<std::string> SerialField(absl::string_view field, absl::string_view hex) {
+  auto serial = pki::SerialFromHex(hex);
+  if (!serial.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": a serial in hex, e.g. 3a9f..."));
+  }
+  return serial;
+}
+
+absl::StatusOr<std::string> FingerprintField(absl::string_view field, absl::string_view hex) {
+  auto fp = pki::SerialFromHex(hex);
+  if (!fp.ok() || fp->size() != 32) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": 64 hex digits (colons allowed)"));
+  }
+  return fp;
 }
 
 }  // namespace fleetca::api

@@ -16,4 +16,9 @@ absl::Time FromTimestamp(const google::protobuf::Timestamp& ts);
 absl::StatusOr<absl::Duration> FromDuration(absl::string_view field,
                                             const google::protobuf::Duration& d);
 
+// SerialField: a certificate serial given in hex in `field` (colons allowed); INVALID_ARGUMENT
+// naming the field otherwise. FingerprintField: a SHA-256 fingerprint, 64 hex digits.
+absl::StatusOr<std::string> SerialField(absl::string_view field, absl::string_view hex);
+absl::StatusOr<std::string> FingerprintField(absl::string_view field, absl::string_view hex);
+
 }  // namespace fleetca::api

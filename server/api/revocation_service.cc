@@ -12,15 +12,9 @@
 namespace fleetca::api {
 namespace {
 
-grpc::Status Invalid(const std::string& message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
-
 absl::StatusOr<std::string> Serial(const std::string& hex) {
   if (hex.empty()) return absl::InvalidArgumentError("serial: required");
-  auto serial = pki::SerialFromHex(hex);
-  if (!serial.ok()) return absl::InvalidArgumentError("serial: a serial in hex, e.g. 3a9f...");
-  return *serial;
+  return SerialField("serial", hex);
 }
 
 void ToProto(const storage::RevocationEntry& e, v1::RevocationInfo* out) {
@@ -141,10 +135,8 @@ grpc::Status RevocationService::GetRevocationStatus(
     v1::GetRevocationStatusResponse* response) {
   std::string serial;
   if (request->has_sha256_fingerprint()) {
-    auto fp = pki::SerialFromHex(request->sha256_fingerprint());
-    if (!fp.ok() || fp->size() != 32) {
-      return Invalid("sha256_fingerprint: 64 hex digits (colons allowed)");
-    }
+    auto fp = FingerprintField("sha256_fingerprint", request->sha256_fingerprint());
+    if (!fp.ok()) return ToGrpcStatus(fp.status());
     auto c = issuance_.GetByFingerprint(*fp);
     if (!c.ok()) return ToGrpcStatus(c.status());
     serial = c->record.serial;
