@@ -37,12 +37,6 @@ struct RevokeIdentityResult {
   std::vector<std::string> revoked_serials;  // bytes; empty when it was revoked already
 };
 
-// The revoked identities and the serials (hex) of revoked identity certificates.
-struct RevokedIdentities {
-  std::vector<std::string> names;
-  std::vector<std::string> serials_hex;
-};
-
 class IdentityStore {
  public:
   virtual ~IdentityStore() = default;
@@ -58,12 +52,12 @@ class IdentityStore {
       CertificateRecord* stored) = 0;
 
   // AddCertificate stores a further certificate of an ACTIVE identity (renewal), revoking
-  // its other certificates (reason superseded) when revoke_previous. NOT_FOUND, or
-  // FAILED_PRECONDITION when revoked.
+  // its other certificates (reason superseded) when revoke_previous; their serials (hex)
+  // go to *revoked_serials_hex. NOT_FOUND, or FAILED_PRECONDITION when revoked.
   virtual absl::StatusOr<CertificateRecord> AddCertificate(
       const std::string& name, const CertificateRecord& certificate,
       const std::function<absl::StatusOr<std::string>()>& sign, bool revoke_previous,
-      const RequestContext& ctx) = 0;
+      const RequestContext& ctx, std::vector<std::string>* revoked_serials_hex) = 0;
 
   virtual absl::StatusOr<IdentityRecord> Get(const std::string& name) = 0;
   // List returns up to limit identities with names after `after`, by name.
@@ -77,8 +71,10 @@ class IdentityStore {
                                                       const RequestContext& ctx) = 0;
   // CountActive: active identities with a role ("" for any).
   virtual absl::StatusOr<int64_t> CountActive(const std::string& role) = 0;
-  // LoadRevoked reads what authentication must refuse.
-  virtual absl::StatusOr<RevokedIdentities> LoadRevoked() = 0;
+  // LoadRevokedNames: the revoked identities, whose every certificate authentication
+  // refuses. (Revoked certificates themselves are read by revision from the
+  // RevocationStore, identity certificates included.)
+  virtual absl::StatusOr<std::vector<std::string>> LoadRevokedNames() = 0;
 };
 
 }  // namespace fleetca::storage

@@ -147,7 +147,7 @@ absl::StatusOr<IdentityRecord> PgIdentityStore::Create(
 absl::StatusOr<CertificateRecord> PgIdentityStore::AddCertificate(
     const std::string& name, const CertificateRecord& certificate,
     const std::function<absl::StatusOr<std::string>()>& sign, bool revoke_previous,
-    const RequestContext& ctx) {
+    const RequestContext& ctx, std::vector<std::string>* revoked_serials_hex) {
   CertificateRecord out;
   RETURN_IF_ERROR(pool_.Transact(
       "renew identity", TxMode::kReadWrite,
@@ -165,6 +165,8 @@ absl::StatusOr<CertificateRecord> PgIdentityStore::AddCertificate(
           const pqxx::result revoked =
               tx.exec_params(kRevokeCertificatesSql, name, Hex(out.serial), 4 /* superseded */);
           details["revoked_certificates"] = std::to_string(revoked.size());
+          revoked_serials_hex->clear();
+          for (const pqxx::row& row : revoked) revoked_serials_hex->push_back(row[0].as<std::string>());
         }
         Journal(tx, ctx, {"RenewIdentity", "identity", {name}, false, JsonObject(details)});
         return absl::OkStatus();
@@ -257,19 +259,14 @@ absl::StatusOr<int64_t> PgIdentityStore::CountActive(const std::string& role) {
   return n;
 }
 
-absl::StatusOr<RevokedIdentities> PgIdentityStore::LoadRevoked() {
-  RevokedIdentities out;
+absl::StatusOr<std::vector<std::string>> PgIdentityStore::LoadRevokedNames() {
+  std::vector<std::string> out;
   RETURN_IF_ERROR(pool_.Transact(
       "load revoked identities", TxMode::kReadOnly,
       [&](pqxx::transaction_base& tx) -> absl::Status {
-        out = {};
+        out.clear();
         for (const pqxx::row& row : tx.exec("SELECT name FROM identities WHERE status = 'revoked'")) {
-          out.names.push_back(row[0].as<std::string>());
-        }
-        for (const pqxx::row& row :
-             tx.exec("SELECT encode(serial, 'hex') FROM certificates WHERE kind = 'identity' "
-                     "AND status IN ('revoked', 'on_hold')")) {
-          out.serials_hex.push_back(row[0].as<std::string>());
+          out.push_back(row[0].as<std::string>());
         }
         return absl::OkStatus();
       }));

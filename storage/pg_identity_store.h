@@ -17,7 +17,8 @@ class PgIdentityStore final : public IdentityStore {
   absl::StatusOr<CertificateRecord> AddCertificate(
       const std::string& name, const CertificateRecord& certificate,
       const std::function<absl::StatusOr<std::string>()>& sign, bool revoke_previous,
-      const RequestContext& ctx) override;
+      const RequestContext& ctx,
+      std::vector<std::string>* revoked_serials_hex) override;
   absl::StatusOr<IdentityRecord> Get(const std::string& name) override;
   absl::StatusOr<std::vector<IdentityRecord>> List(const IdentityFilter& filter,
                                                    const std::string& after, int limit) override;
@@ -25,7 +26,7 @@ class PgIdentityStore final : public IdentityStore {
                                               const std::string& comment,
                                               const RequestContext& ctx) override;
   absl::StatusOr<int64_t> CountActive(const std::string& role) override;
-  absl::StatusOr<RevokedIdentities> LoadRevoked() override;
+  absl::StatusOr<std::vector<std::string>> LoadRevokedNames() override;
 
  private:
   ConnectionPool& pool_;

@@ -270,13 +270,12 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   auto refresh_auth = [&]() -> absl::Status {
     auto anchors = LoadTrustAnchors(domain.ca);
     if (!anchors.ok()) return anchors.status();
-    auto revoked = domain.identity_store.LoadRevoked();
-    if (!revoked.ok()) return revoked.status();
+    auto revoked_names = domain.identity_store.LoadRevokedNames();
+    if (!revoked_names.ok()) return revoked_names.status();
     auth::RevokedSet set;
-    set.identities.insert(revoked->names.begin(), revoked->names.end());
-    set.serials.insert(revoked->serials_hex.begin(), revoked->serials_hex.end());
-    // Certificate revocations since the last round, device certificates included (a page
-    // at a time: the first round reads them all).
+    set.identities.insert(revoked_names->begin(), revoked_names->end());
+    // Certificate revocations since the last round, identity and device certificates (a
+    // page at a time: the first round reads them all).
     constexpr int kPage = 10000;
     for (;;) {
       auto page = domain.revocation_store.RevokedSince(revoked_revision, kPage);

@@ -159,14 +159,11 @@ absl::StatusOr<IssuedIdentity> Identities::Renew(const std::string& name, const 
                                                    issuer->row.id));
     return der;
   };
-  ASSIGN_OR_RETURN(out.certificate,
-                   store_.AddCertificate(name, record, sign, revoke_previous, ctx));
-  if (revoke_previous && authenticator_ != nullptr) {
-    // The other certificates' serials: reload the revoked set (cheap, and exact).
-    auto revoked = store_.LoadRevoked();
-    if (revoked.ok()) {
-      authenticator_->MarkRevoked("", revoked->serials_hex);
-    }
+  std::vector<std::string> revoked_serials_hex;
+  ASSIGN_OR_RETURN(out.certificate, store_.AddCertificate(name, record, sign, revoke_previous,
+                                                          ctx, &revoked_serials_hex));
+  if (authenticator_ != nullptr && !revoked_serials_hex.empty()) {
+    authenticator_->MarkRevoked("", revoked_serials_hex);
   }
   out.identity = identity;
   out.certificate_pem = pki::DerToPem(out.certificate.der, "CERTIFICATE");
