@@ -50,7 +50,10 @@ constexpr char kRevokeCertificatesSql[] =
     "  END AS revision), "
     "ins AS (INSERT INTO revocations (serial, issuer_id, reason, revision) "
     "  SELECT t.serial, t.issuer_id, $3, rev.revision FROM targets t, rev "
-    "  ON CONFLICT (serial) DO NOTHING RETURNING serial), "
+    // A certificate on hold has a row already (reason certificateHold): it becomes this
+    // revocation, as RevocationStore::Revoke does.
+    "  ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
+    "  revision = excluded.revision RETURNING serial), "
     "upd AS (UPDATE certificates c SET status = 'revoked' FROM targets t WHERE c.serial = t.serial) "
     "SELECT encode(serial, 'hex') FROM targets ORDER BY serial";
 

@@ -261,6 +261,23 @@ class RevocationTest(IssuanceTestCase):
         r = mosq.publish("localhost", servers, good_path, good_key, "imei-31")
         self.assertEqual(r.returncode, 0, f"a good device after the reload:\n{r.stdout}{r.stderr}")
 
+    def test_a_held_identity_certificate_takes_the_identity_revocation(self):
+        db, server, client = self.serve("identityhold")
+        body = self.ok(client.call("IssueIdentity", {
+            "name": "viewer-9", "role": "IDENTITY_ROLE_VIEWER",
+            "generateKeyAlgorithm": "KEY_ALGORITHM_ECDSA_P256"},
+            service="fleetca.v1.IdentityService"))
+        serial = body["certificate"]["serial"]
+        self.ok(self.call(client, "HoldCertificate", {"serial": serial}))
+        self.assertEqual(self.state(db, serial), "on_hold 6")
+        self.ok(client.call("RevokeIdentity", {"name": "viewer-9",
+                                               "reason": "REVOCATION_REASON_KEY_COMPROMISE"},
+                            service="fleetca.v1.IdentityService"))
+        self.assertEqual(self.state(db, serial), "revoked 1")
+        self.assertEqual(db.query("SELECT count(*) FROM revocations r JOIN change_log l ON "
+                                  "l.revision = r.revision AND l.entity_type = 'revocation' "
+                                  f"WHERE r.serial = decode('{serial}', 'hex')"), "1")
+
     def test_bad_input_writes_nothing(self):
         db, server, client = self.serve("revokebad")
         _, cert = self.new_device_cert(client, "imei-3")
