@@ -1,5 +1,7 @@
 #include "pki/crl_builder.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "pki/certificate_builder.h"
@@ -49,39 +51,54 @@ std::string IntegerMagnitude(uint64_t v) {
 
 }  // namespace
 
+absl::Status AppendCrlEntry(const CrlEntry& e, std::string* out) {
+  if (e.serial.empty() || e.serial.size() > 20 || e.serial[0] == '\0' ||
+      (static_cast<unsigned char>(e.serial[0]) & 0x80) != 0) {
+    return Invalid("an entry's serial is not a positive integer of 1 to 20 bytes");
+  }
+  if (e.reason < 0 || e.reason > 10 || e.reason == 7) {
+    return Invalid(absl::StrCat("reason ", e.reason, " is not a CRLReason"));
+  }
+  // Small buffers, reused by each thread: a million entries, no allocation each.
+  thread_local std::string entry, extensions, value;
+  entry.clear();
+  der::AppendUnsignedInteger(&entry, e.serial);
+  der::AppendTime(&entry, e.revocation_date);
+  extensions.clear();
+  if (e.reason != 0) extensions += ReasonExtension(e.reason);
+  if (e.invalidity_date) {
+    value.clear();
+    AppendGeneralizedTime(&value, *e.invalidity_date);
+    AppendExtension(&extensions, kOidInvalidityDate, false, value);
+  }
+  if (!extensions.empty()) der::AppendElement(&entry, der::kSequence, extensions);
+  der::AppendElement(out, der::kSequence, entry);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* issuer_cert,
                                         KeyStore& key_store, const std::string& signer_issuer_id) {
+  // revokedCertificates: one SEQUENCE per entry (5.1.2.6).
+  std::string revoked;
+  revoked.reserve(tmpl.entries.size() * 64);
+  for (const CrlEntry& e : tmpl.entries) {
+    if (e.certificate_not_after <= tmpl.this_update) continue;
+    RETURN_IF_ERROR(AppendCrlEntry(e, &revoked));
+  }
+  return BuildCrlDerFromEncoded(
+      tmpl, revoked.size(), [&](std::string* out) { *out += revoked; }, issuer_cert, key_store,
+      signer_issuer_id);
+}
+
+absl::StatusOr<std::string> BuildCrlDerFromEncoded(
+    const CrlTemplate& tmpl, size_t entries_bytes,
+    const std::function<void(std::string*)>& append_entries, const X509* issuer_cert,
+    KeyStore& key_store, const std::string& signer_issuer_id) {
   if (issuer_cert == nullptr) return Invalid("no issuer certificate");
   if (tmpl.next_update <= tmpl.this_update) return Invalid("next_update must be after this_update");
   ASSIGN_OR_RETURN(const std::string issuer, SubjectNameDerOf(issuer_cert));
   ASSIGN_OR_RETURN(const std::string key_id, IssuerKeyIdOf(issuer_cert));
   ASSIGN_OR_RETURN(const std::string algorithm, key_store.SignatureAlgorithm(signer_issuer_id));
-
-  // revokedCertificates: one SEQUENCE per entry (5.1.2.6), omitted when there is none.
-  std::string revoked;
-  revoked.reserve(tmpl.entries.size() * 64);
-  std::string entry, extensions, value;
-  for (const CrlEntry& e : tmpl.entries) {
-    if (e.serial.empty() || e.serial.size() > 20 || e.serial[0] == '\0' ||
-        (static_cast<unsigned char>(e.serial[0]) & 0x80) != 0) {
-      return Invalid("an entry's serial is not a positive integer of 1 to 20 bytes");
-    }
-    if (e.reason < 0 || e.reason > 10 || e.reason == 7) {
-      return Invalid(absl::StrCat("reason ", e.reason, " is not a CRLReason"));
-    }
-    entry.clear();
-    der::AppendUnsignedInteger(&entry, e.serial);
-    der::AppendTime(&entry, e.revocation_date);
-    extensions.clear();
-    if (e.reason != 0) extensions += ReasonExtension(e.reason);
-    if (e.invalidity_date) {
-      value.clear();
-      AppendGeneralizedTime(&value, *e.invalidity_date);
-      AppendExtension(&extensions, kOidInvalidityDate, false, value);
-    }
-    if (!extensions.empty()) der::AppendElement(&entry, der::kSequence, extensions);
-    der::AppendElement(&revoked, der::kSequence, entry);
-  }
 
   // crlExtensions (5.2): authorityKeyIdentifier, cRLNumber.
   std::string crl_extensions;
@@ -91,8 +108,8 @@ absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* iss
   der::AppendUnsignedInteger(&number, IntegerMagnitude(tmpl.crl_number));
   AppendExtension(&crl_extensions, kOidCrlNumber, false, number);
 
-  // TBSCertList (5.1.2): the fields around revokedCertificates, whose contents are copied
-  // once, into the one buffer that becomes the CRL (at a million entries, every copy and
+  // TBSCertList (5.1.2): the fields around revokedCertificates, whose contents are written
+  // straight into the one buffer that becomes the CRL (at a million entries, every copy and
   // every fresh allocation of tens of MiB shows).
   std::string head;  // version .. nextUpdate, and the revokedCertificates header
   der::AppendElement(&head, der::kInteger, absl::string_view("\x01", 1));  // v2
@@ -100,12 +117,13 @@ absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* iss
   head += issuer;
   der::AppendTime(&head, tmpl.this_update);
   der::AppendTime(&head, tmpl.next_update);
-  if (!revoked.empty()) der::AppendHeader(&head, der::kSequence, revoked.size());
+  // revokedCertificates is omitted when there is none.
+  if (entries_bytes > 0) der::AppendHeader(&head, der::kSequence, entries_bytes);
   const std::string tail = der::Element(der::ContextConstructed(0),
                                         der::Element(der::kSequence, crl_extensions));
   std::string tbs_header;
-  der::AppendHeader(&tbs_header, der::kSequence, head.size() + revoked.size() + tail.size());
-  const size_t tbs_size = tbs_header.size() + head.size() + revoked.size() + tail.size();
+  der::AppendHeader(&tbs_header, der::kSequence, head.size() + entries_bytes + tail.size());
+  const size_t tbs_size = tbs_header.size() + head.size() + entries_bytes + tail.size();
 
   // CertificateList = SEQUENCE { tbs, algorithm, BIT STRING signature }. Its header is
   // written in front once the signature's length is known: room for the longest is kept.
@@ -115,7 +133,11 @@ absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* iss
   crl.append(kRoom, '\0');
   crl += tbs_header;
   crl += head;
-  crl += revoked;
+  const size_t entries_at = crl.size();
+  append_entries(&crl);
+  if (crl.size() - entries_at != entries_bytes) {
+    return absl::InternalError("CRL entries differ from their announced length");
+  }
   crl += tail;
   ASSIGN_OR_RETURN(const std::string signature,
                    key_store.Sign(signer_issuer_id, algorithm,

@@ -5,6 +5,7 @@
 // entry, sorted, re-encoded) costs seconds; appending each entry's few dozen bytes does not.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ struct CrlEntry {
   absl::Time revocation_date;
   int reason = 0;  // RFC 5280 CRLReason; 0 (unspecified): no reasonCode extension
   std::optional<absl::Time> invalidity_date;
+  // The certificate's notAfter: an entry whose certificate expired by thisUpdate is left
+  // out (RFC 5280 section 5.2 lets a CRL drop it; brokers refuse the certificate anyway).
+  absl::Time certificate_not_after = absl::InfiniteFuture();
 };
 
 struct CrlTemplate {
@@ -30,11 +34,24 @@ struct CrlTemplate {
   std::vector<CrlEntry> entries;  // written in the order given
 };
 
+
 // BuildCrlDer signs the CRL with signer_issuer_id's key in key_store; issuer name and
 // authorityKeyIdentifier (5.2.1) come from issuer_cert. INVALID_ARGUMENT for a bad
 // template (next_update not after this_update, a serial not 1..20 bytes or not positive,
 // a reason outside 0..10 or 7).
 absl::StatusOr<std::string> BuildCrlDer(const CrlTemplate& tmpl, const X509* issuer_cert,
                                         KeyStore& key_store, const std::string& signer_issuer_id);
+
+// AppendCrlEntry appends one revokedCertificates entry (a SEQUENCE, RFC 5280 5.1.2.6) to
+// out; INVALID_ARGUMENT (nothing appended) for a bad serial or reason. A builder that keeps
+// its entries encoded between CRLs (server/revocation/crl_publisher) encodes each once.
+absl::Status AppendCrlEntry(const CrlEntry& entry, std::string* out);
+
+// BuildCrlDerFromEncoded is BuildCrlDer with the entries already encoded: tmpl.entries is
+// ignored; append_entries appends exactly entries_bytes bytes of AppendCrlEntry output.
+absl::StatusOr<std::string> BuildCrlDerFromEncoded(
+    const CrlTemplate& tmpl, size_t entries_bytes,
+    const std::function<void(std::string*)>& append_entries, const X509* issuer_cert,
+    KeyStore& key_store, const std::string& signer_issuer_id);
 
 }  // namespace fleetca::pki

@@ -19,6 +19,16 @@ struct CrlEntryRow {
   absl::Time revocation_date;
   int reason = 0;
   std::optional<absl::Time> invalidity_date;
+  absl::Time not_after;  // the certificate's: it leaves the CRL once expired
+};
+
+// An issuer's revocations as the builder reads them: all of them, or what changed since the
+// change count it already holds.
+struct CrlEntryChanges {
+  bool full = false;                 // entries are all the revocations (replace what is held)
+  std::vector<CrlEntryRow> entries;  // full: every revocation; else: those changed, now
+  std::vector<std::string> removed;  // not full: serials no longer revoked (hold released)
+  int64_t changes = 0;               // the change count these reflect (at least)
 };
 
 struct StoredCrl {
@@ -28,34 +38,44 @@ struct StoredCrl {
   int64_t changes = 0;  // crl_state.changes it reflects
   int entries = 0;
   std::string der;  // empty when read without it
+  bool der_stored = true;  // false: numbered, its DER not stored yet (or its builder failed)
 };
 
 // What the builder needs to decide about and build one issuer's next CRL.
 struct CrlWork {
   int64_t changes = 0;                 // the issuer's revocation change count now
-  std::optional<StoredCrl> latest;     // the newest CRL (without DER), if any
+  std::optional<StoredCrl> latest;     // the newest CRL numbered (without DER), if any
 };
 
 class CrlStore {
  public:
   virtual ~CrlStore() = default;
 
-  // Latest: the newest CRL of issuer_id with its DER; NOT_FOUND when none was built yet.
-  virtual absl::StatusOr<StoredCrl> Latest(const std::string& issuer_id) = 0;
-  // Build runs build() for issuer_id under the builder lock (one builder at a time across
-  // replicas) if decide(work) says so, and stores its CRL numbered latest + 1. Returns
-  // whether a CRL was stored (false: another replica is building, or decide said no).
-  // build receives the next number and the entries (revocations of certificates not yet
-  // expired), and returns the DER and its thisUpdate/nextUpdate.
+  // Latest: the newest CRL of issuer_id whose DER is stored (with the DER when with_der);
+  // NOT_FOUND when none was stored yet.
+  virtual absl::StatusOr<StoredCrl> Latest(const std::string& issuer_id, bool with_der) = 0;
+  // BuildIfNeeded runs build() for issuer_id under the builder lock (one builder at a time
+  // across replicas) if decide(work) says so, and commits the new CRL's number (the newest
+  // number + 1) with its metadata, without its DER: the caller may serve the CRL from then
+  // on, and stores its DER with StoreDer. Returns whether a CRL was built (false: another
+  // replica is building, or decide said no). build receives the number and the
+  // revocations: only those changed since known_changes when the change log still holds
+  // them all (known_changes >= 0), else all of them (full). It returns the DER and its
+  // thisUpdate/nextUpdate.
   struct Built {
     std::string der;
+    int entries = 0;  // how many it lists
     absl::Time this_update, next_update;
   };
   virtual absl::StatusOr<bool> BuildIfNeeded(
-      const std::string& issuer_id, const std::function<bool(const CrlWork&)>& decide,
-      const std::function<absl::StatusOr<Built>(int64_t crl_number,
-                                                const std::vector<CrlEntryRow>& entries)>&
+      const std::string& issuer_id, int64_t known_changes,
+      const std::function<bool(const CrlWork&)>& decide,
+      const std::function<absl::StatusOr<Built>(int64_t crl_number, CrlEntryChanges& changes)>&
           build) = 0;
+  // StoreDer stores the DER of a CRL numbered by BuildIfNeeded (other replicas serve it
+  // from then on) and deletes the older CRLs of the issuer but the newest few.
+  virtual absl::Status StoreDer(const std::string& issuer_id, int64_t crl_number,
+                                const std::string& der) = 0;
 };
 
 }  // namespace fleetca::storage

@@ -13,12 +13,36 @@ namespace {
 constexpr int64_t kCrlBuilderLock = 7318262781330071556;
 // CRLs kept per issuer (the newest; older ones are deleted as new ones are stored).
 constexpr int kKeptCrls = 3;
+// Changes kept in crl_changes per issuer: a builder further behind (a replica that has not
+// built for that long) reads every entry again.
+constexpr int64_t kKeptChanges = 100000;
 
+// Entries: serial, revocation date, reason, invalidity date, the certificate's notAfter
+// (times in microseconds since the epoch). A NULL revocation date: no longer revoked.
+constexpr char kAllEntriesSql[] =
+    "SELECT r.serial, (extract(epoch FROM r.revoked_at) * 1000000)::bigint, r.reason, "
+    "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, "
+    "(extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "FROM revocations r JOIN certificates c ON c.serial = r.serial "
+    "WHERE r.issuer_id = $1 AND c.not_after > now()";
+constexpr char kChangedEntriesSql[] =
+    "SELECT ch.serial, (extract(epoch FROM r.revoked_at) * 1000000)::bigint, r.reason, "
+    "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, "
+    "(extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "FROM (SELECT DISTINCT serial FROM crl_changes "
+    "      WHERE issuer_id = $1 AND change > $2 AND change <= $3) ch "
+    "LEFT JOIN revocations r ON r.serial = ch.serial AND r.issuer_id = $1 "
+    "LEFT JOIN certificates c ON c.serial = ch.serial";
+constexpr char kLoggedChangesSql[] =
+    "SELECT count(*) FROM crl_changes WHERE issuer_id = $1 AND change > $2 AND change <= $3";
+
+// The newest CRL of issuer $1 (its DER if $2), among those whose DER is stored unless $3.
 constexpr char kLatestSql[] =
     "SELECT crl_number, (extract(epoch FROM this_update) * 1000000)::bigint, "
     "(extract(epoch FROM next_update) * 1000000)::bigint, changes, revoked_count, "
-    "CASE WHEN $2 THEN der ELSE ''::bytea END "
-    "FROM crls WHERE issuer_id = $1 ORDER BY crl_number DESC LIMIT 1";
+    "CASE WHEN $2 THEN der ELSE ''::bytea END, der IS NOT NULL "
+    "FROM crls WHERE issuer_id = $1 AND (der IS NOT NULL OR $3) "
+    "ORDER BY crl_number DESC LIMIT 1";
 
 StoredCrl FromRow(const std::string& issuer_id, const pqxx::row& row) {
   StoredCrl c;
@@ -30,16 +54,17 @@ StoredCrl FromRow(const std::string& issuer_id, const pqxx::row& row) {
   c.entries = row[4].as<int>();
   const pqxx::binarystring der(row[5]);
   c.der.assign(reinterpret_cast<const char*>(der.data()), der.size());
+  c.der_stored = row[6].as<bool>();
   return c;
 }
 
 }  // namespace
 
-absl::StatusOr<StoredCrl> PgCrlStore::Latest(const std::string& issuer_id) {
+absl::StatusOr<StoredCrl> PgCrlStore::Latest(const std::string& issuer_id, bool with_der) {
   StoredCrl out;
   RETURN_IF_ERROR(pool_.Transact(
       "read CRL", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
-        const pqxx::result r = tx.exec_params(kLatestSql, issuer_id, true);
+        const pqxx::result r = tx.exec_params(kLatestSql, issuer_id, with_der, false);
         if (r.empty()) {
           return absl::NotFoundError(absl::StrCat("issuer_id: no CRL of \"", issuer_id, "\" yet"));
         }
@@ -50,8 +75,9 @@ absl::StatusOr<StoredCrl> PgCrlStore::Latest(const std::string& issuer_id) {
 }
 
 absl::StatusOr<bool> PgCrlStore::BuildIfNeeded(
-    const std::string& issuer_id, const std::function<bool(const CrlWork&)>& decide,
-    const std::function<absl::StatusOr<Built>(int64_t, const std::vector<CrlEntryRow>&)>& build) {
+    const std::string& issuer_id, int64_t known_changes,
+    const std::function<bool(const CrlWork&)>& decide,
+    const std::function<absl::StatusOr<Built>(int64_t, CrlEntryChanges&)>& build) {
   bool stored = false;
   RETURN_IF_ERROR(pool_.Transact(
       "build CRL", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
@@ -61,45 +87,69 @@ absl::StatusOr<bool> PgCrlStore::BuildIfNeeded(
           return absl::OkStatus();  // another replica is building
         }
         CrlWork work;
-        // The change count first: the entries read next reflect at least it.
+        // The change count first: every change up to it is committed (crl_changes), and the
+        // entries read next reflect at least it.
         const pqxx::result state =
             tx.exec_params("SELECT changes FROM crl_state WHERE issuer_id = $1", issuer_id);
         work.changes = state.empty() ? 0 : state[0][0].as<int64_t>();
-        const pqxx::result latest = tx.exec_params(kLatestSql, issuer_id, false);
+        const pqxx::result latest = tx.exec_params(kLatestSql, issuer_id, false, true);
         if (!latest.empty()) work.latest = FromRow(issuer_id, latest[0]);
         if (!decide(work)) return absl::OkStatus();
 
-        std::vector<CrlEntryRow> entries;
-        const pqxx::result rows = tx.exec_params(
-            "SELECT encode(r.serial, 'hex'), (extract(epoch FROM r.revoked_at) * 1000000)::bigint, "
-            "r.reason, (extract(epoch FROM r.invalidity_date) * 1000000)::bigint "
-            "FROM revocations r JOIN certificates c ON c.serial = r.serial "
-            "WHERE r.issuer_id = $1 AND c.not_after > now() ORDER BY r.serial",
-            issuer_id);
-        entries.reserve(rows.size());
+        CrlEntryChanges changes;
+        changes.changes = work.changes;
+        // Only what changed, when the log still holds every change since known_changes.
+        changes.full = known_changes < 0 || known_changes > work.changes ||
+                       tx.exec_params1(kLoggedChangesSql, issuer_id, known_changes, work.changes)[0]
+                               .as<int64_t>() != work.changes - known_changes;
+        const pqxx::result rows =
+            changes.full ? tx.exec_params(kAllEntriesSql, issuer_id)
+                         : tx.exec_params(kChangedEntriesSql, issuer_id, known_changes, work.changes);
+        changes.entries.reserve(rows.size());
         for (const pqxx::row& row : rows) {
+          const pqxx::binarystring serial(row[0]);
+          std::string bytes(reinterpret_cast<const char*>(serial.data()), serial.size());
+          if (row[1].is_null()) {  // no longer revoked
+            changes.removed.push_back(std::move(bytes));
+            continue;
+          }
           CrlEntryRow e;
-          ASSIGN_OR_RETURN(e.serial, FromHex(row[0].as<std::string>()));
+          e.serial = std::move(bytes);
           e.revocation_date = FromMicros(row[1].as<int64_t>());
           e.reason = row[2].as<int>();
           if (!row[3].is_null()) e.invalidity_date = FromMicros(row[3].as<int64_t>());
-          entries.push_back(std::move(e));
+          e.not_after = FromMicros(row[4].as<int64_t>());
+          changes.entries.push_back(std::move(e));
         }
         const int64_t number = work.latest ? work.latest->crl_number + 1 : 1;
-        ASSIGN_OR_RETURN(Built built, build(number, entries));
+        ASSIGN_OR_RETURN(Built built, build(number, changes));
         tx.exec_params(
-            "INSERT INTO crls (issuer_id, crl_number, this_update, next_update, changes, revoked_count, "
-            "der) VALUES ($1, $2, timestamptz 'epoch' + $3::bigint * interval '1 microsecond', "
-            "timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5, $6, "
-            "decode($7, 'hex'))",
+            "INSERT INTO crls (issuer_id, crl_number, this_update, next_update, changes, revoked_count) "
+            "VALUES ($1, $2, timestamptz 'epoch' + $3::bigint * interval '1 microsecond', "
+            "timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5, $6)",
             issuer_id, number, ToMicros(built.this_update), ToMicros(built.next_update),
-            work.changes, static_cast<int>(entries.size()), ToHex(built.der));
-        tx.exec_params("DELETE FROM crls WHERE issuer_id = $1 AND crl_number <= $2", issuer_id,
-                       number - kKeptCrls);
+            work.changes, built.entries);
+        tx.exec_params("DELETE FROM crl_changes WHERE issuer_id = $1 AND change <= $2", issuer_id,
+                       work.changes - kKeptChanges);
         stored = true;
         return absl::OkStatus();
       }));
   return stored;
+}
+
+absl::Status PgCrlStore::StoreDer(const std::string& issuer_id, int64_t crl_number,
+                                  const std::string& der) {
+  return pool_.Transact("store CRL", TxMode::kReadWrite,
+                        [&](pqxx::transaction_base& tx) -> absl::Status {
+                          // A binary parameter: no hex text twice its size at 1M entries.
+                          tx.exec_params(
+                              "UPDATE crls SET der = $3 WHERE issuer_id = $1 AND crl_number = $2",
+                              issuer_id, crl_number, pqxx::binarystring(der.data(), der.size()));
+                          tx.exec_params(
+                              "DELETE FROM crls WHERE issuer_id = $1 AND crl_number <= $2",
+                              issuer_id, crl_number - kKeptCrls);
+                          return absl::OkStatus();
+                        });
 }
 
 }  // namespace fleetca::storage

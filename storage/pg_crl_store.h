@@ -9,12 +9,14 @@ class PgCrlStore final : public CrlStore {
  public:
   explicit PgCrlStore(ConnectionPool& pool) : pool_(pool) {}
 
-  absl::StatusOr<StoredCrl> Latest(const std::string& issuer_id) override;
+  absl::StatusOr<StoredCrl> Latest(const std::string& issuer_id, bool with_der) override;
   absl::StatusOr<bool> BuildIfNeeded(
-      const std::string& issuer_id, const std::function<bool(const CrlWork&)>& decide,
-      const std::function<absl::StatusOr<Built>(int64_t crl_number,
-                                                const std::vector<CrlEntryRow>& entries)>& build)
-      override;
+      const std::string& issuer_id, int64_t known_changes,
+      const std::function<bool(const CrlWork&)>& decide,
+      const std::function<absl::StatusOr<Built>(int64_t crl_number, CrlEntryChanges& changes)>&
+          build) override;
+  absl::Status StoreDer(const std::string& issuer_id, int64_t crl_number,
+                        const std::string& der) override;
 
  private:
   ConnectionPool& pool_;

@@ -22,7 +22,11 @@ constexpr char kStateSql[] =
     "SELECT c.issuer_id, c.status, coalesce(c.comm_id, ''), r.reason, "
     "(extract(epoch FROM r.revoked_at) * 1000000)::bigint, "
     "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, r.comment, r.revision, "
-    "(extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "(extract(epoch FROM c.not_after) * 1000000)::bigint, "
+    // The first stored CRL that reflects the certificate's last change (crl_changes).
+    "(SELECT coalesce(min(k.crl_number), 0) FROM crls k WHERE k.issuer_id = c.issuer_id "
+    " AND k.der IS NOT NULL AND k.changes >= coalesce((SELECT max(ch.change) FROM crl_changes ch "
+    "  WHERE ch.issuer_id = c.issuer_id AND ch.serial = c.serial), 0)) "
     "FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
     "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "
     "AND c.status <> 'reserved'";
@@ -66,6 +70,7 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
   ASSIGN_OR_RETURN(s.status, CertificateStatusFromName(row[1].as<std::string>()));
   s.comm_id = row[2].as<std::string>();
   s.not_after = FromMicros(row[8].as<int64_t>());
+  s.published_crl_number = row[9].as<int64_t>();
   if (!row[3].is_null()) {
     RevocationEntry e;
     e.reason = row[3].as<int>();

@@ -111,21 +111,21 @@ grpc::Status RevocationService::GetCrl(grpc::ServerContext*, const v1::GetCrlReq
   }
   auto crl = crls_.Latest(request->issuer_id());
   if (!crl.ok()) return ToGrpcStatus(crl.status());
-  response->set_issuer_id(crl->issuer_id);
-  response->set_crl_number(crl->crl_number);
-  SetTimestamp(crl->this_update, response->mutable_this_update());
-  SetTimestamp(crl->next_update, response->mutable_next_update());
-  response->set_entry_count(crl->entries);
-  response->set_crl_sha256(pki::Sha256Hex(crl->der));
+  response->set_issuer_id((*crl)->issuer_id);
+  response->set_crl_number((*crl)->crl_number);
+  SetTimestamp((*crl)->this_update, response->mutable_this_update());
+  SetTimestamp((*crl)->next_update, response->mutable_next_update());
+  response->set_entry_count((*crl)->entries);
+  response->set_crl_sha256((*crl)->sha256_hex);
   if (request->newer_than_crl_number() > 0 &&
-      crl->crl_number <= request->newer_than_crl_number()) {
+      (*crl)->crl_number <= request->newer_than_crl_number()) {
     response->set_not_modified(true);
     return grpc::Status::OK;
   }
   if (request->encoding() == v1::CRL_ENCODING_PEM) {
-    response->set_crl_pem(pki::DerToPem(crl->der, "X509 CRL"));
+    response->set_crl_pem(pki::DerToPem((*crl)->der, "X509 CRL"));
   } else {
-    response->set_crl_der(crl->der);
+    response->set_crl_der((*crl)->der);
   }
   return grpc::Status::OK;
 }
@@ -169,8 +169,7 @@ grpc::Status RevocationService::GetRevocationStatus(
       break;
   }
   if (state->revocation) ToProto(*state->revocation, response->mutable_revocation());
-  // No CRL is published yet (the CRL builder is the next step of this issue).
-  response->set_published_crl_number(0);
+  response->set_published_crl_number(state->published_crl_number);
   return grpc::Status::OK;
 }
 

@@ -58,6 +58,7 @@
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
 #include "storage/pg_crl_store.h"
+#include "storage/pg_listener.h"
 #include "storage/pg_revocation_store.h"
 #include "storage/pg_issuer_store.h"
 
@@ -434,18 +435,36 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     } while (!stopping.WaitForNotificationWithTimeout(kAuditChainInterval));
   });
 
-  // CRLs: built in the background, a round a second (one replica builds at a time).
+  // CRLs: built in the background (one replica builds at a time), a round as soon as a
+  // revocation commits (NOTIFY fleetca_crl, from any replica) and at least each second.
+  // Revocations that commit within kCrlCoalesce of each other, or while a CRL is being
+  // built, go into one CRL.
   std::thread crl_thread([&] {
+    constexpr absl::Duration kCrlCoalesce = absl::Milliseconds(100);
+    storage::Listener revoked(pool, "fleetca_crl");
     bool failing = false;
     do {
       auto built = domain.crls.RunOnce(absl::Now());
       if (!built.ok() && !failing) {
         LogWarning("cannot build CRLs", {{"error", std::string(built.status().message())}});
-      } else if (built.ok() && *built > 0) {
-        LogDebug("CRLs published", {{"count", std::to_string(*built)}});
       }
       failing = !built.ok();
-    } while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1)));
+      if (stopping.WaitForNotificationWithTimeout(kCrlCoalesce)) break;
+      revoked.Wait(absl::Seconds(1) - kCrlCoalesce);
+    } while (!stopping.HasBeenNotified());
+  });
+  // ... and stored for the other replicas by a thread of their own (the last ones at exit,
+  // once crl_thread is done).
+  auto store_crls = [&](absl::Duration wait, bool* failing) {
+    auto stored = domain.crls.StorePending(wait);
+    if (!stored.ok() && !*failing) {
+      LogWarning("cannot store CRLs", {{"error", std::string(stored.status().message())}});
+    }
+    *failing = !stored.ok();
+  };
+  std::thread crl_store_thread([&] {
+    bool failing = false;
+    while (!stopping.HasBeenNotified()) store_crls(absl::Seconds(1), &failing);
   });
 
   // Callers' CAs and revocations: re-read every second, so a revocation or a CA rotation on
@@ -509,6 +528,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   health_thread.join();
   audit_thread.join();
   crl_thread.join();
+  crl_store_thread.join();
+  bool store_failing = false;
+  store_crls(absl::ZeroDuration(), &store_failing);
   auth_thread.join();
   pool.Close();
   LogInfo("stopped");

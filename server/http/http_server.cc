@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "pki/openssl_util.h"
@@ -25,17 +26,23 @@ int HttpStatusFor(const absl::Status& st) {
   }
 }
 
-// Serve answers with body unless the client already holds it (If-None-Match).
-void Serve(const httplib::Request& req, httplib::Response& res, const std::string& body,
-           const char* content_type, int max_age_seconds) {
-  const std::string etag = absl::StrCat("\"", pki::Sha256Hex(body), "\"");
+// Serve answers with body (kept alive by owner while it is sent, without a copy: a CRL of
+// a million entries is 45 MiB) unless the client already holds it (If-None-Match).
+void Serve(const httplib::Request& req, httplib::Response& res, std::shared_ptr<const void> owner,
+           absl::string_view body, const std::string& sha256_hex, const char* content_type,
+           int max_age_seconds) {
+  const std::string etag = absl::StrCat("\"", sha256_hex, "\"");
   res.set_header("ETag", etag);
   res.set_header("Cache-Control", absl::StrCat("public, max-age=", max_age_seconds));
   if (req.get_header_value("If-None-Match") == etag) {
     res.status = 304;
     return;
   }
-  res.set_content(body, content_type);
+  res.set_content_provider(
+      body.size(), content_type,
+      [owner = std::move(owner), body](size_t offset, size_t length, httplib::DataSink& sink) {
+        return sink.write(body.data() + offset, std::min(length, body.size() - offset));
+      });
 }
 
 void Refuse(httplib::Response& res, const absl::Status& st) {
@@ -55,8 +62,8 @@ HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority&
                  auto crl = crls_.Latest(req.matches[1]);
                  if (!crl.ok()) return Refuse(res, crl.status());
                  // Cached at most a minute, and never past the CRL's nextUpdate.
-                 const int64_t left = absl::ToInt64Seconds(crl->next_update - absl::Now());
-                 Serve(req, res, crl->der, "application/pkix-crl",
+                 const int64_t left = absl::ToInt64Seconds((*crl)->next_update - absl::Now());
+                 Serve(req, res, *crl, (*crl)->der, (*crl)->sha256_hex, "application/pkix-crl",
                        static_cast<int>(std::clamp<int64_t>(left, 0, 60)));
                });
   server_->Get(absl::StrCat("/ca/", kIssuerPattern, "\\.crt"),
@@ -66,7 +73,8 @@ HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority&
                  if (issuer->certificate_der.empty()) {
                    return Refuse(res, absl::NotFoundError("this issuer has no certificate yet"));
                  }
-                 Serve(req, res, issuer->certificate_der, "application/pkix-cert", 3600);
+                 auto der = std::make_shared<const std::string>(issuer->certificate_der);
+                 Serve(req, res, der, *der, pki::Sha256Hex(*der), "application/pkix-cert", 3600);
                });
 }
 

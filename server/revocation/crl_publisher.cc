@@ -1,10 +1,58 @@
 #include "server/revocation/crl_publisher.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
-#include "pki/crl_builder.h"
 
 namespace fleetca::revocation {
+namespace {
+
+// How long a CRL numbered by another replica may stay without its DER before this builder
+// takes it for lost and builds a newer one (storing 45 MiB takes a second or two).
+constexpr absl::Duration kUnstoredGrace = absl::Minutes(1);
+
+}  // namespace
+absl::Status CrlPublisher::Apply(const storage::CrlEntryChanges& changes, Entries& entries) {
+  if (changes.full) entries.by_serial.clear();
+  for (const std::string& serial : changes.removed) entries.by_serial.erase(serial);
+  for (const storage::CrlEntryRow& row : changes.entries) {
+    Entry& e = entries.by_serial[row.serial];
+    e.der.clear();
+    e.not_after = row.not_after;
+    RETURN_IF_ERROR(pki::AppendCrlEntry(
+        {row.serial, row.revocation_date, row.reason, row.invalidity_date, row.not_after},
+        &e.der));
+  }
+  entries.changes = changes.changes;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CrlPublisher::Build(const storage::Issuer& issuer,
+                                                const pki::CrlTemplate& t, Entries& entries,
+                                                int* listed) {
+  // Certificates expired by thisUpdate leave the CRL, and the entries held, for good.
+  size_t bytes = 0;
+  for (auto it = entries.by_serial.begin(); it != entries.by_serial.end();) {
+    if (it->second.not_after <= t.this_update) {
+      it = entries.by_serial.erase(it);
+      continue;
+    }
+    bytes += it->second.der.size();
+    ++it;
+  }
+  *listed = static_cast<int>(entries.by_serial.size());
+  ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::CertificateFromDer(issuer.certificate_der));
+  return pki::BuildCrlDerFromEncoded(
+      t, bytes,
+      [&](std::string* out) {
+        for (const auto& [serial, e] : entries.by_serial) out->append(e.der);
+      },
+      cert.get(), ca_.key_store(), issuer.id);
+}
 
 absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
   ASSIGN_OR_RETURN(std::vector<storage::Issuer> issuers, ca_.ListIssuers());
@@ -14,53 +62,151 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
     if (issuer.state != storage::IssuerState::kActive || issuer.certificate_der.empty()) continue;
     if (issuer.not_after.has_value() && *issuer.not_after <= now) continue;
     if (!ca_.key_store().SignatureAlgorithm(issuer.id).ok()) continue;  // no key here
+    Entries& held = entries_[issuer.id];
     auto decide = [&](const storage::CrlWork& work) {
       if (!work.latest) return true;
-      if (work.changes != work.latest->changes) return true;
-      const absl::Time half =
-          work.latest->this_update + (work.latest->next_update - work.latest->this_update) / 2;
-      return now >= half;
+      const storage::StoredCrl& latest = *work.latest;
+      if (work.changes != latest.changes) return true;
+      // Numbered but never stored, by a replica that is gone: the others cannot serve it.
+      auto here = built_here_.find(issuer.id);
+      if (!latest.der_stored && (here == built_here_.end() || here->second != latest.crl_number) &&
+          now - latest.this_update > kUnstoredGrace) {
+        return true;
+      }
+      return now >= latest.this_update + (latest.next_update - latest.this_update) / 2;
     };
-    auto build = [&](int64_t number, const std::vector<storage::CrlEntryRow>& rows)
+    // What the log line of a new CRL says: its number and size, and where the time went
+    // (reading the changes, applying them, encoding and signing, serving, storing).
+    auto crl = std::make_shared<PublishedCrl>();
+    bool full = false;
+    size_t changed = 0;
+    absl::Duration read_time, apply_time, build_time;
+    const absl::Time start = absl::Now();
+    auto build = [&](int64_t number, storage::CrlEntryChanges& changes)
         -> absl::StatusOr<storage::CrlStore::Built> {
-      ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::CertificateFromDer(issuer.certificate_der));
+      const absl::Time read_done = absl::Now();
+      read_time = read_done - start;
+      full = changes.full;
+      changed = changes.entries.size() + changes.removed.size();
+      if (absl::Status st = Apply(changes, held); !st.ok()) {
+        held = Entries();  // read everything again next time
+        return st;
+      }
+      const absl::Time build_start = absl::Now();
+      apply_time = build_start - read_done;
       pki::CrlTemplate t;
       t.crl_number = static_cast<uint64_t>(number);
       t.this_update = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
       t.next_update = t.this_update + validity_;
-      t.entries.reserve(rows.size());
-      for (const storage::CrlEntryRow& r : rows) {
-        t.entries.push_back({r.serial, r.revocation_date, r.reason, r.invalidity_date});
-      }
       storage::CrlStore::Built built;
-      ASSIGN_OR_RETURN(built.der, pki::BuildCrlDer(t, cert.get(), ca_.key_store(), issuer.id));
+      ASSIGN_OR_RETURN(built.der, Build(issuer, t, held, &built.entries));
       built.this_update = t.this_update;
       built.next_update = t.next_update;
+      crl->issuer_id = issuer.id;
+      crl->crl_number = number;
+      crl->this_update = t.this_update;
+      crl->next_update = t.next_update;
+      crl->changes = changes.changes;
+      crl->entries = built.entries;
+      crl->der = built.der;
+      build_time = absl::Now() - build_start;
       return built;
     };
-    auto done = store_.BuildIfNeeded(issuer.id, decide, build);
+    auto done = store_.BuildIfNeeded(issuer.id, held.changes, decide, build);
     if (!done.ok()) {
       if (first_error.ok()) first_error = done.status();
       continue;
     }
-    if (*done) ++stored;
+    if (!*done) continue;
+    ++stored;
+    built_here_[issuer.id] = crl->crl_number;
+    // Its number is committed: serve it here now, and have it stored for the other replicas.
+    crl->sha256_hex = pki::Sha256Hex(crl->der);
+    {
+      absl::MutexLock lock(&mu_);
+      latest_[issuer.id] = crl;
+    }
+    {
+      absl::MutexLock lock(&store_mu_);
+      unstored_[issuer.id] = crl;
+    }
+    auto ms = [](absl::Duration d) { return std::to_string(absl::ToInt64Milliseconds(d)); };
+    LogInfo("CRL published", {{"issuer", issuer.id},
+                              {"crl_number", std::to_string(crl->crl_number)},
+                              {"entries", std::to_string(crl->entries)},
+                              {"bytes", std::to_string(crl->der.size())},
+                              {"read", full ? "all" : absl::StrCat(changed, " changed")},
+                              {"served_ms", ms(absl::Now() - start)},
+                              {"read_ms", ms(read_time)},
+                              {"apply_ms", ms(apply_time)},
+                              {"build_ms", ms(build_time)}});
   }
   if (!first_error.ok()) return first_error;
   return stored;
 }
 
-absl::StatusOr<storage::StoredCrl> CrlPublisher::Latest(const std::string& issuer_id) {
+absl::StatusOr<int> CrlPublisher::StorePending(absl::Duration wait) {
+  absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> batch;
+  {
+    absl::MutexLock lock(&store_mu_);
+    store_mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>>* m) {
+              return !m->empty();
+            },
+            &unstored_),
+        wait);
+    batch.swap(unstored_);
+  }
+  int stored = 0;
+  absl::Status first_error;
+  for (auto& [issuer_id, crl] : batch) {
+    const absl::Time start = absl::Now();
+    if (absl::Status st = store_.StoreDer(issuer_id, crl->crl_number, crl->der); !st.ok()) {
+      if (first_error.ok()) first_error = st;
+      absl::MutexLock lock(&store_mu_);
+      unstored_.try_emplace(issuer_id, crl);  // again next time, unless a newer one came
+      continue;
+    }
+    ++stored;
+    LogInfo("CRL stored", {{"issuer", issuer_id},
+                           {"crl_number", std::to_string(crl->crl_number)},
+                           {"store_ms", std::to_string(absl::ToInt64Milliseconds(absl::Now() - start))}});
+  }
+  if (!first_error.ok()) return first_error;
+  return stored;
+}
+
+absl::StatusOr<std::shared_ptr<const PublishedCrl>> CrlPublisher::Latest(
+    const std::string& issuer_id) {
   ASSIGN_OR_RETURN(storage::Issuer issuer, ca_.GetIssuer(issuer_id));
   if (issuer.state == storage::IssuerState::kPending) {
     return absl::FailedPreconditionError(
         absl::StrCat("issuer_id: \"", issuer_id, "\" is pending: it has no CRL"));
   }
-  auto crl = store_.Latest(issuer_id);
-  if (crl.status().code() == absl::StatusCode::kNotFound) {
+  auto unavailable = [&] {
     return absl::UnavailableError(
         absl::StrCat("the first CRL of \"", issuer_id, "\" is not built yet: retry shortly"));
+  };
+  // The newest CRL's number first (no DER): the one held is served while it is the newest.
+  auto head = store_.Latest(issuer_id, /*with_der=*/false);
+  if (head.status().code() == absl::StatusCode::kNotFound) return unavailable();
+  if (!head.ok()) return head.status();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = latest_.find(issuer_id);
+    if (it != latest_.end() && it->second->crl_number >= head->crl_number) return it->second;
   }
-  return crl;
+  auto crl = store_.Latest(issuer_id, /*with_der=*/true);
+  if (crl.status().code() == absl::StatusCode::kNotFound) return unavailable();
+  if (!crl.ok()) return crl.status();
+  auto shared = std::make_shared<PublishedCrl>();
+  static_cast<storage::StoredCrl&>(*shared) = *std::move(crl);
+  shared->sha256_hex = pki::Sha256Hex(shared->der);
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<const PublishedCrl>& held = latest_[issuer_id];
+  if (held == nullptr || held->crl_number < shared->crl_number) held = shared;
+  return held;
 }
 
 }  // namespace fleetca::revocation

@@ -3,16 +3,38 @@
 // CrlPublisher builds each issuer's CRLs in the background, never on a request's path:
 // a new CRL once its revocations changed (checked every round, about a second), and a
 // fresh one at half its validity even when nothing changed. With several replicas one
-// builds at a time (storage's builder lock); every replica serves the newest stored.
+// builds at a time (storage's builder lock); every replica serves the newest stored. The
+// builder serves its CRL as soon as the CRL's number is committed, and a second thread
+// stores the DER (StorePending): at a million entries, writing 45 MiB to PostgreSQL takes
+// longer than the rest, and the next CRL need not wait for it.
+//
+// The builder keeps each issuer's entries in memory, encoded, and reads from PostgreSQL
+// only the revocations changed since its last round (all of them at its first
+// round, or when it fell behind the change log): at a million revoked certificates a round
+// reads a few rows, not a million. The newest CRL of each issuer is kept in memory too, and
+// read again only when a newer one was stored (by any replica).
 
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "pki/crl_builder.h"
 #include "server/ca/certificate_authority.h"
 #include "storage/crl_store.h"
 
 namespace fleetca::revocation {
+
+// A CRL as served: the stored one and the SHA-256 of its DER (hex), computed once.
+struct PublishedCrl : storage::StoredCrl {
+  std::string sha256_hex;
+};
 
 class CrlPublisher {
  public:
@@ -20,17 +42,49 @@ class CrlPublisher {
       : ca_(ca), store_(store), validity_(validity) {}
 
   // RunOnce brings every active issuer's CRL up to date (issuers whose key is not here, an
-  // offline root, are skipped). Returns how many CRLs it stored.
+  // offline root, are skipped). Returns how many CRLs it stored. One caller at a time.
   absl::StatusOr<int> RunOnce(absl::Time now);
 
-  // Latest: the newest CRL of a fleetca issuer. NOT_FOUND for an unknown issuer;
-  // FAILED_PRECONDITION for a pending one; UNAVAILABLE while its first CRL is not built.
-  absl::StatusOr<storage::StoredCrl> Latest(const std::string& issuer_id);
+  // StorePending stores in PostgreSQL, for the other replicas, the newest CRL of each issuer
+  // built here and not stored yet (older ones are skipped: replicas serve the newest),
+  // waiting up to `wait` for one. One caller at a time, on a thread of its own: RunOnce
+  // goes on building meanwhile. Returns how many it stored; one that failed is tried again
+  // at the next call.
+  absl::StatusOr<int> StorePending(absl::Duration wait);
+
+  // Latest: the newest CRL of a fleetca issuer, DER included. NOT_FOUND for an unknown
+  // issuer; FAILED_PRECONDITION for a pending one; UNAVAILABLE while its first CRL is not
+  // built. Thread-safe.
+  absl::StatusOr<std::shared_ptr<const PublishedCrl>> Latest(const std::string& issuer_id);
 
  private:
+  // An issuer's revoked certificates as the builder last read them, each encoded once as
+  // its CRL entry, by serial.
+  struct Entry {
+    std::string der;  // pki::AppendCrlEntry
+    absl::Time not_after;
+  };
+  struct Entries {
+    int64_t changes = -1;  // the change count they reflect; -1: none read yet
+    absl::btree_map<std::string, Entry> by_serial;
+  };
+  static absl::Status Apply(const storage::CrlEntryChanges& changes, Entries& entries);
+  absl::StatusOr<std::string> Build(const storage::Issuer& issuer, const pki::CrlTemplate& t,
+                                    Entries& entries, int* listed);
+
   ca::CertificateAuthority& ca_;
   storage::CrlStore& store_;
   const absl::Duration validity_;
+  absl::flat_hash_map<std::string, Entries> entries_;  // RunOnce's alone
+  absl::flat_hash_map<std::string, int64_t> built_here_;  // RunOnce's alone: newest number
+
+  absl::Mutex store_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> unstored_
+      ABSL_GUARDED_BY(store_mu_);
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> latest_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetca::revocation

@@ -218,6 +218,61 @@ class RevocationTest(IssuanceTestCase):
                            "FAILED_PRECONDITION", "delta")
         self.assertRefused(self.call(client, "GetCrl", {}), "INVALID_ARGUMENT", "issuer_id")
 
+    def test_crl_follows_holds_releases_and_revocations(self):
+        """The builder applies each change to the entries it holds: a hold is listed as
+        certificateHold, a release takes it out, a revocation lists it for good, and a
+        restarted server (reading every entry again) lists the same."""
+        db, server, client = self.serve("crlchanges")
+        _, a = self.new_device_cert(client, "imei-40")
+        _, b = self.new_device_cert(client, "imei-41")
+
+        def listed(crl):
+            pem = self.pki.path("changes.crl")
+            with open(pem, "w") as f:
+                f.write(crl["crlPem"])
+            text = run(["openssl", "crl", "-in", pem, "-noout", "-text"]).stdout
+            return text
+
+        self.ok(self.call(client, "HoldCertificate", {"serial": a["serial"]}))
+        text = listed(self.wait_crl(client, "devices-1", 1))
+        self.assertIn(f"Serial Number: {a['serial'].upper()}", text)
+        self.assertIn("Certificate Hold", text)
+        self.ok(self.call(client, "ReleaseCertificateHold", {"serial": a["serial"]}))
+        self.assertNotIn(a["serial"].upper(), listed(self.wait_crl(client, "devices-1", 0)))
+        self.ok(self.call(client, "RevokeCertificate",
+                          {"serial": b["serial"], "reason": "REVOCATION_REASON_SUPERSEDED"}))
+        self.ok(self.call(client, "HoldCertificate", {"serial": a["serial"]}))
+        self.ok(self.call(client, "RevokeCertificate",
+                          {"serial": a["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
+        # (A CRL of the hold may come between: wait for the one of the revocation.)
+        deadline = time.monotonic() + 10
+        while True:
+            crl = self.wait_crl(client, "devices-1", 2)
+            text = listed(crl)
+            if "Certificate Hold" not in text:
+                break
+            self.assertLess(time.monotonic(), deadline, text)
+            time.sleep(0.1)
+        self.assertIn("Key Compromise", text)
+        self.assertIn("Superseded", text)
+        # GetRevocationStatus names the first stored CRL that lists the revocation.
+        deadline = time.monotonic() + 10
+        while True:
+            status = self.ok(self.call(client, "GetRevocationStatus", {"serial": a["serial"]}))
+            if int(status.get("publishedCrlNumber", "0")) > 0:
+                break
+            self.assertLess(time.monotonic(), deadline, status)
+            time.sleep(0.1)
+        # Restarted: the first round reads every entry; the same two are listed.
+        server.stop()
+        client2 = self.start_server(db.url).wait_ready()
+        _, c = self.new_device_cert(client2, "imei-42")
+        self.ok(self.call(client2, "HoldCertificate", {"serial": c["serial"]}))
+        text = listed(self.wait_crl(client2, "devices-1", 3))
+        self.assertIn(c["serial"].upper(), text)
+        self.assertIn(a["serial"].upper(), text)
+        self.assertIn(b["serial"].upper(), text)
+
     def test_mosquitto_with_the_served_crl_refuses_a_revoked_device(self):
         db, server, client = self.serve("mosquittocrl")
         key_path, cert = self.new_device_cert(client, "imei-30")

@@ -112,6 +112,26 @@ TEST_P(CrlBuilderTest, OpenSslReadsAndVerifiesEveryField) {
   }
 }
 
+TEST_P(CrlBuilderTest, LeavesOutEntriesOfExpiredCertificates) {
+  CrlTemplate t;
+  t.crl_number = 2;
+  t.this_update = now_;
+  t.next_update = now_ + absl::Hours(24);
+  t.entries.push_back({std::string("\x01", 1), now_ - absl::Hours(2), 1, std::nullopt,
+                       now_ - absl::Seconds(1)});  // expired: left out
+  t.entries.push_back({std::string("\x02", 1), now_ - absl::Hours(2), 1, std::nullopt,
+                       now_});  // expires at thisUpdate: left out
+  t.entries.push_back({std::string("\x03", 1), now_ - absl::Hours(1), 4, std::nullopt,
+                       now_ + absl::Seconds(1)});
+  auto der = BuildCrlDer(t, ca_.get(), store_, "ca");
+  ASSERT_TRUE(der.ok()) << der.status();
+  X509CrlPtr crl = Parse(*der);
+  ASSERT_NE(crl, nullptr);
+  STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl.get());
+  ASSERT_EQ(sk_X509_REVOKED_num(revoked), 1);
+  EXPECT_EQ(ASN1_INTEGER_get(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, 0))), 3);
+}
+
 TEST_P(CrlBuilderTest, EmptyCrlAndTheOpensslCli) {
   CrlTemplate t;
   t.crl_number = 1;

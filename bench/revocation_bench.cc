@@ -1,0 +1,231 @@
+// revocation_bench: RevokeCertificate latency against a running fleetca-server, and the
+// time from a revocation to a CRL served over HTTP that lists it.
+//
+// It reads the serials of live certificates (hex, one per line) from --serials_file and:
+//  1. revokes --warmup of them, untimed;
+//  2. revokes --revocations more from --clients threads (blocking stubs, one HTTP/2
+//     connection each) and prints p50/p90/p99/max and the rate;
+//  3. --crl_samples times: waits for the served CRL to settle, revokes one more, then polls
+//     http://<--http>/crl/<--issuer>.crl (If-None-Match, every --poll_ms) until the body
+//     lists that serial, and prints the median and the worst of those times (measured from
+//     sending the revoke request). The last CRL is then parsed by OpenSSL, which must find
+//     the serial with reason keyCompromise.
+//
+// Run it with bench/revocation.sh, which starts PostgreSQL and the server and fills the
+// database with the revoked certificates first.
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "fleetca/v1/revocation.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "fleetca-server gRPC address");
+ABSL_FLAG(std::string, http, "127.0.0.1:8080", "fleetca-server HTTP address (--http_listen)");
+ABSL_FLAG(std::string, issuer, "devices-1", "issuer of the certificates revoked");
+ABSL_FLAG(std::string, serials_file, "", "serials (hex, one per line) of live certificates");
+ABSL_FLAG(std::string, label, "", "printed before each figure");
+ABSL_FLAG(int, clients, 4, "concurrent clients for the timed revocations");
+ABSL_FLAG(int, warmup, 200, "untimed revocations first");
+ABSL_FLAG(int, revocations, 4000, "timed revocations");
+ABSL_FLAG(int, crl_samples, 5, "revocation-to-served-CRL measurements");
+ABSL_FLAG(int, poll_ms, 10, "HTTP polling interval while waiting for the CRL");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace v1 = fleetca::v1;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "revocation_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::unique_ptr<v1::RevocationService::Stub> NewStub(int channel_id) {
+  grpc::ChannelArguments args;
+  args.SetInt("fleetca.bench.channel", channel_id);  // a connection of its own
+  return v1::RevocationService::NewStub(grpc::CreateCustomChannel(
+      absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args));
+}
+
+void Revoke(v1::RevocationService::Stub& stub, const std::string& serial) {
+  v1::RevokeCertificateRequest req;
+  req.set_serial(serial);
+  req.set_reason(v1::REVOCATION_REASON_KEY_COMPROMISE);
+  req.set_comment("revocation_bench");
+  v1::RevokeCertificateResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  const grpc::Status st = stub.RevokeCertificate(&ctx, req, &resp);
+  if (!st.ok()) Die(absl::StrCat("RevokeCertificate ", serial, ": ", st.error_message()));
+  if (resp.already_revoked()) Die(absl::StrCat("serial ", serial, " was revoked already"));
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i];
+}
+
+// The DER INTEGER of a serial given in hex, as a CRL entry holds it.
+std::string SerialDer(const std::string& hex) {
+  BIGNUM* bn = nullptr;
+  if (BN_hex2bn(&bn, hex.c_str()) == 0) Die("bad serial " + hex);
+  ASN1_INTEGER* i = BN_to_ASN1_INTEGER(bn, nullptr);
+  BN_free(bn);
+  unsigned char* der = nullptr;
+  const int n = i2d_ASN1_INTEGER(i, &der);
+  ASN1_INTEGER_free(i);
+  if (n <= 0) Die("serial encoding");
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
+class CrlPoller {
+ public:
+  CrlPoller() {
+    const std::string http = absl::GetFlag(FLAGS_http);
+    const size_t colon = http.rfind(':');
+    client_ = std::make_unique<httplib::Client>(http.substr(0, colon),
+                                                std::stoi(http.substr(colon + 1)));
+    client_->set_read_timeout(60, 0);
+    path_ = absl::StrCat("/crl/", absl::GetFlag(FLAGS_issuer), ".crl");
+  }
+  // Fetch: true when a new CRL came (the body is then in body()).
+  bool Fetch() {
+    httplib::Headers headers;
+    if (!etag_.empty()) headers.emplace("If-None-Match", etag_);
+    auto res = client_->Get(path_.c_str(), headers);
+    if (!res) Die(absl::StrCat("GET ", path_, ": ", httplib::to_string(res.error())));
+    if (res->status == 304) return false;
+    if (res->status != 200) Die(absl::StrCat("GET ", path_, ": HTTP ", res->status));
+    etag_ = res->get_header_value("ETag");
+    body_ = std::move(res->body);
+    return true;
+  }
+  const std::string& body() const { return body_; }
+
+ private:
+  std::unique_ptr<httplib::Client> client_;
+  std::string path_, etag_, body_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string label = absl::GetFlag(FLAGS_label);
+  std::vector<std::string> serials;
+  {
+    std::ifstream f(absl::GetFlag(FLAGS_serials_file));
+    for (std::string line; std::getline(f, line);) {
+      if (!line.empty()) serials.push_back(line);
+    }
+  }
+  const int clients = std::max(1, absl::GetFlag(FLAGS_clients));
+  const size_t warmup = static_cast<size_t>(absl::GetFlag(FLAGS_warmup));
+  const size_t timed = static_cast<size_t>(absl::GetFlag(FLAGS_revocations));
+  const size_t samples = static_cast<size_t>(absl::GetFlag(FLAGS_crl_samples));
+  if (serials.size() < warmup + timed + samples) {
+    Die(absl::StrCat("need ", warmup + timed + samples, " serials in --serials_file, have ",
+                     serials.size()));
+  }
+
+  std::vector<std::unique_ptr<v1::RevocationService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) stubs.push_back(NewStub(c));
+  for (size_t i = 0; i < warmup; ++i) Revoke(*stubs[i % stubs.size()], serials[i]);
+
+  // The timed revocations: clients take the next serial until none is left.
+  std::atomic<size_t> next{warmup};
+  const size_t end = warmup + timed;
+  std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
+  const Clock::time_point t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (size_t i; (i = next.fetch_add(1)) < end;) {
+        const Clock::time_point s = Clock::now();
+        Revoke(*stubs[static_cast<size_t>(c)], serials[i]);
+        latencies[static_cast<size_t>(c)].push_back(Ms(Clock::now() - s));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double seconds = Ms(Clock::now() - t0) / 1000;
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::printf("%sRevokeCertificate, %d clients, %zu revocations in %.1f s (%.0f/s): p50 %.2f ms, "
+              "p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+              label.c_str(), clients, all.size(), seconds, static_cast<double>(all.size()) / seconds,
+              Percentile(all, 0.5), Percentile(all, 0.9), Percentile(all, 0.99),
+              Percentile(all, 1.0));
+  std::fflush(stdout);
+
+  // Revocation to served CRL: one revocation at a time, on a settled CRL.
+  CrlPoller poller;
+  const auto poll = std::chrono::milliseconds(absl::GetFlag(FLAGS_poll_ms));
+  std::vector<double> to_crl;
+  std::string last_serial;
+  for (size_t k = 0; k < samples; ++k) {
+    // Settled: no new CRL for two seconds (the builder caught up with the timed run).
+    for (Clock::time_point quiet = Clock::now(); Clock::now() - quiet < std::chrono::seconds(2);) {
+      if (poller.Fetch()) quiet = Clock::now();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    last_serial = serials[end + k];
+    const std::string needle = SerialDer(last_serial);
+    const Clock::time_point s = Clock::now();
+    Revoke(*stubs[0], last_serial);
+    for (;;) {
+      if (poller.Fetch() && poller.body().find(needle) != std::string::npos) break;
+      if (Clock::now() - s > std::chrono::seconds(120)) Die("no CRL lists the serial after 120 s");
+      std::this_thread::sleep_for(poll);
+    }
+    to_crl.push_back(Ms(Clock::now() - s));
+  }
+  if (!to_crl.empty()) {
+    std::printf("%srevocation to served CRL (HTTP, polled every %lld ms), %zu samples: median "
+                "%.0f ms, max %.0f ms; CRL of %.1f MiB\n",
+                label.c_str(), static_cast<long long>(poll.count()), to_crl.size(),
+                Percentile(to_crl, 0.5), Percentile(to_crl, 1.0),
+                static_cast<double>(poller.body().size()) / (1 << 20));
+    // The last CRL, checked by OpenSSL: it lists the serial, as keyCompromise.
+    const auto* p = reinterpret_cast<const unsigned char*>(poller.body().data());
+    X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(poller.body().size()));
+    if (crl == nullptr) Die("the served CRL does not parse");
+    BIGNUM* bn = nullptr;
+    BN_hex2bn(&bn, last_serial.c_str());
+    ASN1_INTEGER* serial = BN_to_ASN1_INTEGER(bn, nullptr);
+    X509_REVOKED* entry = nullptr;
+    if (X509_CRL_get0_by_serial(crl, &entry, serial) != 1) Die("OpenSSL does not find the serial");
+    auto* reason = static_cast<ASN1_ENUMERATED*>(
+        X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, nullptr, nullptr));
+    if (reason == nullptr || ASN1_ENUMERATED_get(reason) != 1) Die("the entry is not keyCompromise");
+    std::printf("%sOpenSSL finds the last serial in the served CRL (%d entries), reason keyCompromise\n",
+                label.c_str(), sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
+    ASN1_ENUMERATED_free(reason);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    X509_CRL_free(crl);
+  }
+  return 0;
+}
