@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/revocation.sh: revocation at fleet scale, on the real fleetca-server and a throwaway
 # PostgreSQL (fsync and synchronous commit on, as scripts/pg.sh sets them):
-#  - p50/p99 of RevokeCertificate with 1k and then 1M certificates already revoked;
+#  - p50/p99 of RevokeCertificate with 1k and then 1M certificates already revoked, from 4
+#    clients as fast as they go, then from one client at a steady 20/s;
 #  - time from a revocation to a CRL served over HTTP that lists it, at both sizes;
 #  - the server's own CRL builds at both sizes (its "CRL published" log lines: reading the
 #    changed revocations from PostgreSQL, applying them to the entries it holds, encoding
@@ -137,7 +138,7 @@ echo "== server: ${server_cmd[*]}"
 bench=(build/bench/revocation_bench --target=127.0.0.1:$grpc_port --http=127.0.0.1:$http_port
        --issuer=$issuer "$@")
 echo "== bench: ${bench[*]}"
-live=5000  # per size: warm-up, timed and CRL samples (see the bench's flags)
+live=6000  # per size: warm-up, timed, paced and CRL samples (see the bench's flags)
 
 # Size 1: 1k revoked, then the live certificates the bench revokes.
 add_certificates 1 1000 true

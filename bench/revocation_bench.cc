@@ -4,7 +4,10 @@
 // It reads the serials of live certificates (hex, one per line) from --serials_file and:
 //  1. revokes --warmup of them, untimed;
 //  2. revokes --revocations more from --clients threads (blocking stubs, one HTTP/2
-//     connection each) and prints p50/p90/p99/max and the rate;
+//     connection each), as fast as they go, and prints p50/p90/p99/max and the rate;
+//  2b. revokes --paced more at a steady --rate (one client, each request sent on its
+//     schedule; a latency counts from the scheduled time, so a stall delays the ones after
+//     it and shows in them too), as a fleet's operators revoke, and prints the same;
 //  3. --crl_samples times: waits for the served CRL to settle, revokes one more, then polls
 //     http://<--http>/crl/<--issuer>.crl (If-None-Match, every --poll_ms) until the body
 //     lists that serial, and prints the median and the worst of those times (measured from
@@ -43,6 +46,8 @@ ABSL_FLAG(std::string, label, "", "printed before each figure");
 ABSL_FLAG(int, clients, 4, "concurrent clients for the timed revocations");
 ABSL_FLAG(int, warmup, 200, "untimed revocations first");
 ABSL_FLAG(int, revocations, 4000, "timed revocations");
+ABSL_FLAG(int, paced, 600, "revocations at a steady --rate after the timed ones");
+ABSL_FLAG(double, rate, 20, "revocations per second of the paced run");
 ABSL_FLAG(int, crl_samples, 5, "revocation-to-served-CRL measurements");
 ABSL_FLAG(int, poll_ms, 10, "HTTP polling interval while waiting for the CRL");
 
@@ -144,10 +149,11 @@ int main(int argc, char** argv) {
   const int clients = std::max(1, absl::GetFlag(FLAGS_clients));
   const size_t warmup = static_cast<size_t>(absl::GetFlag(FLAGS_warmup));
   const size_t timed = static_cast<size_t>(absl::GetFlag(FLAGS_revocations));
+  const size_t paced = static_cast<size_t>(absl::GetFlag(FLAGS_paced));
   const size_t samples = static_cast<size_t>(absl::GetFlag(FLAGS_crl_samples));
-  if (serials.size() < warmup + timed + samples) {
-    Die(absl::StrCat("need ", warmup + timed + samples, " serials in --serials_file, have ",
-                     serials.size()));
+  if (serials.size() < warmup + timed + paced + samples) {
+    Die(absl::StrCat("need ", warmup + timed + paced + samples,
+                     " serials in --serials_file, have ", serials.size()));
   }
 
   std::vector<std::unique_ptr<v1::RevocationService::Stub>> stubs;
@@ -180,6 +186,25 @@ int main(int argc, char** argv) {
               Percentile(all, 1.0));
   std::fflush(stdout);
 
+  // Paced: one client on a schedule.
+  if (paced > 0) {
+    const auto interval = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(1.0 / absl::GetFlag(FLAGS_rate)));
+    std::vector<double> lat;
+    const Clock::time_point p0 = Clock::now();
+    for (size_t k = 0; k < paced; ++k) {
+      const Clock::time_point due = p0 + interval * static_cast<int64_t>(k);
+      std::this_thread::sleep_until(due);
+      Revoke(*stubs[0], serials[end + k]);
+      lat.push_back(Ms(Clock::now() - due));
+    }
+    std::printf("%sRevokeCertificate, paced at %.0f/s (1 client), %zu revocations: p50 %.2f ms, "
+                "p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                label.c_str(), absl::GetFlag(FLAGS_rate), lat.size(), Percentile(lat, 0.5),
+                Percentile(lat, 0.9), Percentile(lat, 0.99), Percentile(lat, 1.0));
+    std::fflush(stdout);
+  }
+
   // Revocation to served CRL: one revocation at a time, on a settled CRL.
   CrlPoller poller;
   const auto poll = std::chrono::milliseconds(absl::GetFlag(FLAGS_poll_ms));
@@ -191,7 +216,7 @@ int main(int argc, char** argv) {
       if (poller.Fetch()) quiet = Clock::now();
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    last_serial = serials[end + k];
+    last_serial = serials[end + paced + k];
     const std::string needle = SerialDer(last_serial);
     const Clock::time_point s = Clock::now();
     Revoke(*stubs[0], last_serial);

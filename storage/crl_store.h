@@ -60,10 +60,9 @@ class CrlStore {
   // on, and stores its DER with StoreDer. Returns whether a CRL was built (false: another
   // replica is building, or decide said no). build receives the number and the
   // revocations: only those changed since known_changes when the change log still holds
-  // them all (known_changes >= 0), else all of them (full). It returns the DER and its
-  // thisUpdate/nextUpdate.
-  struct Built {
-    std::string der;
+  // them all (known_changes >= 0), else all of them (full). It returns the CRL's
+  // thisUpdate, nextUpdate and entry count.
+  struct Built {  // what is recorded of the CRL built (its DER goes to StoreDer)
     int entries = 0;  // how many it lists
     absl::Time this_update, next_update;
   };

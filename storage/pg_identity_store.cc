@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "storage/journal.h"
+#include "storage/pg_revocation_store.h"
 #include "storage/pg_util.h"
 
 namespace fleetca::storage {
@@ -42,22 +43,29 @@ constexpr char kInsertCertificateSql[] =
     "RETURNING encode(fingerprint_sha256, 'hex'), (extract(epoch FROM created_at) * 1000000)::bigint";
 // Revokes the identity's issued certificates except $2 (hex; '' for none): one change-log
 // revision covers them (the revision CRLs and brokers follow).
-constexpr char kRevokeCertificatesSql[] =
-    "WITH targets AS (SELECT serial, issuer_id FROM certificates WHERE identity_name = $1 "
-    "  AND status IN ('issued', 'on_hold') AND serial <> decode($2, 'hex') FOR UPDATE), "
-    "rev AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM targets) THEN fleetca_append_changes("
-    "  'revocation', ARRAY(SELECT encode(serial, 'hex') FROM targets ORDER BY serial), 'upsert') "
-    "  END AS revision), "
-    "ins AS (INSERT INTO revocations (serial, issuer_id, reason, revision) "
-    "  SELECT t.serial, t.issuer_id, $3, rev.revision FROM targets t, rev "
-    // A certificate on hold has a row already (reason certificateHold): it becomes this
-    // revocation, as RevocationStore::Revoke does.
-    "  ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
-    "  revision = excluded.revision RETURNING serial), "
-    "upd AS (UPDATE certificates c SET status = 'revoked' FROM targets t WHERE c.serial = t.serial) "
-    "SELECT encode(serial, 'hex') FROM targets ORDER BY serial";
 
 #undef FLEETCA_IDENTITY_COLUMNS
+
+// RevokeCertificates revokes the identity's live certificates but keep_serial_hex, under
+// one change-log revision (the audit entry is the caller's), and returns their serials.
+std::vector<std::string> RevokeCertificates(pqxx::transaction_base& tx, const std::string& name,
+                                            const std::string& keep_serial_hex, int reason) {
+  std::vector<std::string> serials_hex;
+  for (const pqxx::row& row : tx.exec_params(
+           "SELECT encode(serial, 'hex') FROM certificates WHERE identity_name = $1 "
+           "AND status IN ('issued', 'on_hold') AND serial <> decode($2, 'hex') "
+           "ORDER BY serial FOR UPDATE",
+           name, keep_serial_hex)) {
+    serials_hex.push_back(row[0].as<std::string>());
+  }
+  if (serials_hex.empty()) return serials_hex;
+  const int64_t revision =
+      tx.exec_params1("SELECT fleetca_append_changes('revocation', $1::text[], 'upsert')",
+                      PgTextArray(serials_hex))[0]
+          .as<int64_t>();
+  RevokeLocked(tx, serials_hex, reason, std::nullopt, "", revision);
+  return serials_hex;
+}
 
 std::string Hex(const std::string& bytes) {
   static const char kDigits[] = "0123456789abcdef";
@@ -165,11 +173,9 @@ absl::StatusOr<CertificateRecord> PgIdentityStore::AddCertificate(
         std::map<std::string, std::string> details = {{"certificate_serial", Hex(out.serial)},
                                                       {"issuer", out.issuer_id}};
         if (revoke_previous) {
-          const pqxx::result revoked =
-              tx.exec_params(kRevokeCertificatesSql, name, Hex(out.serial), 4 /* superseded */);
-          details["revoked_certificates"] = std::to_string(revoked.size());
-          revoked_serials_hex->clear();
-          for (const pqxx::row& row : revoked) revoked_serials_hex->push_back(row[0].as<std::string>());
+          *revoked_serials_hex =
+              RevokeCertificates(tx, name, Hex(out.serial), 4 /* superseded */);
+          details["revoked_certificates"] = std::to_string(revoked_serials_hex->size());
         }
         Journal(tx, ctx, {"RenewIdentity", "identity", {name}, false, JsonObject(details)});
         return absl::OkStatus();
@@ -231,9 +237,8 @@ absl::StatusOr<RevokeIdentityResult> PgIdentityStore::Revoke(const std::string& 
           tx.exec_params("UPDATE identities SET status = 'revoked', updated_at = now() "
                          "WHERE name = $1",
                          name);
-          for (const pqxx::row& row :
-               tx.exec_params(kRevokeCertificatesSql, name, std::string(), reason)) {
-            out.revoked_serials.push_back(Unhex(row[0].as<std::string>()));
+          for (const std::string& hex : RevokeCertificates(tx, name, "", reason)) {
+            out.revoked_serials.push_back(Unhex(hex));
           }
           Journal(tx, ctx,
                   {"RevokeIdentity", "identity", {name}, false,

@@ -31,28 +31,6 @@ constexpr char kStateSql[] =
     "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "
     "AND c.status <> 'reserved'";
 
-// Insert, or turn a hold into a revocation (new reason, time and revision).
-constexpr char kUpsertRevocationSql[] =
-    "INSERT INTO revocations (serial, issuer_id, reason, invalidity_date, comment, revision) "
-    "VALUES (decode($1, 'hex'), $2, $3, "
-    "  CASE WHEN $4::bigint IS NULL THEN NULL "
-    "  ELSE timestamptz 'epoch' + $4::bigint * interval '1 microsecond' END, $5, $6) "
-    "ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
-    "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
-    "  revision = excluded.revision";
-
-// Every live certificate of a device ($1) revoked under one revision ($5).
-constexpr char kRevokeDeviceSql[] =
-    "WITH targets AS (SELECT serial, issuer_id FROM certificates WHERE comm_id = $1 "
-    "  AND serial = ANY (SELECT decode(s, 'hex') FROM unnest($6::text[]) s)), "
-    "ins AS (INSERT INTO revocations (serial, issuer_id, reason, invalidity_date, comment, "
-    "  revision) SELECT serial, issuer_id, $2, CASE WHEN $3::bigint IS NULL THEN NULL "
-    "  ELSE timestamptz 'epoch' + $3::bigint * interval '1 microsecond' END, $4, $5 FROM targets "
-    "  ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
-    "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
-    "  revision = excluded.revision) "
-    "UPDATE certificates c SET status = 'revoked' FROM targets t WHERE c.serial = t.serial";
-
 absl::Status NotFound(const std::string& serial, const std::string& issuer_id) {
   return absl::NotFoundError(absl::StrCat("serial: no certificate ", ToHex(serial),
                                           issuer_id.empty() ? "" : " of issuer ",
@@ -84,6 +62,29 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
 }
 
 }  // namespace
+
+void RevokeLocked(pqxx::transaction_base& tx, const std::vector<std::string>& serials_hex,
+                  int reason, std::optional<absl::Time> invalidity_time,
+                  const std::string& comment, int64_t revision) {
+  // A certificate on hold has a row already (reason certificateHold): it becomes this
+  // revocation, with the revocation's time, reason and revision. Reason certificateHold
+  // puts the certificates on hold.
+  static constexpr char kRevokeSql[] =
+      "WITH targets AS (SELECT serial, issuer_id FROM certificates "
+      "  WHERE serial = ANY (SELECT decode(s, 'hex') FROM unnest($1::text[]) s)), "
+      "ins AS (INSERT INTO revocations (serial, issuer_id, reason, invalidity_date, comment, "
+      "  revision) SELECT serial, issuer_id, $2, CASE WHEN $3::bigint IS NULL THEN NULL "
+      "  ELSE timestamptz 'epoch' + $3::bigint * interval '1 microsecond' END, $4, $5 FROM targets "
+      "  ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
+      "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
+      "  revision = excluded.revision) "
+      "UPDATE certificates c SET status = CASE WHEN $2 = 6 THEN 'on_hold' ELSE 'revoked' END "
+      "FROM targets t WHERE c.serial = t.serial";
+  std::optional<std::string> invalidity;
+  if (invalidity_time) invalidity = std::to_string(ToMicros(*invalidity_time));
+  tx.exec_params(kRevokeSql, PgTextArray(serials_hex), reason, NullableParam(invalidity), comment,
+                 revision);
+}
 
 absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
     Op op, const std::string& serial, const std::string& issuer_id, int reason,
@@ -119,16 +120,12 @@ absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
                                 JsonObject(details)});
           if (op == Op::kRelease) {
             tx.exec_params("DELETE FROM revocations WHERE serial = decode($1, 'hex')", hex);
+            tx.exec_params("UPDATE certificates SET status = 'issued' WHERE serial = decode($1, 'hex')",
+                           hex);
           } else {
-            std::optional<std::string> invalidity;
-            if (invalidity_time) invalidity = std::to_string(ToMicros(*invalidity_time));
-            tx.exec_params(kUpsertRevocationSql, hex, cert_issuer,
-                           op == Op::kHold ? kReasonCertificateHold : reason,
-                           NullableParam(invalidity), comment, revision);
+            RevokeLocked(tx, {hex}, op == Op::kHold ? kReasonCertificateHold : reason,
+                         invalidity_time, comment, revision);
           }
-          tx.exec_params("UPDATE certificates SET status = $2 WHERE serial = decode($1, 'hex')",
-                         hex,
-                         op == Op::kRevoke ? "revoked" : op == Op::kHold ? "on_hold" : "issued");
           out.changed = true;
         }
         ASSIGN_OR_RETURN(out.state, ReadState(tx, serial, issuer_id));
@@ -189,10 +186,7 @@ absl::StatusOr<DeviceRevocationOutcome> PgRevocationStore::RevokeDevice(
           const int64_t revision = Journal(
               tx, ctx, {"RevokeDeviceCertificates", "revocation", serials_hex, false,
                         JsonObject(details)});
-          std::optional<std::string> invalidity;
-          if (invalidity_time) invalidity = std::to_string(ToMicros(*invalidity_time));
-          tx.exec_params(kRevokeDeviceSql, comm_id, reason, NullableParam(invalidity), comment,
-                         revision, PgTextArray(serials_hex));
+          RevokeLocked(tx, serials_hex, reason, invalidity_time, comment, revision);
           for (const std::string& hex : serials_hex) {
             ASSIGN_OR_RETURN(std::string serial, FromHex(hex));
             out.revoked_serials.push_back(std::move(serial));

@@ -3,7 +3,19 @@
 #include "storage/connection_pool.h"
 #include "storage/revocation_store.h"
 
+namespace pqxx {
+class transaction_base;
+}  // namespace pqxx
+
 namespace fleetca::storage {
+
+// RevokeLocked revokes certificates (hex serials, already locked by the caller's
+// transaction) under one change-log revision: each gets its revocation row (a hold's row
+// becomes this revocation) and status 'revoked' ('on_hold' for reason certificateHold, 6).
+// Every path that revokes or holds goes through it.
+void RevokeLocked(pqxx::transaction_base& tx, const std::vector<std::string>& serials_hex,
+                  int reason, std::optional<absl::Time> invalidity_time,
+                  const std::string& comment, int64_t revision);
 
 class PgRevocationStore final : public RevocationStore {
  public:

@@ -1,5 +1,7 @@
 #include "server/revocation/crl_publisher.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -17,37 +19,51 @@ constexpr absl::Duration kUnstoredGrace = absl::Minutes(1);
 
 }  // namespace
 absl::Status CrlPublisher::Apply(const storage::CrlEntryChanges& changes, Entries& entries) {
-  if (changes.full) entries.by_serial.clear();
-  for (const std::string& serial : changes.removed) entries.by_serial.erase(serial);
+  if (changes.full) entries = Entries();
+  auto erase = [&](const std::string& serial) {
+    auto it = entries.by_serial.find(serial);
+    if (it == entries.by_serial.end()) return;
+    entries.bytes -= it->second.der.size();
+    entries.by_serial.erase(it);
+  };
+  for (const std::string& serial : changes.removed) erase(serial);
   for (const storage::CrlEntryRow& row : changes.entries) {
-    Entry& e = entries.by_serial[row.serial];
-    e.der.clear();
+    erase(row.serial);
+    Entry e;
     e.not_after = row.not_after;
     RETURN_IF_ERROR(pki::AppendCrlEntry(
         {row.serial, row.revocation_date, row.reason, row.invalidity_date, row.not_after},
         &e.der));
+    entries.bytes += e.der.size();
+    entries.next_expiry = std::min(entries.next_expiry, e.not_after);
+    entries.by_serial.emplace(row.serial, std::move(e));
   }
   entries.changes = changes.changes;
+  if (changes.full) malloc_trim(0);  // the rows read are freed: give the memory back
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> CrlPublisher::Build(const storage::Issuer& issuer,
                                                 const pki::CrlTemplate& t, Entries& entries,
                                                 int* listed) {
-  // Certificates expired by thisUpdate leave the CRL, and the entries held, for good.
-  size_t bytes = 0;
-  for (auto it = entries.by_serial.begin(); it != entries.by_serial.end();) {
-    if (it->second.not_after <= t.this_update) {
-      it = entries.by_serial.erase(it);
-      continue;
+  // Certificates expired by thisUpdate leave the CRL, and the entries held, for good (a
+  // pass over them only when one has expired).
+  if (entries.next_expiry <= t.this_update) {
+    entries.next_expiry = absl::InfiniteFuture();
+    for (auto it = entries.by_serial.begin(); it != entries.by_serial.end();) {
+      if (it->second.not_after <= t.this_update) {
+        entries.bytes -= it->second.der.size();
+        it = entries.by_serial.erase(it);
+        continue;
+      }
+      entries.next_expiry = std::min(entries.next_expiry, it->second.not_after);
+      ++it;
     }
-    bytes += it->second.der.size();
-    ++it;
   }
   *listed = static_cast<int>(entries.by_serial.size());
   ASSIGN_OR_RETURN(pki::X509Ptr cert, pki::CertificateFromDer(issuer.certificate_der));
   return pki::BuildCrlDerFromEncoded(
-      t, bytes,
+      t, entries.bytes,
       [&](std::string* out) {
         for (const auto& [serial, e] : entries.by_serial) out->append(e.der);
       },
@@ -99,7 +115,7 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
       t.this_update = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
       t.next_update = t.this_update + validity_;
       storage::CrlStore::Built built;
-      ASSIGN_OR_RETURN(built.der, Build(issuer, t, held, &built.entries));
+      ASSIGN_OR_RETURN(crl->der, Build(issuer, t, held, &built.entries));
       built.this_update = t.this_update;
       built.next_update = t.next_update;
       crl->issuer_id = issuer.id;
@@ -108,7 +124,6 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
       crl->next_update = t.next_update;
       crl->changes = changes.changes;
       crl->entries = built.entries;
-      crl->der = built.der;
       build_time = absl::Now() - build_start;
       return built;
     };

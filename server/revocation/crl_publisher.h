@@ -67,6 +67,8 @@ class CrlPublisher {
   struct Entries {
     int64_t changes = -1;  // the change count they reflect; -1: none read yet
     absl::btree_map<std::string, Entry> by_serial;
+    size_t bytes = 0;  // of all the ders
+    absl::Time next_expiry = absl::InfiniteFuture();  // no entry expires before
   };
   static absl::Status Apply(const storage::CrlEntryChanges& changes, Entries& entries);
   absl::StatusOr<std::string> Build(const storage::Issuer& issuer, const pki::CrlTemplate& t,

@@ -59,7 +59,6 @@ class PgCrlStoreTest : public ::testing::Test {
             number_ = number;
             seen_ = changes;
             CrlStore::Built b;
-            b.der = absl::StrCat("DER-", number);
             b.entries = static_cast<int>(changes.entries.size());
             b.this_update = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
             b.next_update = b.this_update + absl::Hours(24);
