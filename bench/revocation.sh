@@ -92,7 +92,7 @@ live_serials() {
 # wait_for_crl ENTRIES: until the server has published a CRL of at least ENTRIES entries.
 wait_for_crl() {
   for _ in $(seq 1 600); do
-    if [ "$(psql_q "SELECT coalesce(max(revoked_count), 0) FROM crls WHERE issuer_id = '$issuer' AND der IS NOT NULL")" -ge "$1" ]; then
+    if [ "$(psql_q "SELECT coalesce(max(k.revoked_count), 0) FROM crls k JOIN crl_ders USING (issuer_id, crl_number) WHERE k.issuer_id = '$issuer'")" -ge "$1" ]; then
       return 0
     fi
     sleep 0.5

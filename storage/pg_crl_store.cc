@@ -38,11 +38,12 @@ constexpr char kLoggedChangesSql[] =
 
 // The newest CRL of issuer $1 (its DER if $2), among those whose DER is stored unless $3.
 constexpr char kLatestSql[] =
-    "SELECT crl_number, (extract(epoch FROM this_update) * 1000000)::bigint, "
-    "(extract(epoch FROM next_update) * 1000000)::bigint, changes, revoked_count, "
-    "CASE WHEN $2 THEN der ELSE ''::bytea END, der IS NOT NULL "
-    "FROM crls WHERE issuer_id = $1 AND (der IS NOT NULL OR $3) "
-    "ORDER BY crl_number DESC LIMIT 1";
+    "SELECT k.crl_number, (extract(epoch FROM k.this_update) * 1000000)::bigint, "
+    "(extract(epoch FROM k.next_update) * 1000000)::bigint, k.changes, k.revoked_count, "
+    "CASE WHEN $2 THEN d.der ELSE ''::bytea END, d.crl_number IS NOT NULL "
+    "FROM crls k LEFT JOIN crl_ders d ON d.issuer_id = k.issuer_id AND d.crl_number = k.crl_number "
+    "WHERE k.issuer_id = $1 AND (d.crl_number IS NOT NULL OR $3) "
+    "ORDER BY k.crl_number DESC LIMIT 1";
 
 StoredCrl FromRow(const std::string& issuer_id, const pqxx::row& row) {
   StoredCrl c;
@@ -143,11 +144,14 @@ absl::Status PgCrlStore::StoreDer(const std::string& issuer_id, int64_t crl_numb
                         [&](pqxx::transaction_base& tx) -> absl::Status {
                           // A binary parameter: no hex text twice its size at 1M entries.
                           tx.exec_params(
-                              "UPDATE crls SET der = $3 WHERE issuer_id = $1 AND crl_number = $2",
+                              "INSERT INTO crl_ders (issuer_id, crl_number, der) "
+                              "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                               issuer_id, crl_number, pqxx::binarystring(der.data(), der.size()));
-                          tx.exec_params(
-                              "DELETE FROM crls WHERE issuer_id = $1 AND crl_number <= $2",
-                              issuer_id, crl_number - kKeptCrls);
+                          for (const char* table : {"crls", "crl_ders"}) {
+                            tx.exec_params(absl::StrCat("DELETE FROM ", table,
+                                                        " WHERE issuer_id = $1 AND crl_number <= $2"),
+                                           issuer_id, crl_number - kKeptCrls);
+                          }
                           return absl::OkStatus();
                         });
 }

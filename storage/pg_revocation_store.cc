@@ -25,7 +25,8 @@ constexpr char kStateSql[] =
     "(extract(epoch FROM c.not_after) * 1000000)::bigint, "
     // The first stored CRL that reflects the certificate's last change (crl_changes).
     "(SELECT coalesce(min(k.crl_number), 0) FROM crls k WHERE k.issuer_id = c.issuer_id "
-    " AND k.der IS NOT NULL AND k.changes >= coalesce((SELECT max(ch.change) FROM crl_changes ch "
+    " AND EXISTS (SELECT 1 FROM crl_ders d WHERE d.issuer_id = k.issuer_id "
+    "  AND d.crl_number = k.crl_number) AND k.changes >= coalesce((SELECT max(ch.change) FROM crl_changes ch "
     "  WHERE ch.issuer_id = c.issuer_id AND ch.serial = c.serial), 0)) "
     "FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
     "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "

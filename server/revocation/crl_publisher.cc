@@ -13,8 +13,8 @@
 namespace fleetca::revocation {
 namespace {
 
-// How long a CRL numbered by another replica may stay without its DER before this builder
-// takes it for lost and builds a newer one (storing 45 MiB takes a second or two).
+// How long a CRL numbered by another replica (or by this one, and since lost) may stay
+// without its DER before this builder builds a newer one (storing 45 MiB takes seconds).
 constexpr absl::Duration kUnstoredGrace = absl::Minutes(1);
 
 }  // namespace
@@ -83,9 +83,9 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
       if (!work.latest) return true;
       const storage::StoredCrl& latest = *work.latest;
       if (work.changes != latest.changes) return true;
-      // Numbered but never stored, by a replica that is gone: the others cannot serve it.
-      auto here = built_here_.find(issuer.id);
-      if (!latest.der_stored && (here == built_here_.end() || here->second != latest.crl_number) &&
+      // Numbered but its DER not stored: by a replica that is gone, or lost with the
+      // unlogged crl_ders (a database crash or failover). The others cannot serve it.
+      if (!latest.der_stored && !StorePending(issuer.id, latest.crl_number) &&
           now - latest.this_update > kUnstoredGrace) {
         return true;
       }
@@ -160,6 +160,14 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
   return stored;
 }
 
+bool CrlPublisher::StorePending(const std::string& issuer_id, int64_t number) {
+  auto built = built_here_.find(issuer_id);
+  if (built == built_here_.end() || built->second != number) return false;
+  absl::MutexLock lock(&store_mu_);
+  auto stored = stored_here_.find(issuer_id);
+  return stored == stored_here_.end() || stored->second < number;
+}
+
 absl::StatusOr<int> CrlPublisher::StorePending(absl::Duration wait) {
   absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> batch;
   {
@@ -184,6 +192,11 @@ absl::StatusOr<int> CrlPublisher::StorePending(absl::Duration wait) {
       continue;
     }
     ++stored;
+    {
+      absl::MutexLock lock(&store_mu_);
+      int64_t& last = stored_here_[issuer_id];
+      last = std::max(last, crl->crl_number);
+    }
     LogInfo("CRL stored", {{"issuer", issuer_id},
                            {"crl_number", std::to_string(crl->crl_number)},
                            {"store_ms", std::to_string(absl::ToInt64Milliseconds(absl::Now() - start))}});

@@ -83,6 +83,9 @@ class CrlPublisher {
   absl::Mutex store_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> unstored_
       ABSL_GUARDED_BY(store_mu_);
+  absl::flat_hash_map<std::string, int64_t> stored_here_ ABSL_GUARDED_BY(store_mu_);
+  // Whether this replica built CRL `number` of the issuer and has not stored it yet.
+  bool StorePending(const std::string& issuer_id, int64_t number);
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> latest_

@@ -171,6 +171,8 @@ TEST_F(PgCrlStoreTest, StoringKeepsTheNewestThree) {
   }
   EXPECT_EQ(db_.Exec("SELECT string_agg(crl_number::text, ',' ORDER BY crl_number) FROM crls"),
             "3,4,5");
+  EXPECT_EQ(db_.Exec("SELECT string_agg(crl_number::text, ',' ORDER BY crl_number) FROM crl_ders"),
+            "3,4,5");
   EXPECT_EQ(store_.Latest("devices-1", true)->der, "DER-5");
 }
 
