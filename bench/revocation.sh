@@ -124,6 +124,11 @@ if rows:
           % (label, issuer, len(rows), full, len(rows) - full, rows[-1]["entries"],
              int(rows[-1]["bytes"]) / 1048576, stat("served_ms"), stat("read_ms"),
              stat("apply_ms"), stat("build_ms")))
+for r in rows:
+    if r["read"] == "all" and int(r["entries"]) > 0:
+        print("%s  the full build (every entry read from PostgreSQL, encoded, signed): %s entries "
+              "in %s ms (read %s ms, apply %s ms, encode+sign %s ms)"
+              % (label, r["entries"], r["served_ms"], r["read_ms"], r["apply_ms"], r["build_ms"]))
 if stores:
     print("%s  stored in PostgreSQL for the other replicas (the newest of those built): %d, "
           "median %.0f ms, max %d ms" % (label, len(stores), statistics.median(stores), max(stores)))
@@ -167,13 +172,14 @@ echo "[$large revoked] fleetca-server memory: $(rss)"
 # The reference: openssl ca -gencrl on the same entries (now all revoked ones of the issuer),
 # a P-256 CA like devices-1 (its key stays wrapped in the database: a new one signs here).
 n=$(psql_q "SELECT count(*) FROM revocations WHERE issuer_id = '$issuer'")
-psql_q "COPY (SELECT 'R' || E'\t' || to_char(c.not_after AT TIME ZONE 'UTC', 'YYMMDDHH24MISS') || 'Z'
+# (Unaligned SELECT output, not COPY: COPY's text format would escape the tabs.)
+psql_q "SELECT 'R' || E'\t' || to_char(c.not_after AT TIME ZONE 'UTC', 'YYMMDDHH24MISS') || 'Z'
               || E'\t' || to_char(r.revoked_at AT TIME ZONE 'UTC', 'YYMMDDHH24MISS') || 'Z'
               || (ARRAY['', ',keyCompromise', '', ',affiliationChanged', ',superseded',
                         ',cessationOfOperation'])[r.reason + 1]
               || E'\t' || upper(encode(r.serial, 'hex')) || E'\tunknown\t/CN=x'
               FROM revocations r JOIN certificates c USING (serial)
-              WHERE r.issuer_id = '$issuer' ORDER BY r.serial) TO STDOUT" >"$work/index.txt"
+              WHERE r.issuer_id = '$issuer' ORDER BY r.serial" >"$work/index.txt"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=ref \
   -keyout "$work/ca.key" -out "$work/ca.pem" -days 30 2>/dev/null
 echo 01 >"$work/crlnumber"

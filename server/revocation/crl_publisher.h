@@ -47,10 +47,11 @@ class CrlPublisher {
 
   // StorePending stores in PostgreSQL, for the other replicas, the newest CRL of each issuer
   // built here and not stored yet (older ones are skipped: replicas serve the newest),
-  // waiting up to `wait` for one. One caller at a time, on a thread of its own: RunOnce
-  // goes on building meanwhile. Returns how many it stored; one that failed is tried again
-  // at the next call.
-  absl::StatusOr<int> StorePending(absl::Duration wait);
+  // waiting up to `wait` for one. An issuer's stores are spaced by three times the last
+  // one's duration (at a million entries, about every 5 s), unless flush. One caller at a
+  // time, on a thread of its own: RunOnce goes on building meanwhile. Returns how many it
+  // stored; one that failed is tried again at the next call.
+  absl::StatusOr<int> StorePending(absl::Duration wait, bool flush = false);
 
   // Latest: the newest CRL of a fleetca issuer, DER included. NOT_FOUND for an unknown
   // issuer; FAILED_PRECONDITION for a pending one; UNAVAILABLE while its first CRL is not
@@ -84,6 +85,7 @@ class CrlPublisher {
   absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> unstored_
       ABSL_GUARDED_BY(store_mu_);
   absl::flat_hash_map<std::string, int64_t> stored_here_ ABSL_GUARDED_BY(store_mu_);
+  absl::flat_hash_map<std::string, absl::Time> store_due_ ABSL_GUARDED_BY(store_mu_);
   // Whether this replica built CRL `number` of the issuer and has not stored it yet.
   bool StorePending(const std::string& issuer_id, int64_t number);
 
