@@ -1,7 +1,5 @@
 #include "server/revocation/crl_publisher.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <utility>
 
@@ -34,7 +32,7 @@ absl::Status CrlPublisher::Apply(const storage::CrlEntryChanges& changes, Entrie
   };
   for (const std::string& serial : changes.removed) erase(serial);
   for (const storage::CrlEntryRow& row : changes.entries) {
-    erase(row.serial);
+    if (!changes.full) erase(row.serial);
     Entry e;
     e.not_after = row.not_after;
     RETURN_IF_ERROR(pki::AppendCrlEntry(
@@ -45,7 +43,6 @@ absl::Status CrlPublisher::Apply(const storage::CrlEntryChanges& changes, Entrie
     entries.by_serial.emplace(row.serial, std::move(e));
   }
   entries.changes = changes.changes;
-  if (changes.full) malloc_trim(0);  // the rows read are freed: give the memory back
   return absl::OkStatus();
 }
 
