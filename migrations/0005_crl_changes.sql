@@ -30,11 +30,11 @@ END $$;
 -- A CRL's number and metadata (crls) commit first, its DER (crl_ders) right after: the
 -- builder serves the CRL once its number is taken (numbers stay monotonic whatever happens
 -- next), and no other replica serves it before its DER is stored. crl_ders is UNLOGGED: a
--- CRL is derived data, rebuilt from revocations at will, and writing 45 MiB of WAL per CRL
--- (a million entries) made every commit queue behind its flush (revocations' p99 went from
--- 20 ms to 500 ms). After a crash or a failover it is empty, and the builder issues a new
--- CRL (a higher number) in about a minute. Not compressed: random serials do not compress
--- much, and pglz took longer than the write.
+-- CRL is derived data, rebuilt from revocations at will, and at a million entries each one
+-- would put 45 MiB into the WAL (and the standbys and the WAL archive). After a crash or a
+-- failover it is empty, and the builder issues a new CRL (a higher number) in about a
+-- minute. Not compressed: random serials do not compress much, and pglz took longer than
+-- the write.
 ALTER TABLE crls ALTER COLUMN der DROP NOT NULL;  -- no longer written: crl_ders
 CREATE UNLOGGED TABLE crl_ders (
   issuer_id  text COLLATE "C" NOT NULL,
