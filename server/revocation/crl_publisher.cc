@@ -22,8 +22,16 @@ constexpr absl::Duration kUnstoredGrace = absl::Minutes(1);
 constexpr int kStoreSpacing = 3;
 
 }  // namespace
-absl::Status CrlPublisher::Apply(const storage::CrlEntryChanges& changes, Entries& entries) {
-  if (changes.full) entries = Entries();
+absl::Status CrlPublisher::Apply(storage::CrlEntryChanges& changes, Entries& entries) {
+  if (changes.full) {
+    entries = Entries();
+    // In serial order, each entry goes in at the end of the btree: no search, and no
+    // cache miss per level (at 1M entries in PostgreSQL's order, inserting took 5 s).
+    std::sort(changes.entries.begin(), changes.entries.end(),
+              [](const storage::CrlEntryRow& a, const storage::CrlEntryRow& b) {
+                return a.serial < b.serial;
+              });
+  }
   auto erase = [&](const std::string& serial) {
     auto it = entries.by_serial.find(serial);
     if (it == entries.by_serial.end()) return;
@@ -40,7 +48,11 @@ absl::Status CrlPublisher::Apply(const storage::CrlEntryChanges& changes, Entrie
         &e.der));
     entries.bytes += e.der.size();
     entries.next_expiry = std::min(entries.next_expiry, e.not_after);
-    entries.by_serial.emplace(row.serial, std::move(e));
+    if (changes.full) {
+      entries.by_serial.emplace_hint(entries.by_serial.end(), row.serial, std::move(e));
+    } else {
+      entries.by_serial.emplace(row.serial, std::move(e));
+    }
   }
   entries.changes = changes.changes;
   return absl::OkStatus();

@@ -71,7 +71,7 @@ class CrlPublisher {
     size_t bytes = 0;  // of all the ders
     absl::Time next_expiry = absl::InfiniteFuture();  // no entry expires before
   };
-  static absl::Status Apply(const storage::CrlEntryChanges& changes, Entries& entries);
+  static absl::Status Apply(storage::CrlEntryChanges& changes, Entries& entries);
   absl::StatusOr<std::string> Build(const storage::Issuer& issuer, const pki::CrlTemplate& t,
                                     Entries& entries, int* listed);
 
