@@ -22,15 +22,19 @@ constexpr char kStateSql[] =
     "SELECT c.issuer_id, c.status, coalesce(c.comm_id, ''), r.reason, "
     "(extract(epoch FROM r.revoked_at) * 1000000)::bigint, "
     "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, r.comment, r.revision, "
-    "(extract(epoch FROM c.not_after) * 1000000)::bigint, "
-    // The first stored CRL that reflects the certificate's last change (crl_changes).
-    "(SELECT coalesce(min(k.crl_number), 0) FROM crls k WHERE k.issuer_id = c.issuer_id "
-    " AND EXISTS (SELECT 1 FROM crl_ders d WHERE d.issuer_id = k.issuer_id "
-    "  AND d.crl_number = k.crl_number) AND k.changes >= coalesce((SELECT max(ch.change) FROM crl_changes ch "
-    "  WHERE ch.issuer_id = c.issuer_id AND ch.serial = c.serial), 0)) "
+    "(extract(epoch FROM c.not_after) * 1000000)::bigint "
     "FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
     "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "
     "AND c.status <> 'reserved'";
+
+// The first stored CRL of issuer $1 that reflects the last change (crl_changes) to serial
+// $2's revocation; 0 while none does. Only GetRevocationStatus asks: not on a change's path.
+constexpr char kPublishedSql[] =
+    "SELECT coalesce(min(k.crl_number), 0) FROM crls k WHERE k.issuer_id = $1 "
+    "AND EXISTS (SELECT 1 FROM crl_ders d WHERE d.issuer_id = k.issuer_id "
+    "  AND d.crl_number = k.crl_number) "
+    "AND k.changes >= coalesce((SELECT max(ch.change) FROM crl_changes ch "
+    "  WHERE ch.issuer_id = $1 AND ch.serial = decode($2, 'hex')), 0)";
 
 absl::Status NotFound(const std::string& serial, const std::string& issuer_id) {
   return absl::NotFoundError(absl::StrCat("serial: no certificate ", ToHex(serial),
@@ -49,7 +53,6 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
   ASSIGN_OR_RETURN(s.status, CertificateStatusFromName(row[1].as<std::string>()));
   s.comm_id = row[2].as<std::string>();
   s.not_after = FromMicros(row[8].as<int64_t>());
-  s.published_crl_number = row[9].as<int64_t>();
   if (!row[3].is_null()) {
     RevocationEntry e;
     e.reason = row[3].as<int>();
@@ -239,6 +242,10 @@ absl::StatusOr<RevocationState> PgRevocationStore::Get(const std::string& serial
   RETURN_IF_ERROR(pool_.Transact("get revocation status", TxMode::kReadOnly,
                                  [&](pqxx::transaction_base& tx) -> absl::Status {
                                    ASSIGN_OR_RETURN(out, ReadState(tx, serial, issuer_id));
+                                   out.published_crl_number =
+                                       tx.exec_params1(kPublishedSql, out.issuer_id,
+                                                       ToHex(serial))[0]
+                                           .as<int64_t>();
                                    return absl::OkStatus();
                                  }));
   return out;

@@ -34,7 +34,8 @@ struct RevocationState {
   CertificateStatus status = CertificateStatus::kIssued;
   absl::Time not_after;
   std::optional<RevocationEntry> revocation;  // set when revoked or on hold
-  // The first stored CRL of the issuer that reflects this status; 0 while none does.
+  // The first stored CRL of the issuer that reflects this status; 0 while none does. Set
+  // by Get only.
   int64_t published_crl_number = 0;
 };
 

@@ -100,7 +100,7 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
       if (work.changes != latest.changes) return true;
       // Numbered but its DER not stored: by a replica that is gone, or lost with the
       // unlogged crl_ders (a database crash or failover). The others cannot serve it.
-      if (!latest.der_stored && !StorePending(issuer.id, latest.crl_number) &&
+      if (!latest.der_stored && !AwaitingStore(issuer.id, latest.crl_number) &&
           now - latest.this_update > kUnstoredGrace) {
         return true;
       }
@@ -129,18 +129,14 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
       t.crl_number = static_cast<uint64_t>(number);
       t.this_update = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
       t.next_update = t.this_update + validity_;
-      storage::CrlStore::Built built;
-      ASSIGN_OR_RETURN(crl->der, Build(issuer, t, held, &built.entries));
-      built.this_update = t.this_update;
-      built.next_update = t.next_update;
+      ASSIGN_OR_RETURN(crl->der, Build(issuer, t, held, &crl->entries));
       crl->issuer_id = issuer.id;
       crl->crl_number = number;
       crl->this_update = t.this_update;
       crl->next_update = t.next_update;
       crl->changes = changes.changes;
-      crl->entries = built.entries;
       build_time = absl::Now() - build_start;
-      return built;
+      return storage::CrlStore::Built{crl->entries, crl->this_update, crl->next_update};
     };
     auto done = store_.BuildIfNeeded(issuer.id, held.changes, decide, build);
     if (!done.ok()) {
@@ -175,7 +171,7 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
   return stored;
 }
 
-bool CrlPublisher::StorePending(const std::string& issuer_id, int64_t number) {
+bool CrlPublisher::AwaitingStore(const std::string& issuer_id, int64_t number) {
   auto built = built_here_.find(issuer_id);
   if (built == built_here_.end() || built->second != number) return false;
   absl::MutexLock lock(&store_mu_);
@@ -250,15 +246,18 @@ absl::StatusOr<std::shared_ptr<const PublishedCrl>> CrlPublisher::Latest(
     return absl::UnavailableError(
         absl::StrCat("the first CRL of \"", issuer_id, "\" is not built yet: retry shortly"));
   };
-  // The newest CRL's number first (no DER): the one held is served while it is the newest.
+  // The newest stored CRL's number first (no DER): the one held is served while it is at
+  // least as new (the builder's own is held before it is stored, its first one included).
   auto head = store_.Latest(issuer_id, /*with_der=*/false);
-  if (head.status().code() == absl::StatusCode::kNotFound) return unavailable();
-  if (!head.ok()) return head.status();
+  if (!head.ok() && head.status().code() != absl::StatusCode::kNotFound) return head.status();
   {
     absl::MutexLock lock(&mu_);
     auto it = latest_.find(issuer_id);
-    if (it != latest_.end() && it->second->crl_number >= head->crl_number) return it->second;
+    if (it != latest_.end() && (!head.ok() || it->second->crl_number >= head->crl_number)) {
+      return it->second;
+    }
   }
+  if (!head.ok()) return unavailable();
   auto crl = store_.Latest(issuer_id, /*with_der=*/true);
   if (crl.status().code() == absl::StatusCode::kNotFound) return unavailable();
   if (!crl.ok()) return crl.status();

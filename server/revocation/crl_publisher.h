@@ -87,7 +87,7 @@ class CrlPublisher {
   absl::flat_hash_map<std::string, int64_t> stored_here_ ABSL_GUARDED_BY(store_mu_);
   absl::flat_hash_map<std::string, absl::Time> store_due_ ABSL_GUARDED_BY(store_mu_);
   // Whether this replica built CRL `number` of the issuer and has not stored it yet.
-  bool StorePending(const std::string& issuer_id, int64_t number);
+  bool AwaitingStore(const std::string& issuer_id, int64_t number);
 
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const PublishedCrl>> latest_
