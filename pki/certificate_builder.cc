@@ -231,17 +231,10 @@ absl::StatusOr<std::string> ExtensionsDer(const CertificateTemplate& tmpl,
     }
     AppendExtension(&exts, "2.5.29.17", false, der::Element(der::kSequence, names));
   }
-  // cRLDistributionPoints (4.2.1.13): one DistributionPoint whose distributionPoint [0] (a
-  // CHOICE, so explicitly tagged) is a fullName [0] holding one URI [6].
   if (!tmpl.crl_url.empty()) {
-    if (!IsPrintableAsciiNoSpace(tmpl.crl_url)) {
-      return Invalid("bad CRL distribution point URL");
-    }
-    const std::string full_name = der::Element(
-        der::ContextConstructed(0), der::Element(der::ContextPrimitive(6), tmpl.crl_url));
-    const std::string point =
-        der::Element(der::kSequence, der::Element(der::ContextConstructed(0), full_name));
-    AppendExtension(&exts, "2.5.29.31", false, der::Element(der::kSequence, point));
+    auto points = DistributionPointsDer(tmpl.crl_url);  // cRLDistributionPoints (4.2.1.13)
+    if (!points.ok()) return Invalid(points.status().message());
+    AppendExtension(&exts, "2.5.29.31", false, *points);
   }
   // authorityInfoAccess (4.2.2.1): id-ad-caIssuers with one URI.
   if (!tmpl.ca_issuers_url.empty()) {
@@ -587,6 +580,18 @@ absl::StatusOr<CertificateInfo> InspectCertificate(const X509* cert) {
   }
   ClearOpenSslErrors();
   return info;
+}
+
+absl::StatusOr<std::string> DistributionPointsDer(absl::string_view url) {
+  if (!IsPrintableAsciiNoSpace(url)) {
+    return absl::InvalidArgumentError("bad CRL distribution point URL");
+  }
+  // One DistributionPoint whose distributionPoint [0] (a CHOICE, so explicitly tagged) is a
+  // fullName [0] holding one URI [6].
+  const std::string full_name =
+      der::Element(der::ContextConstructed(0), der::Element(der::ContextPrimitive(6), url));
+  return der::Element(der::kSequence,
+                      der::Element(der::kSequence, der::Element(der::ContextConstructed(0), full_name)));
 }
 
 }  // namespace fleetca::pki

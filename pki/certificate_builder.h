@@ -74,6 +74,11 @@ absl::StatusOr<std::string> SubjectNameDerOf(const X509* cert);
 // AppendExtension writes one Extension (RFC 5280 section 4.1) with value's DER.
 void AppendExtension(std::string* out, const char* oid, bool critical, absl::string_view value);
 
+// DistributionPointsDer: CRLDistributionPoints (RFC 5280 4.2.1.13) naming one URI, the value
+// of cRLDistributionPoints in certificates and of freshestCRL (5.2.6) in complete CRLs.
+// INVALID_ARGUMENT for a URL that is not printable ASCII without spaces.
+absl::StatusOr<std::string> DistributionPointsDer(absl::string_view url);
+
 // RandomSerial returns 20 random bytes (RFC 5280 maximum) forming a positive integer with at
 // least 152 bits of randomness: the first byte is in 0x01..0x7f.
 std::string RandomSerial();

@@ -14,6 +14,8 @@ constexpr char kOidReasonCode[] = "2.5.29.21";
 constexpr char kOidInvalidityDate[] = "2.5.29.24";
 constexpr char kOidAuthorityKeyId[] = "2.5.29.35";
 constexpr char kOidCrlNumber[] = "2.5.29.20";
+constexpr char kOidDeltaCrlIndicator[] = "2.5.29.27";
+constexpr char kOidFreshestCrl[] = "2.5.29.46";
 
 absl::Status Invalid(absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("CRL template: ", why));
@@ -100,13 +102,31 @@ absl::StatusOr<std::string> BuildCrlDerFromEncoded(
   ASSIGN_OR_RETURN(const std::string key_id, IssuerKeyIdOf(issuer_cert));
   ASSIGN_OR_RETURN(const std::string algorithm, key_store.SignatureAlgorithm(signer_issuer_id));
 
-  // crlExtensions (5.2): authorityKeyIdentifier, cRLNumber.
+  if (tmpl.delta_base_crl_number) {
+    if (*tmpl.delta_base_crl_number >= tmpl.crl_number) {
+      return Invalid("a delta CRL's base must have a lower CRL number");
+    }
+    if (!tmpl.freshest_crl_url.empty()) return Invalid("a delta CRL has no freshestCRL");
+  }
+
+  // crlExtensions (5.2): authorityKeyIdentifier, cRLNumber, and deltaCRLIndicator or
+  // freshestCRL.
   std::string crl_extensions;
   AppendExtension(&crl_extensions, kOidAuthorityKeyId, false,
                   der::Element(der::kSequence, der::Element(der::ContextPrimitive(0), key_id)));
   std::string number;
   der::AppendUnsignedInteger(&number, IntegerMagnitude(tmpl.crl_number));
   AppendExtension(&crl_extensions, kOidCrlNumber, false, number);
+  if (tmpl.delta_base_crl_number) {
+    std::string base;
+    der::AppendUnsignedInteger(&base, IntegerMagnitude(*tmpl.delta_base_crl_number));
+    AppendExtension(&crl_extensions, kOidDeltaCrlIndicator, true, base);
+  }
+  if (!tmpl.freshest_crl_url.empty()) {
+    auto points = DistributionPointsDer(tmpl.freshest_crl_url);
+    if (!points.ok()) return Invalid(absl::StrCat("freshestCRL: ", points.status().message()));
+    AppendExtension(&crl_extensions, kOidFreshestCrl, false, *points);
+  }
 
   // TBSCertList (5.1.2): the fields around revokedCertificates, whose contents are written
   // straight into the one buffer that becomes the CRL (at a million entries, every copy and

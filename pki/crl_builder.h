@@ -32,6 +32,14 @@ struct CrlTemplate {
   absl::Time this_update;
   absl::Time next_update;
   std::vector<CrlEntry> entries;  // written in the order given
+  // A delta CRL (5.2.4): the number of the complete CRL it updates (deltaCRLIndicator,
+  // critical). Its entries are the certificates whose status changed since that CRL, a
+  // certificate no longer revoked (a hold released) with reason removeFromCRL (8).
+  std::optional<uint64_t> delta_base_crl_number;
+  // A complete CRL's freshestCRL extension (5.2.6): where its delta CRLs are published.
+  // OpenSSL uses delta CRLs (X509_V_FLAG_USE_DELTAS) only for a certificate or complete CRL
+  // that has one. Omitted when empty.
+  std::string freshest_crl_url;
 };
 
 

@@ -11,7 +11,8 @@ namespace {
 
 // The CRL builder's lock (pg_try_advisory_xact_lock): one builder across replicas.
 constexpr int64_t kCrlBuilderLock = 7318262781330071556;
-// CRLs kept per issuer (the newest; older ones are deleted as new ones are stored).
+// CRLs kept per issuer and kind, complete or delta (the newest; older ones are deleted as
+// new ones are stored).
 constexpr int kKeptCrls = 3;
 // Changes kept in crl_changes per issuer: a builder further behind (a replica that has not
 // built for that long) reads every entry again.
@@ -36,13 +37,16 @@ constexpr char kChangedEntriesSql[] =
 constexpr char kLoggedChangesSql[] =
     "SELECT count(*) FROM crl_changes WHERE issuer_id = $1 AND change > $2 AND change <= $3";
 
-// The newest CRL of issuer $1 (its DER if $2), among those whose DER is stored unless $3.
+// The newest complete CRL of issuer $1 (delta CRL if $4; its DER if $2), among those whose
+// DER is stored unless $3.
 constexpr char kLatestSql[] =
     "SELECT k.crl_number, (extract(epoch FROM k.this_update) * 1000000)::bigint, "
     "(extract(epoch FROM k.next_update) * 1000000)::bigint, k.changes, k.revoked_count, "
-    "CASE WHEN $2 THEN d.der ELSE ''::bytea END, d.crl_number IS NOT NULL "
+    "CASE WHEN $2 THEN d.der ELSE ''::bytea END, d.crl_number IS NOT NULL, "
+    "coalesce(k.base_crl_number, 0) "
     "FROM crls k LEFT JOIN crl_ders d ON d.issuer_id = k.issuer_id AND d.crl_number = k.crl_number "
     "WHERE k.issuer_id = $1 AND (d.crl_number IS NOT NULL OR $3) "
+    "AND (k.base_crl_number IS NOT NULL) = $4 "
     "ORDER BY k.crl_number DESC LIMIT 1";
 
 StoredCrl FromRow(const std::string& issuer_id, const pqxx::row& row) {
@@ -56,18 +60,21 @@ StoredCrl FromRow(const std::string& issuer_id, const pqxx::row& row) {
   const pqxx::binarystring der(row[5]);
   c.der.assign(reinterpret_cast<const char*>(der.data()), der.size());
   c.der_stored = row[6].as<bool>();
+  c.base_crl_number = row[7].as<int64_t>();
   return c;
 }
 
 }  // namespace
 
-absl::StatusOr<StoredCrl> PgCrlStore::Latest(const std::string& issuer_id, bool with_der) {
+absl::StatusOr<StoredCrl> PgCrlStore::Latest(const std::string& issuer_id, bool delta,
+                                             bool with_der) {
   StoredCrl out;
   RETURN_IF_ERROR(pool_.Transact(
       "read CRL", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
-        const pqxx::result r = tx.exec_params(kLatestSql, issuer_id, with_der, false);
+        const pqxx::result r = tx.exec_params(kLatestSql, issuer_id, with_der, false, delta);
         if (r.empty()) {
-          return absl::NotFoundError(absl::StrCat("issuer_id: no CRL of \"", issuer_id, "\" yet"));
+          return absl::NotFoundError(absl::StrCat("issuer_id: no ", delta ? "delta " : "",
+                                                  "CRL of \"", issuer_id, "\" yet"));
         }
         out = FromRow(issuer_id, r[0]);
         return absl::OkStatus();
@@ -77,7 +84,7 @@ absl::StatusOr<StoredCrl> PgCrlStore::Latest(const std::string& issuer_id, bool 
 
 absl::StatusOr<bool> PgCrlStore::BuildIfNeeded(
     const std::string& issuer_id, int64_t known_changes,
-    const std::function<bool(const CrlWork&)>& decide,
+    const std::function<CrlKind(const CrlWork&)>& decide,
     const std::function<absl::StatusOr<Built>(int64_t, CrlEntryChanges&)>& build) {
   bool stored = false;
   RETURN_IF_ERROR(pool_.Transact(
@@ -93,9 +100,15 @@ absl::StatusOr<bool> PgCrlStore::BuildIfNeeded(
         const pqxx::result state =
             tx.exec_params("SELECT changes FROM crl_state WHERE issuer_id = $1", issuer_id);
         work.changes = state.empty() ? 0 : state[0][0].as<int64_t>();
-        const pqxx::result latest = tx.exec_params(kLatestSql, issuer_id, false, true);
-        if (!latest.empty()) work.latest = FromRow(issuer_id, latest[0]);
-        if (!decide(work)) return absl::OkStatus();
+        for (const bool delta : {false, true}) {
+          const pqxx::result latest = tx.exec_params(kLatestSql, issuer_id, false, true, delta);
+          if (!latest.empty()) (delta ? work.latest_delta : work.latest) = FromRow(issuer_id, latest[0]);
+        }
+        const CrlKind kind = decide(work);
+        if (kind == CrlKind::kNone) return absl::OkStatus();
+        if (kind == CrlKind::kDelta && !work.latest) {
+          return absl::InternalError("a delta CRL was asked for with no complete CRL");
+        }
 
         CrlEntryChanges changes;
         changes.changes = work.changes;
@@ -122,14 +135,19 @@ absl::StatusOr<bool> PgCrlStore::BuildIfNeeded(
           e.not_after = FromMicros(row[4].as<int64_t>());
           changes.entries.push_back(std::move(e));
         }
-        const int64_t number = work.latest ? work.latest->crl_number + 1 : 1;
+        int64_t number = 1;
+        for (const auto& crl : {work.latest, work.latest_delta}) {
+          if (crl) number = std::max(number, crl->crl_number + 1);
+        }
         ASSIGN_OR_RETURN(Built built, build(number, changes));
         tx.exec_params(
-            "INSERT INTO crls (issuer_id, crl_number, this_update, next_update, changes, revoked_count) "
-            "VALUES ($1, $2, timestamptz 'epoch' + $3::bigint * interval '1 microsecond', "
-            "timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5, $6)",
-            issuer_id, number, ToMicros(built.this_update), ToMicros(built.next_update),
-            work.changes, built.entries);
+            "INSERT INTO crls (issuer_id, crl_number, base_crl_number, this_update, next_update, "
+            "changes, revoked_count) "
+            "VALUES ($1, $2, $3, timestamptz 'epoch' + $4::bigint * interval '1 microsecond', "
+            "timestamptz 'epoch' + $5::bigint * interval '1 microsecond', $6, $7)",
+            issuer_id, number,
+            kind == CrlKind::kDelta ? std::optional<int64_t>(work.latest->crl_number) : std::nullopt,
+            ToMicros(built.this_update), ToMicros(built.next_update), work.changes, built.entries);
         tx.exec_params("DELETE FROM crl_changes WHERE issuer_id = $1 AND change <= $2", issuer_id,
                        work.changes - kKeptChanges);
         stored = true;
@@ -147,11 +165,20 @@ absl::Status PgCrlStore::StoreDer(const std::string& issuer_id, int64_t crl_numb
                               "INSERT INTO crl_ders (issuer_id, crl_number, der) "
                               "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                               issuer_id, crl_number, pqxx::binarystring(der.data(), der.size()));
-                          for (const char* table : {"crls", "crl_ders"}) {
-                            tx.exec_params(absl::StrCat("DELETE FROM ", table,
-                                                        " WHERE issuer_id = $1 AND crl_number <= $2"),
-                                           issuer_id, crl_number - kKeptCrls);
-                          }
+                          // The newest kKeptCrls of each kind stay (numbered ones whose
+                          // DER is not stored included), with their DERs.
+                          tx.exec_params(
+                              "DELETE FROM crls k WHERE issuer_id = $1 AND crl_number < ("
+                              "  SELECT min(crl_number) FROM (SELECT crl_number FROM crls n "
+                              "    WHERE n.issuer_id = $1 AND (n.base_crl_number IS NULL) = "
+                              "      (k.base_crl_number IS NULL) "
+                              "    ORDER BY crl_number DESC LIMIT $2) newest)",
+                              issuer_id, kKeptCrls);
+                          tx.exec_params(
+                              "DELETE FROM crl_ders d WHERE issuer_id = $1 AND NOT EXISTS ("
+                              "  SELECT 1 FROM crls k WHERE k.issuer_id = $1 "
+                              "  AND k.crl_number = d.crl_number)",
+                              issuer_id);
                           return absl::OkStatus();
                         });
 }

@@ -101,18 +101,16 @@ grpc::Status RevocationService::ReleaseCertificateHold(
 grpc::Status RevocationService::GetCrl(grpc::ServerContext*, const v1::GetCrlRequest* request,
                                        v1::GetCrlResponse* response) {
   if (request->issuer_id().empty()) return Invalid("issuer_id: required");
-  if (request->delta()) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        "delta: delta CRLs are not enabled (not built in this version)");
-  }
   if (!v1::CrlEncoding_IsValid(request->encoding())) return Invalid("encoding: unknown value");
   if (request->newer_than_crl_number() < 0) {
     return Invalid("newer_than_crl_number: must not be negative");
   }
-  auto crl = crls_.Latest(request->issuer_id());
+  auto crl = crls_.Latest(request->issuer_id(), request->delta());
   if (!crl.ok()) return ToGrpcStatus(crl.status());
   response->set_issuer_id((*crl)->issuer_id);
+  response->set_delta((*crl)->base_crl_number != 0);
   response->set_crl_number((*crl)->crl_number);
+  response->set_base_crl_number((*crl)->base_crl_number);
   SetTimestamp((*crl)->this_update, response->mutable_this_update());
   SetTimestamp((*crl)->next_update, response->mutable_next_update());
   response->set_entry_count((*crl)->entries);

@@ -115,7 +115,9 @@ struct Domain {
                  issuance::DefaultProfiles(config.organization)),
         identities(ca, identity_store, broker_store, &authenticator),
         revocations(revocation_store, &authenticator),
-        crls(ca, crl_store, config.crl_validity) {}
+        crls(ca, crl_store,
+             revocation::CrlOptions{config.crl_validity, config.crl_deltas,
+                                    config.crl_complete_min_interval}) {}
 
   storage::PgDeviceStore device_store;
   storage::PgIssuerStore issuer_store;

@@ -67,6 +67,15 @@ ABSL_FLAG(std::vector<std::string>, tls_server_names, {},
 ABSL_FLAG(absl::Duration, crl_validity, absl::Hours(24),
           "how long each CRL is valid (nextUpdate - thisUpdate); CRLs are re-issued at half "
           "of it even when nothing changed, and within about a second of a revocation");
+ABSL_FLAG(bool, crl_deltas, true,
+          "publish delta CRLs (RFC 5280 5.2.4) at /crl/delta/<issuer>.crl within about a second "
+          "of a revocation, and complete CRLs as often as they cost at most 1% of the time "
+          "(at once when small, every few minutes at a million entries); false: a complete "
+          "CRL within about a second of every revocation (env FLEETCA_CRL_DELTAS)");
+ABSL_FLAG(absl::Duration, crl_complete_min_interval, absl::ZeroDuration(),
+          "with --crl_deltas: the least time between two complete CRLs of an issuer while "
+          "revocations change (default 0: as often as their cost allows; CRLs are re-issued "
+          "at half their validity regardless)");
 ABSL_FLAG(absl::Duration, tls_server_validity, absl::Hours(24 * 30),
           "lifetime of the self-issued server certificate (renewed at two thirds of it)");
 ABSL_FLAG(double, issuance_rate_limit, 50,
@@ -199,6 +208,17 @@ absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
     if (const char* v = std::getenv("FLEETCA_TLS_SERVER_NAMES"); v != nullptr && *v != '\0') {
       c.tls_server_names = absl::StrSplit(v, ',', absl::SkipEmpty());
     }
+  }
+  c.crl_deltas = absl::GetFlag(FLAGS_crl_deltas);
+  if (const std::string env = Pick("", "FLEETCA_CRL_DELTAS"); !env.empty()) {
+    if (env != "true" && env != "false") {
+      return absl::InvalidArgumentError("FLEETCA_CRL_DELTAS: true or false");
+    }
+    c.crl_deltas = c.crl_deltas && env == "true";  // the flag's false wins
+  }
+  c.crl_complete_min_interval = absl::GetFlag(FLAGS_crl_complete_min_interval);
+  if (c.crl_complete_min_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--crl_complete_min_interval: must not be negative");
   }
   c.crl_validity = absl::GetFlag(FLAGS_crl_validity);
   if (c.crl_validity < absl::Minutes(10) || c.crl_validity > absl::Hours(24 * 31)) {

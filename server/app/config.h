@@ -50,6 +50,8 @@ struct Config {
   std::vector<std::string> tls_server_names;  // DNS names and IP addresses
   absl::Duration tls_server_validity = absl::Hours(24 * 30);
   absl::Duration crl_validity = absl::Hours(24);
+  bool crl_deltas = true;
+  absl::Duration crl_complete_min_interval;
   // Per-identity issuance limit (certificates per second and burst); 0 disables.
   double issuance_rate_limit = 50;
   double issuance_burst = 200;

@@ -133,6 +133,10 @@ std::string CertificateAuthority::CrlUrl(const std::string& issuer_id) const {
   return absl::StrCat(config_.public_base_url, "/crl/", issuer_id, ".crl");
 }
 
+std::string CertificateAuthority::DeltaCrlUrl(const std::string& issuer_id) const {
+  return absl::StrCat(config_.public_base_url, "/crl/delta/", issuer_id, ".crl");
+}
+
 std::string CertificateAuthority::CaIssuersUrl(const std::string& issuer_id) const {
   return absl::StrCat(config_.public_base_url, "/ca/", issuer_id, ".crt");
 }

@@ -128,6 +128,8 @@ class CertificateAuthority {
                                                const RequestContext& ctx, std::string* retired);
 
   std::string CrlUrl(const std::string& issuer_id) const;
+  // <base>/crl/delta/<issuer>.crl: the freshestCRL of complete CRLs (delta CRLs).
+  std::string DeltaCrlUrl(const std::string& issuer_id) const;
   std::string CaIssuersUrl(const std::string& issuer_id) const;
   pki::KeyStore& key_store() { return keys_; }
 

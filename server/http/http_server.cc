@@ -57,15 +57,18 @@ void Refuse(httplib::Response& res, const absl::Status& st) {
 
 HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca)
     : crls_(crls), ca_(ca), server_(std::make_unique<httplib::Server>()) {
-  server_->Get(absl::StrCat("/crl/", kIssuerPattern, "\\.crl"),
-               [this](const httplib::Request& req, httplib::Response& res) {
-                 auto crl = crls_.Latest(req.matches[1]);
-                 if (!crl.ok()) return Refuse(res, crl.status());
-                 // Cached at most a minute, and never past the CRL's nextUpdate.
-                 const int64_t left = absl::ToInt64Seconds((*crl)->next_update - absl::Now());
-                 Serve(req, res, *crl, (*crl)->der, (*crl)->sha256_hex, "application/pkix-crl",
-                       static_cast<int>(std::clamp<int64_t>(left, 0, 60)));
-               });
+  // The complete CRL, and the delta CRL (its freshestCRL extension names that URL).
+  for (const bool delta : {false, true}) {
+    server_->Get(absl::StrCat(delta ? "/crl/delta/" : "/crl/", kIssuerPattern, "\\.crl"),
+                 [this, delta](const httplib::Request& req, httplib::Response& res) {
+                   auto crl = crls_.Latest(req.matches[1], delta);
+                   if (!crl.ok()) return Refuse(res, crl.status());
+                   // Cached at most a minute, and never past the CRL's nextUpdate.
+                   const int64_t left = absl::ToInt64Seconds((*crl)->next_update - absl::Now());
+                   Serve(req, res, *crl, (*crl)->der, (*crl)->sha256_hex, "application/pkix-crl",
+                         static_cast<int>(std::clamp<int64_t>(left, 0, 60)));
+                 });
+  }
   server_->Get(absl::StrCat("/ca/", kIssuerPattern, "\\.crt"),
                [this](const httplib::Request& req, httplib::Response& res) {
                  auto issuer = ca_.GetIssuer(req.matches[1]);

@@ -214,8 +214,6 @@ class RevocationTest(IssuanceTestCase):
         self.assertTrue(again["notModified"])
         self.assertEqual(again["crlDer"], "")
         self.assertRefused(self.call(client, "GetCrl", {"issuerId": "nope"}), "NOT_FOUND", "issuer")
-        self.assertRefused(self.call(client, "GetCrl", {"issuerId": "devices-1", "delta": True}),
-                           "FAILED_PRECONDITION", "delta")
         self.assertRefused(self.call(client, "GetCrl", {}), "INVALID_ARGUMENT", "issuer_id")
 
     def test_crl_follows_holds_releases_and_revocations(self):
@@ -272,6 +270,117 @@ class RevocationTest(IssuanceTestCase):
         self.assertIn(c["serial"].upper(), text)
         self.assertIn(a["serial"].upper(), text)
         self.assertIn(b["serial"].upper(), text)
+
+    def wait_delta(self, client, issuer_id, base, entries, timeout=10):
+        """Polls GetCrl delta (PEM) until the issuer's delta CRL on complete CRL `base`
+        lists `entries` entries; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.call(client, "GetCrl", {"issuerId": issuer_id, "delta": True,
+                                             "encoding": "CRL_ENCODING_PEM"})
+            if (r.code == "OK" and int(r.body.get("baseCrlNumber", "0")) == int(base)
+                    and int(r.body.get("entryCount", 0)) == entries):
+                self.assertTrue(r.body["delta"], r.body)
+                return r.body
+            if r.code not in ("OK", "UNAVAILABLE"):
+                self.assertCode(r, "OK", f"GetCrl delta {issuer_id}")
+            self.assertLess(time.monotonic(), deadline, f"no delta CRL of {issuer_id} on "
+                                                        f"{base} with {entries} entries: {r!r}")
+            time.sleep(0.1)
+
+    def test_delta_crls_carry_the_changes_since_the_complete_crl(self):
+        """Complete CRLs at most hourly: revocations and releases reach clients through the
+        delta CRL, which OpenSSL applies to the complete one (-use_deltas); a restarted
+        server issues a new complete CRL; with --crl_deltas=false there are no deltas."""
+        args = ["--crl_complete_min_interval=1h"]
+        db, server, client = self.serve("deltacrl", args=args)
+        _, early = self.new_device_cert(client, "imei-50")  # revoked before the complete CRL
+        _, late = self.new_device_cert(client, "imei-51")   # revoked after it
+        _, held = self.new_device_cert(client, "imei-52")   # held before it, released after
+        _, good = self.new_device_cert(client, "imei-53")
+        first = self.wait_crl(client, "devices-1", 0)
+        self.ok(self.call(client, "RevokeCertificate", {
+            "serial": early["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
+        self.ok(self.call(client, "HoldCertificate", {"serial": held["serial"]}))
+        # The complete CRL stays (an hour); its delta lists both.
+        self.wait_delta(client, "devices-1", first["crlNumber"], 2)
+        self.assertEqual(self.wait_crl(client, "devices-1", 0)["crlNumber"], first["crlNumber"])
+
+        # Restarted, the builder reads every entry and issues a complete CRL with both.
+        server.stop()
+        server = self.start_server(db.url, args=args)
+        client = server.wait_ready()
+        complete = self.wait_crl(client, "devices-1", 2)
+        self.assertGreater(int(complete["crlNumber"]), int(first["crlNumber"]))
+        self.ok(self.call(client, "RevokeCertificate", {
+            "serial": late["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
+        self.ok(self.call(client, "ReleaseCertificateHold", {"serial": held["serial"]}))
+        delta = self.wait_delta(client, "devices-1", complete["crlNumber"], 2)
+        self.assertGreater(int(delta["crlNumber"]), int(complete["crlNumber"]))
+        self.assertEqual(int(self.wait_crl(client, "devices-1", 2)["crlNumber"]),
+                         int(complete["crlNumber"]))
+
+        complete_file = write(self.pki.path("complete.crl"), complete["crlPem"])
+        delta_file = write(self.pki.path("delta.crl"), delta["crlPem"])
+        text = run(["openssl", "crl", "-in", complete_file, "-noout", "-text"]).stdout
+        self.assertIn("X509v3 Freshest CRL", text)
+        self.assertIn("/crl/delta/devices-1.crl", text)
+        text = run(["openssl", "crl", "-in", delta_file, "-noout", "-text"]).stdout
+        self.assertIn("X509v3 Delta CRL Indicator: critical", text)
+        self.assertIn(f"Serial Number: {late['serial'].upper()}", text)
+        self.assertIn(f"Serial Number: {held['serial'].upper()}", text)
+        self.assertIn("Remove From CRL", text)
+        self.assertNotIn(early["serial"].upper(), text)
+        # OpenSSL's verifier with both: the two revoked are refused, the released hold and
+        # the good one accepted; with the complete CRL alone, the late revocation is missed
+        # and the hold still counts.
+        ca_file = write(self.pki.path("chain.pem"), good["chainPem"])
+        for cert, with_delta, ok in ((early, True, False), (late, True, False), (held, True, True),
+                                     (good, True, True), (late, False, True), (held, False, False)):
+            leaf = write(self.pki.path(f"{cert['serial']}.pem"), cert["certificatePem"])
+            crls = ["-CRLfile", complete_file] + (["-CRLfile", delta_file] if with_delta else [])
+            r = run(["openssl", "verify", "-crl_check", "-extended_crl", "-use_deltas",
+                     "-CAfile", ca_file, *crls, leaf], check=False)
+            context = f"{cert['serial']} with_delta={with_delta}: {r.stdout}{r.stderr}"
+            if ok:
+                self.assertEqual(r.returncode, 0, context)
+            else:
+                self.assertNotEqual(r.returncode, 0, context)
+                self.assertIn("certificate revoked", r.stdout + r.stderr, context)
+        # The delta over HTTP, at the URL the complete CRL names.
+        http_delta = self.pki.path("http-delta.crl")
+        run(["curl", "-sS", "-f", "-o", http_delta,
+             f"http://127.0.0.1:{server.http_port}/crl/delta/devices-1.crl"])
+        number = run(["openssl", "crl", "-inform", "DER", "-in", http_delta, "-noout",
+                      "-crlnumber"]).stdout
+        self.assertEqual(int(number.strip().split("=")[1], 16), int(delta["crlNumber"]), number)
+        # GetRevocationStatus names a published CRL reflecting the late revocation: the delta.
+        deadline = time.monotonic() + 10
+        while True:
+            status = self.ok(self.call(client, "GetRevocationStatus", {"serial": late["serial"]}))
+            if int(status.get("publishedCrlNumber", "0")) > 0:
+                break
+            self.assertLess(time.monotonic(), deadline, status)
+            time.sleep(0.1)
+        self.assertGreater(int(status["publishedCrlNumber"]), int(complete["crlNumber"]))
+
+        # Delta CRLs off: refused over gRPC and HTTP; each change makes a complete CRL,
+        # which names no deltas.
+        server.stop()
+        server = self.start_server(db.url, args=["--crl_deltas=false"])
+        client = server.wait_ready()
+        self.assertRefused(self.call(client, "GetCrl", {"issuerId": "devices-1", "delta": True}),
+                           "FAILED_PRECONDITION", "delta")
+        code = run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                    f"http://127.0.0.1:{server.http_port}/crl/delta/devices-1.crl"]).stdout
+        self.assertEqual(code, "404")
+        self.ok(self.call(client, "HoldCertificate", {"serial": good["serial"]}))
+        crl = self.wait_crl(client, "devices-1", 3)
+        text = run(["openssl", "crl", "-in", write(self.pki.path("nodelta.crl"), crl["crlPem"]),
+                    "-noout", "-text"]).stdout
+        self.assertNotIn("Freshest CRL", text)
+        for cert in (early, late, good):
+            self.assertIn(cert["serial"].upper(), text)
 
     def test_mosquitto_with_the_served_crl_refuses_a_revoked_device(self):
         db, server, client = self.serve("mosquittocrl")

@@ -163,6 +163,100 @@ TEST_P(CrlBuilderTest, EmptyCrlAndTheOpensslCli) {
   EXPECT_THAT(r.output, HasSubstr("X509v3 CRL Number"));
 }
 
+// A complete CRL naming its deltas (freshestCRL) and a delta CRL on it, checked by
+// OpenSSL's own verifier with delta CRLs on (X509_V_FLAG_USE_DELTAS): a certificate revoked
+// after the complete CRL is refused through the delta, a hold released after it is
+// admitted again (removeFromCRL), and without the delta the complete CRL alone decides.
+TEST_P(CrlBuilderTest, DeltaCrlUpdatesTheCompleteOneForOpenSsl) {
+  auto leaf = [&](uint8_t serial) {
+    CertificateTemplate t;
+    t.profile = CertificateProfile::kClient;
+    t.serial = std::string(1, static_cast<char>(serial));
+    t.subject.common_name = absl::StrCat("device-", serial);
+    t.not_before = now_ - absl::Hours(1);
+    t.not_after = now_ + absl::Hours(24);
+    t.public_key = testing::CachedKey(KeyAlgorithm::kEcdsaP256, 41);
+    auto cert = BuildCertificate(t, ca_.get(), store_, "ca");
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    return cert.ok() ? std::move(*cert) : nullptr;
+  };
+  X509Ptr good = leaf(1), revoked_later = leaf(2), held_then_released = leaf(3), revoked = leaf(4);
+  ASSERT_TRUE(good && revoked_later && held_then_released && revoked);
+
+  CrlTemplate complete;
+  complete.crl_number = 10;
+  complete.this_update = now_ - absl::Minutes(5);
+  complete.next_update = now_ + absl::Hours(1);
+  complete.freshest_crl_url = "http://ca.example/crl/delta/ca.crl";
+  complete.entries.push_back({std::string("\x03"), now_ - absl::Minutes(10), 6, std::nullopt});
+  complete.entries.push_back({std::string("\x04"), now_ - absl::Minutes(10), 1, std::nullopt});
+  CrlTemplate delta;
+  delta.crl_number = 12;
+  delta.delta_base_crl_number = 10;
+  delta.this_update = now_;
+  delta.next_update = now_ + absl::Hours(1);
+  delta.entries.push_back({std::string("\x02"), now_, 1, std::nullopt});
+  delta.entries.push_back({std::string("\x03"), now_, 8 /* removeFromCRL */, std::nullopt});
+  auto complete_der = BuildCrlDer(complete, ca_.get(), store_, "ca");
+  auto delta_der = BuildCrlDer(delta, ca_.get(), store_, "ca");
+  ASSERT_TRUE(complete_der.ok()) << complete_der.status();
+  ASSERT_TRUE(delta_der.ok()) << delta_der.status();
+  X509CrlPtr complete_crl = Parse(*complete_der), delta_crl = Parse(*delta_der);
+  ASSERT_TRUE(complete_crl && delta_crl);
+
+  // The extensions, as OpenSSL reads them.
+  int critical = -1;
+  auto* base = static_cast<ASN1_INTEGER*>(
+      X509_CRL_get_ext_d2i(delta_crl.get(), NID_delta_crl, &critical, nullptr));
+  ASSERT_NE(base, nullptr);
+  EXPECT_EQ(ASN1_INTEGER_get(base), 10);
+  EXPECT_EQ(critical, 1);
+  ASN1_INTEGER_free(base);
+  auto* points = static_cast<STACK_OF(DIST_POINT)*>(
+      X509_CRL_get_ext_d2i(complete_crl.get(), NID_freshest_crl, &critical, nullptr));
+  ASSERT_NE(points, nullptr);
+  EXPECT_EQ(critical, 0);
+  ASSERT_EQ(sk_DIST_POINT_num(points), 1);
+  GENERAL_NAME* name = sk_GENERAL_NAME_value(sk_DIST_POINT_value(points, 0)->distpoint->name.fullname, 0);
+  ASSERT_EQ(name->type, GEN_URI);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(name->d.uniformResourceIdentifier))),
+            "http://ca.example/crl/delta/ca.crl");
+  sk_DIST_POINT_pop_free(points, DIST_POINT_free);
+  EXPECT_EQ(X509_CRL_get_ext_by_NID(delta_crl.get(), NID_freshest_crl, -1), -1);
+
+  auto verify = [&](X509* cert, bool with_delta) {
+    std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
+    X509_STORE_add_cert(store.get(), ca_.get());
+    X509_STORE_add_crl(store.get(), complete_crl.get());
+    if (with_delta) X509_STORE_add_crl(store.get(), delta_crl.get());
+    // As `openssl verify -crl_check -extended_crl -use_deltas`: without extended CRL
+    // support OpenSSL 3.0 scores a delta CRL as a complete one (get_crl_score) and, being
+    // the newer, uses it instead of the complete CRL.
+    X509_STORE_set_flags(store.get(), X509_V_FLAG_CRL_CHECK | X509_V_FLAG_EXTENDED_CRL_SUPPORT |
+                                          X509_V_FLAG_USE_DELTAS);
+    std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),
+                                                                        X509_STORE_CTX_free);
+    X509_STORE_CTX_init(ctx.get(), store.get(), cert, nullptr);
+    X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), absl::ToTimeT(now_));
+    return X509_verify_cert(ctx.get()) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx.get());
+  };
+  EXPECT_EQ(verify(good.get(), true), X509_V_OK);
+  EXPECT_EQ(verify(revoked_later.get(), true), X509_V_ERR_CERT_REVOKED);
+  EXPECT_EQ(verify(held_then_released.get(), true), X509_V_OK);
+  EXPECT_EQ(verify(revoked.get(), true), X509_V_ERR_CERT_REVOKED);
+  EXPECT_EQ(verify(revoked_later.get(), false), X509_V_OK);
+  EXPECT_EQ(verify(held_then_released.get(), false), X509_V_ERR_CERT_REVOKED);
+
+  // A delta's base must come before it; a delta names no deltas of its own.
+  delta.delta_base_crl_number = 12;
+  EXPECT_EQ(BuildCrlDer(delta, ca_.get(), store_, "ca").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  delta.delta_base_crl_number = 10;
+  delta.freshest_crl_url = "http://ca.example/x.crl";
+  EXPECT_EQ(BuildCrlDer(delta, ca_.get(), store_, "ca").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(CrlBuilderTest, RejectsBadTemplates) {
   CrlTemplate good;
   good.this_update = now_;

@@ -45,7 +45,7 @@ class PgCrlStoreTest : public ::testing::Test {
 
   // Build runs BuildIfNeeded until this test's builder gets the lock (tests in other
   // schemas of the same database may hold it for a moment), and keeps what build saw.
-  bool Build(int64_t known, bool wanted = true) {
+  bool Build(int64_t known, CrlKind wanted = CrlKind::kComplete) {
     for (int attempt = 0; attempt < 100; ++attempt) {
       bool decided = false;
       auto built = store_.BuildIfNeeded(
@@ -103,16 +103,16 @@ TEST_F(PgCrlStoreTest, FirstBuildReadsEveryLiveRevocationAndNumbersFromOne) {
   }
 
   // Numbered, not stored: no replica serves it yet.
-  EXPECT_EQ(store_.Latest("devices-1", true).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.Latest("devices-1", false, true).status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(store_.StoreDer("devices-1", 1, "DER-1").ok());
-  auto latest = store_.Latest("devices-1", true);
+  auto latest = store_.Latest("devices-1", false, true);
   ASSERT_TRUE(latest.ok()) << latest.status();
   EXPECT_EQ(latest->crl_number, 1);
   EXPECT_EQ(latest->der, "DER-1");
   EXPECT_EQ(latest->entries, 2);
   EXPECT_EQ(latest->changes, 3);
   EXPECT_TRUE(latest->der_stored);
-  EXPECT_EQ(store_.Latest("devices-1", false)->der, "");
+  EXPECT_EQ(store_.Latest("devices-1", false, false)->der, "");
 }
 
 TEST_F(PgCrlStoreTest, LaterBuildsReadOnlyWhatChanged) {
@@ -144,7 +144,7 @@ TEST_F(PgCrlStoreTest, LaterBuildsReadOnlyWhatChanged) {
   EXPECT_FALSE(seen_.full);
   EXPECT_THAT(seen_.entries, IsEmpty());
   EXPECT_THAT(seen_.removed, IsEmpty());
-  EXPECT_FALSE(Build(seen_.changes, /*wanted=*/false));
+  EXPECT_FALSE(Build(seen_.changes, CrlKind::kNone));
   EXPECT_EQ(number_, 3);
 }
 
@@ -173,7 +173,66 @@ TEST_F(PgCrlStoreTest, StoringKeepsTheNewestThree) {
             "3,4,5");
   EXPECT_EQ(db_.Exec("SELECT string_agg(crl_number::text, ',' ORDER BY crl_number) FROM crl_ders"),
             "3,4,5");
-  EXPECT_EQ(store_.Latest("devices-1", true)->der, "DER-5");
+  EXPECT_EQ(store_.Latest("devices-1", false, true)->der, "DER-5");
+}
+
+TEST_F(PgCrlStoreTest, DeltaCrlsShareTheNumbersAndNameTheirBase) {
+  Revoke("01", 1);
+  ASSERT_TRUE(Build(-1));  // complete 1
+  ASSERT_TRUE(store_.StoreDer("devices-1", 1, "FULL-1").ok());
+  Revoke("02", 1);
+  ASSERT_TRUE(Build(seen_.changes, CrlKind::kDelta));
+  EXPECT_EQ(number_, 2);
+  EXPECT_FALSE(seen_.full);
+  EXPECT_THAT(Serials(seen_), ElementsAre("\x02"));
+  ASSERT_TRUE(store_.StoreDer("devices-1", 2, "DELTA-2").ok());
+  ASSERT_TRUE(Build(seen_.changes, CrlKind::kDelta));  // delta 3, not stored yet
+  ASSERT_TRUE(work_.latest.has_value() && work_.latest_delta.has_value());
+  EXPECT_EQ(work_.latest->crl_number, 1);
+  EXPECT_EQ(work_.latest->base_crl_number, 0);
+  EXPECT_EQ(work_.latest_delta->crl_number, 2);
+  EXPECT_EQ(work_.latest_delta->base_crl_number, 1);
+
+  // Each kind is served on its own: the newest stored.
+  auto complete = store_.Latest("devices-1", false, true);
+  ASSERT_TRUE(complete.ok()) << complete.status();
+  EXPECT_EQ(complete->der, "FULL-1");
+  auto delta = store_.Latest("devices-1", true, true);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  EXPECT_EQ(delta->crl_number, 2);
+  EXPECT_EQ(delta->base_crl_number, 1);
+  EXPECT_EQ(delta->der, "DELTA-2");
+
+  // Many deltas later, the complete CRL they update is still kept (the newest three of
+  // each kind are), and so is its DER.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Build(seen_.changes, CrlKind::kDelta));
+    ASSERT_TRUE(store_.StoreDer("devices-1", number_, absl::StrCat("DELTA-", number_)).ok());
+  }
+  EXPECT_EQ(number_, 8);
+  EXPECT_EQ(db_.Exec("SELECT string_agg(crl_number || ':' || coalesce(base_crl_number, 0), ',' "
+                     "ORDER BY crl_number) FROM crls"),
+            "1:0,6:1,7:1,8:1");
+  EXPECT_EQ(db_.Exec("SELECT string_agg(crl_number::text, ',' ORDER BY crl_number) FROM crl_ders"),
+            "1,6,7,8");
+  EXPECT_EQ(store_.Latest("devices-1", false, true)->der, "FULL-1");
+  EXPECT_EQ(store_.Latest("devices-1", true, true)->der, "DELTA-8");
+  // A delta with no complete CRL to update is refused before anything is read.
+  db_.Exec("DELETE FROM crls WHERE base_crl_number IS NULL");
+  bool built = true;
+  for (int attempt = 0; attempt < 100 && built; ++attempt) {
+    auto r = store_.BuildIfNeeded(
+        "devices-1", -1, [](const CrlWork&) { return CrlKind::kDelta; },
+        [](int64_t, CrlEntryChanges&) -> absl::StatusOr<CrlStore::Built> {
+          return absl::InternalError("not reached");
+        });
+    if (r.ok() && !*r) {  // the lock was taken by another test: again
+      absl::SleepFor(absl::Milliseconds(50));
+      continue;
+    }
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+    built = false;
+  }
 }
 
 }  // namespace
