@@ -3,7 +3,8 @@
 # PostgreSQL (fsync and synchronous commit on, as scripts/pg.sh sets them):
 #  - p50/p99 of RevokeCertificate with 1k and then 1M certificates already revoked, from 4
 #    clients as fast as they go, then from one client at a steady 20/s;
-#  - time from a revocation to a CRL served over HTTP that lists it, at both sizes;
+#  - time from a revocation to a delta CRL served over HTTP that lists it, at both sizes,
+#    and to the complete CRL that lists it;
 #  - the server's own CRL builds at both sizes (its "CRL published" log lines: reading the
 #    changed revocations from PostgreSQL, applying them to the entries it holds, encoding
 #    and signing: served; then stored in PostgreSQL for the other replicas);
@@ -19,8 +20,9 @@
 # revocation row for the revoked ones, as fleetca writes them. Only revocation paths are
 # measured, and they read serials, dates and reasons, never the DER.
 #
-# Environment: BENCH_REVOKED (the large size, default 1000000), BENCH_PG_PORT (default
-# 55479), BENCH_GRPC_PORT (default 50079), BENCH_HTTP_PORT (default 50080).
+# Environment: BENCH_REVOKED (the large size, default 1000000), BENCH_CRL_DELTAS (the
+# server's --crl_deltas, default true), BENCH_PG_PORT (default 55479), BENCH_GRPC_PORT
+# (default 50079), BENCH_HTTP_PORT (default 50080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${BENCH_PG_PORT:-55479}
@@ -48,8 +50,9 @@ export FLEETCA_KEK
 unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
 build/server/fleetca-server init --database_url="$url" --log_level=warning \
   --admin_credential_file="$work/admin.pem"
+deltas=${BENCH_CRL_DELTAS:-true}
 server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
-            --listen=127.0.0.1:$grpc_port --http_listen=127.0.0.1:$http_port)
+            --listen=127.0.0.1:$grpc_port --http_listen=127.0.0.1:$http_port --crl_deltas=$deltas)
 "${server_cmd[@]}" 2>"$work/server.log" &
 server_pid=$!
 
@@ -92,7 +95,7 @@ live_serials() {
 # wait_for_crl ENTRIES: until the server has published a CRL of at least ENTRIES entries.
 wait_for_crl() {
   for _ in $(seq 1 600); do
-    if [ "$(psql_q "SELECT coalesce(max(k.revoked_count), 0) FROM crls k JOIN crl_ders USING (issuer_id, crl_number) WHERE k.issuer_id = '$issuer'")" -ge "$1" ]; then
+    if [ "$(psql_q "SELECT coalesce(max(k.revoked_count), 0) FROM crls k JOIN crl_ders USING (issuer_id, crl_number) WHERE k.issuer_id = '$issuer' AND k.base_crl_number IS NULL")" -ge "$1" ]; then
       return 0
     fi
     sleep 0.5
@@ -111,27 +114,32 @@ builds() {
 cat >"$work/builds.py" <<'PY'
 import json, statistics, sys
 label, issuer = sys.argv[1], sys.argv[2]
-lines = [json.loads(l) for l in sys.stdin if l.strip()]
-rows = [r for r in lines if r["issuer"] == issuer and r["msg"] == "CRL published"]
-stores = [int(r["store_ms"]) for r in lines if r["issuer"] == issuer and r["msg"] == "CRL stored"]
-def stat(k):
+lines = [json.loads(l) for l in sys.stdin if l.strip() and json.loads(l)["issuer"] == issuer]
+def stat(rows, k):
     v = [int(r[k]) for r in rows]
     return "median %.0f ms, max %d ms" % (statistics.median(v), max(v))
-if rows:
+for kind in ("complete", "delta"):
+    rows = [r for r in lines if r["msg"] == "CRL published" and r.get("kind", "complete") == kind]
+    stores = [int(r["store_ms"]) for r in lines
+              if r["msg"] == "CRL stored" and r.get("kind", "complete") == kind]
+    if not rows:
+        continue
     full = sum(1 for r in rows if r["read"] == "all")
-    print("%sserver CRL builds of %s: %d CRLs (%d from every entry read, %d from the changes), the "
-          "last of %s entries (%.1f MiB): served after %s (read %s; apply %s; encode+sign %s)"
-          % (label, issuer, len(rows), full, len(rows) - full, rows[-1]["entries"],
-             int(rows[-1]["bytes"]) / 1048576, stat("served_ms"), stat("read_ms"),
-             stat("apply_ms"), stat("build_ms")))
-for r in rows:
-    if r["read"] == "all" and int(r["entries"]) > 0:
-        print("%s  the full build (every entry read from PostgreSQL, encoded, signed): %s entries "
-              "in %s ms (read %s ms, apply %s ms, encode+sign %s ms)"
-              % (label, r["entries"], r["served_ms"], r["read_ms"], r["apply_ms"], r["build_ms"]))
-if stores:
-    print("%s  stored in PostgreSQL for the other replicas (the newest of those built): %d, "
-          "median %.0f ms, max %d ms" % (label, len(stores), statistics.median(stores), max(stores)))
+    print("%sserver %s CRLs of %s: %d (%d from every entry read, %d from the changes), the "
+          "last of %s entries (%.3f MiB): served after %s (read %s; apply %s; encode+sign %s)"
+          % (label, kind, issuer, len(rows), full, len(rows) - full, rows[-1]["entries"],
+             int(rows[-1]["bytes"]) / 1048576, stat(rows, "served_ms"), stat(rows, "read_ms"),
+             stat(rows, "apply_ms"), stat(rows, "build_ms")))
+    for r in rows:
+        if r["read"] == "all" and int(r["entries"]) > 0:
+            print("%s  the full build (every entry read from PostgreSQL, encoded, signed): %s "
+                  "entries in %s ms (read %s ms, apply %s ms, encode+sign %s ms)"
+                  % (label, r["entries"], r["served_ms"], r["read_ms"], r["apply_ms"],
+                     r["build_ms"]))
+    if stores:
+        print("%s  stored in PostgreSQL for the other replicas (the newest of those built): %d, "
+              "median %.0f ms, max %d ms" % (label, len(stores), statistics.median(stores),
+                                             max(stores)))
 PY
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
@@ -141,7 +149,7 @@ echo "== PostgreSQL $(psql_q 'SHOW server_version'): synchronous_commit=$(psql_q
      "fsync=$(psql_q 'SHOW fsync') shared_buffers=$(psql_q 'SHOW shared_buffers') (same machine)"
 echo "== server: ${server_cmd[*]}"
 bench=(build/bench/revocation_bench --target=127.0.0.1:$grpc_port --http=127.0.0.1:$http_port
-       --issuer=$issuer "$@")
+       --issuer=$issuer --delta=$deltas "$@")
 echo "== bench: ${bench[*]}"
 live=6000  # per size: warm-up, timed, paced and CRL samples (see the bench's flags)
 
@@ -164,7 +172,9 @@ first=$((1001 + live + large - 1000))
 add_certificates $first $((first + live - 1)) false
 live_serials $first $((first + live - 1)) "$work/live-1m"
 wait_for_crl "$large"
-builds "" >/dev/null
+# The builder's first CRL after the population read every entry again (the change log does
+# not hold the SQL-inserted ones): the cold full build, as at a server's start.
+builds "[$large revoked, populated] " | grep 'full build' || true
 "${bench[@]}" --serials_file="$work/live-1m" --label="[$large revoked] "
 builds "[$large revoked] "
 echo "[$large revoked] fleetca-server memory: $(rss)"

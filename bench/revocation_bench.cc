@@ -8,11 +8,15 @@
 //  2b. revokes --paced more at a steady --rate (one client, each request sent on its
 //     schedule; a latency counts from the scheduled time, so a stall delays the ones after
 //     it and shows in them too), as a fleet's operators revoke, and prints the same;
-//  3. --crl_samples times: waits for the served CRL to settle, revokes one more, then polls
-//     http://<--http>/crl/<--issuer>.crl (If-None-Match, every --poll_ms) until the body
+//  3. --crl_samples times: waits for the served CRLs to settle, revokes one more, then polls
+//     http://<--http>/crl/delta/<--issuer>.crl (the delta CRL, with --delta) and
+//     /crl/<--issuer>.crl (the complete one) (If-None-Match, every --poll_ms) until one
 //     lists that serial, and prints the median and the worst of those times (measured from
-//     sending the revoke request). The last CRL is then parsed by OpenSSL, which must find
-//     the serial with reason keyCompromise.
+//     sending the revoke request) and which CRL listed it first. That CRL is then parsed by
+//     OpenSSL, which must find the serial with reason keyCompromise;
+//  4. with --delta, polls the complete CRL until it lists the last serial too, and prints
+//     how long after the revocation it did (complete CRLs follow their cost: every few
+//     minutes at a million entries), checked by OpenSSL the same way.
 //
 // Run it with bench/revocation.sh, which starts PostgreSQL and the server and fills the
 // database with the revoked certificates first.
@@ -50,6 +54,7 @@ ABSL_FLAG(int, paced, 600, "revocations at a steady --rate after the timed ones"
 ABSL_FLAG(double, rate, 20, "revocations per second of the paced run");
 ABSL_FLAG(int, crl_samples, 5, "revocation-to-served-CRL measurements");
 ABSL_FLAG(int, poll_ms, 10, "HTTP polling interval while waiting for the CRL");
+ABSL_FLAG(bool, delta, true, "wait for the delta CRL (the server's --crl_deltas), then the complete");
 
 namespace {
 
@@ -107,13 +112,13 @@ std::string SerialDer(const std::string& hex) {
 
 class CrlPoller {
  public:
-  CrlPoller() {
+  explicit CrlPoller(bool delta) {
     const std::string http = absl::GetFlag(FLAGS_http);
     const size_t colon = http.rfind(':');
     client_ = std::make_unique<httplib::Client>(http.substr(0, colon),
                                                 std::stoi(http.substr(colon + 1)));
     client_->set_read_timeout(60, 0);
-    path_ = absl::StrCat("/crl/", absl::GetFlag(FLAGS_issuer), ".crl");
+    path_ = absl::StrCat(delta ? "/crl/delta/" : "/crl/", absl::GetFlag(FLAGS_issuer), ".crl");
   }
   // Fetch: true when a new CRL came (the body is then in body()).
   bool Fetch() {
@@ -128,6 +133,40 @@ class CrlPoller {
     return true;
   }
   const std::string& body() const { return body_; }
+
+  // WaitFor polls until the CRL lists the serial (hex); returns the milliseconds since s.
+  double WaitFor(const std::string& serial_hex, Clock::time_point s, std::chrono::milliseconds poll,
+                 std::chrono::seconds timeout) {
+    const std::string needle = SerialDer(serial_hex);
+    for (;;) {
+      Fetch();  // (the body held may list it already)
+      if (body_.find(needle) != std::string::npos) return Ms(Clock::now() - s);
+      if (Clock::now() - s > timeout) Die(absl::StrCat("no CRL at ", path_, " lists the serial"));
+      std::this_thread::sleep_for(poll);
+    }
+  }
+
+  // Check: OpenSSL parses the CRL and finds the serial with reason keyCompromise; returns
+  // how many entries it lists.
+  int Check(const std::string& serial_hex) const {
+    const auto* p = reinterpret_cast<const unsigned char*>(body_.data());
+    X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(body_.size()));
+    if (crl == nullptr) Die(absl::StrCat("the CRL at ", path_, " does not parse"));
+    BIGNUM* bn = nullptr;
+    BN_hex2bn(&bn, serial_hex.c_str());
+    ASN1_INTEGER* serial = BN_to_ASN1_INTEGER(bn, nullptr);
+    X509_REVOKED* entry = nullptr;
+    if (X509_CRL_get0_by_serial(crl, &entry, serial) != 1) Die("OpenSSL does not find the serial");
+    auto* reason = static_cast<ASN1_ENUMERATED*>(
+        X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, nullptr, nullptr));
+    if (reason == nullptr || ASN1_ENUMERATED_get(reason) != 1) Die("the entry is not keyCompromise");
+    const int entries = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+    ASN1_ENUMERATED_free(reason);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    X509_CRL_free(crl);
+    return entries;
+  }
 
  private:
   std::unique_ptr<httplib::Client> client_;
@@ -205,52 +244,67 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  // Revocation to served CRL: one revocation at a time, on a settled CRL.
-  CrlPoller poller;
+  // Revocation to served CRL: one revocation at a time, on settled CRLs. With delta CRLs
+  // the revocation is served once the delta CRL or the complete CRL lists it (a complete
+  // CRL built right after it lists it, and its delta then does not).
+  const bool delta = absl::GetFlag(FLAGS_delta);
+  CrlPoller complete(false);
+  std::unique_ptr<CrlPoller> deltas;
+  if (delta) deltas = std::make_unique<CrlPoller>(true);
   const auto poll = std::chrono::milliseconds(absl::GetFlag(FLAGS_poll_ms));
   std::vector<double> to_crl;
+  int via_delta = 0;
   std::string last_serial;
+  Clock::time_point last_revoked;
+  CrlPoller* last_found = nullptr;
   for (size_t k = 0; k < samples; ++k) {
     // Settled: no new CRL for two seconds (the builder caught up with the timed run).
     for (Clock::time_point quiet = Clock::now(); Clock::now() - quiet < std::chrono::seconds(2);) {
-      if (poller.Fetch()) quiet = Clock::now();
+      if (complete.Fetch()) quiet = Clock::now();
+      if (deltas && deltas->Fetch()) quiet = Clock::now();
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     last_serial = serials[end + paced + k];
     const std::string needle = SerialDer(last_serial);
-    const Clock::time_point s = Clock::now();
+    last_revoked = Clock::now();
     Revoke(*stubs[0], last_serial);
-    for (;;) {
-      if (poller.Fetch() && poller.body().find(needle) != std::string::npos) break;
-      if (Clock::now() - s > std::chrono::seconds(120)) Die("no CRL lists the serial after 120 s");
-      std::this_thread::sleep_for(poll);
+    for (last_found = nullptr; last_found == nullptr;) {
+      if (deltas && deltas->Fetch() && deltas->body().find(needle) != std::string::npos) {
+        last_found = deltas.get();
+        ++via_delta;
+      } else if (complete.Fetch() && complete.body().find(needle) != std::string::npos) {
+        last_found = &complete;
+      } else if (Clock::now() - last_revoked > std::chrono::seconds(120)) {
+        Die("no CRL lists the serial after 120 s");
+      } else {
+        std::this_thread::sleep_for(poll);
+      }
     }
-    to_crl.push_back(Ms(Clock::now() - s));
+    to_crl.push_back(Ms(Clock::now() - last_revoked));
   }
   if (!to_crl.empty()) {
-    std::printf("%srevocation to served CRL (HTTP, polled every %lld ms), %zu samples: median "
-                "%.0f ms, max %.0f ms; CRL of %.1f MiB\n",
+    std::printf("%srevocation to a served CRL listing it (HTTP, polled every %lld ms), %zu "
+                "samples: median %.0f ms, max %.0f ms; %d of them first in the delta CRL "
+                "(%.3f MiB), %zu in the complete CRL (%.1f MiB)\n",
                 label.c_str(), static_cast<long long>(poll.count()), to_crl.size(),
-                Percentile(to_crl, 0.5), Percentile(to_crl, 1.0),
-                static_cast<double>(poller.body().size()) / (1 << 20));
-    // The last CRL, checked by OpenSSL: it lists the serial, as keyCompromise.
-    const auto* p = reinterpret_cast<const unsigned char*>(poller.body().data());
-    X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(poller.body().size()));
-    if (crl == nullptr) Die("the served CRL does not parse");
-    BIGNUM* bn = nullptr;
-    BN_hex2bn(&bn, last_serial.c_str());
-    ASN1_INTEGER* serial = BN_to_ASN1_INTEGER(bn, nullptr);
-    X509_REVOKED* entry = nullptr;
-    if (X509_CRL_get0_by_serial(crl, &entry, serial) != 1) Die("OpenSSL does not find the serial");
-    auto* reason = static_cast<ASN1_ENUMERATED*>(
-        X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, nullptr, nullptr));
-    if (reason == nullptr || ASN1_ENUMERATED_get(reason) != 1) Die("the entry is not keyCompromise");
-    std::printf("%sOpenSSL finds the last serial in the served CRL (%d entries), reason keyCompromise\n",
-                label.c_str(), sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)));
-    ASN1_ENUMERATED_free(reason);
-    ASN1_INTEGER_free(serial);
-    BN_free(bn);
-    X509_CRL_free(crl);
+                Percentile(to_crl, 0.5), Percentile(to_crl, 1.0), via_delta,
+                deltas ? static_cast<double>(deltas->body().size()) / (1 << 20) : 0.0,
+                to_crl.size() - static_cast<size_t>(via_delta),
+                static_cast<double>(complete.body().size()) / (1 << 20));
+    std::printf("%sOpenSSL finds the last serial in the %s CRL that listed it first (%d "
+                "entries), reason keyCompromise\n",
+                label.c_str(), last_found == &complete ? "complete" : "delta",
+                last_found->Check(last_serial));
+    std::fflush(stdout);
+  }
+  if (delta && !to_crl.empty()) {
+    // The complete CRL follows at its own pace.
+    const double ms = complete.WaitFor(last_serial, last_revoked, std::chrono::milliseconds(200),
+                                       std::chrono::seconds(900));
+    std::printf("%sthe complete CRL (%.1f MiB) lists the last serial %.1f s after its revocation; "
+                "OpenSSL finds it there (%d entries), reason keyCompromise\n",
+                label.c_str(), static_cast<double>(complete.body().size()) / (1 << 20), ms / 1000,
+                complete.Check(last_serial));
   }
   return 0;
 }

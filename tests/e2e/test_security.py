@@ -294,7 +294,9 @@ class RolesTest(SecurityTestCase):
         self.assertCode(r, "FAILED_PRECONDITION", "revoking the last admin")
 
     def test_issuance_rate_limit_per_identity(self):
-        db, server, admin = self.serve_tls("ratelimit", args=["--issuance_rate_limit=1",
+        # One token per 50 s after a burst of 2: four calls exhaust it however slowly a
+        # loaded machine runs them (at 1/s, slow grpcurl start-ups refilled the bucket).
+        db, server, admin = self.serve_tls("ratelimit", args=["--issuance_rate_limit=0.02",
                                                               "--issuance_burst=2"])
         a = admin.as_(self.issue(admin, "station-a", "provisioner"))
         b = admin.as_(self.issue(admin, "station-b", "provisioner"))
