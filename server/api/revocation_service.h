@@ -1,7 +1,7 @@
 #pragma once
 
 // gRPC RevocationService over revocation::Revocations: revoke, hold, release, status.
-// ImportCrl and delta CRLs are not built yet: UNIMPLEMENTED (the generated base class's
+// ImportCrl is not built yet: UNIMPLEMENTED (the generated base class's
 // answer for ImportCrl).
 
 #include "fleetca/v1/revocation.grpc.pb.h"

@@ -32,6 +32,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "migrations/embedded_migrations.h"
 #include "pki/kek.h"
+#include "server/api/acl_service.h"
 #include "server/api/audit_service.h"
 #include "server/api/broker_sync_service.h"
 #include "server/api/certificate_authority_service.h"
@@ -57,6 +58,7 @@
 #include "storage/pg_certificate_store.h"
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
+#include "storage/pg_acl_store.h"
 #include "storage/pg_crl_store.h"
 #include "storage/pg_listener.h"
 #include "storage/pg_revocation_store.h"
@@ -88,13 +90,9 @@ absl::Status MigrateNow(storage::ConnectionPool& pool) {
 // Services of the v1 API not built yet: registered so that reflection lists them and every
 // call gets UNIMPLEMENTED (the generated base classes' behaviour).
 struct PendingServices {
-  v1::AclService::Service acl;
   v1::BrokerAuthService::Service broker_auth;
 
-  void RegisterAll(grpc::ServerBuilder& builder) {
-    builder.RegisterService(&acl);
-    builder.RegisterService(&broker_auth);
-  }
+  void RegisterAll(grpc::ServerBuilder& builder) { builder.RegisterService(&broker_auth); }
 };
 
 // Domain: every store and use case, wired once for serve and init.
@@ -108,7 +106,9 @@ struct Domain {
         audit_store(pool),
         revocation_store(pool),
         crl_store(pool),
+        acl_store(pool),
         registry(device_store),
+        policy(acl_store, device_store, identity_store),
         brokers(broker_store),
         ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
         issuance(ca, certificate_store, broker_store,
@@ -127,9 +127,11 @@ struct Domain {
   storage::PgAuditStore audit_store;
   storage::PgRevocationStore revocation_store;
   storage::PgCrlStore crl_store;
+  storage::PgAclStore acl_store;
   pki::SoftwareKeyStore key_store;
   auth::Authenticator authenticator;
   registry::Registry registry;
+  policy::Policy policy;
   brokers::BrokerRegistry brokers;
   ca::CertificateAuthority ca;
   issuance::Issuance issuance;
@@ -253,6 +255,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::RevocationService revocation_service(domain.revocations, domain.crls, domain.issuance,
                                             domain.registry);
   api::AuditService audit_service(domain.audit_store);
+  api::AclService acl_service(domain.policy);
   PendingServices pending;
 
   // Credentials: TLS with client authentication by default (auth/auth_processor.h), or
@@ -368,6 +371,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   builder.RegisterService(&identity_service);
   builder.RegisterService(&audit_service);
   builder.RegisterService(&revocation_service);
+  builder.RegisterService(&acl_service);
   pending.RegisterAll(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (port == 0 && config.listen.rfind("unix:", 0) != 0)) {

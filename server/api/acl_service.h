@@ -1,0 +1,44 @@
+#pragma once
+
+// gRPC AclService over policy::Policy: ACL profiles, their assignments, and ResolveAcl.
+
+#include "fleetca/v1/acl.grpc.pb.h"
+#include "server/policy/policy.h"
+
+namespace fleetca::api {
+
+class AclService final : public v1::AclService::Service {
+ public:
+  explicit AclService(policy::Policy& policy) : policy_(policy) {}
+
+  grpc::Status CreateAclProfile(grpc::ServerContext* context,
+                                const v1::CreateAclProfileRequest* request,
+                                v1::CreateAclProfileResponse* response) override;
+  grpc::Status GetAclProfile(grpc::ServerContext* context, const v1::GetAclProfileRequest* request,
+                             v1::GetAclProfileResponse* response) override;
+  grpc::Status ListAclProfiles(grpc::ServerContext* context,
+                               const v1::ListAclProfilesRequest* request,
+                               v1::ListAclProfilesResponse* response) override;
+  grpc::Status UpdateAclProfile(grpc::ServerContext* context,
+                                const v1::UpdateAclProfileRequest* request,
+                                v1::UpdateAclProfileResponse* response) override;
+  grpc::Status DeleteAclProfile(grpc::ServerContext* context,
+                                const v1::DeleteAclProfileRequest* request,
+                                v1::DeleteAclProfileResponse* response) override;
+  grpc::Status AssignAclProfile(grpc::ServerContext* context,
+                                const v1::AssignAclProfileRequest* request,
+                                v1::AssignAclProfileResponse* response) override;
+  grpc::Status UnassignAclProfile(grpc::ServerContext* context,
+                                  const v1::UnassignAclProfileRequest* request,
+                                  v1::UnassignAclProfileResponse* response) override;
+  grpc::Status ListAclAssignments(grpc::ServerContext* context,
+                                  const v1::ListAclAssignmentsRequest* request,
+                                  v1::ListAclAssignmentsResponse* response) override;
+  grpc::Status ResolveAcl(grpc::ServerContext* context, const v1::ResolveAclRequest* request,
+                          v1::ResolveAclResponse* response) override;
+
+ private:
+  policy::Policy& policy_;
+};
+
+}  // namespace fleetca::api

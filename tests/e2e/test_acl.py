@@ -1,0 +1,234 @@
+"""AclService as an operator drives it with a reflection client (buf curl): the built-in
+profiles, profiles with substitutions, assignments to every kind of subject, ResolveAcl,
+and the refusals (each naming its field, nothing written)."""
+
+import unittest
+
+from test_issuance import IssuanceTestCase
+
+ACL = "fleetca.v1.AclService"
+IDENTITY = "fleetca.v1.IdentityService"
+
+
+class AclTest(IssuanceTestCase):
+
+    def acl(self, client, method, request):
+        return client.call(method, request, service=ACL)
+
+    def resolve(self, client, kind, principal_id):
+        return self.ok(self.acl(client, "ResolveAcl", {
+            "principal": {"type": f"PRINCIPAL_TYPE_{kind}", "id": principal_id}}), principal_id)
+
+    @staticmethod
+    def rules(resolved):
+        return [(r["topicFilter"], r["access"]) for r in resolved.get("rules", [])]
+
+    def test_profiles_assignments_and_resolution(self):
+        db, server, client = self.serve("acl")
+        # The built-in profiles, and every device gets its own subtree.
+        listed = self.ok(self.acl(client, "ListAclProfiles", {}))["profiles"]
+        self.assertEqual([(p["name"], p.get("builtin", False)) for p in listed],
+                         [("controller", True), ("device", True), ("watcher", True)])
+        self.ok(client.call("RegisterDevice", {"device": {
+            "commId": "imei-1", "attributes": {"site": "lyon"}, "groups": ["line-a"]}}))
+        self.ok(client.call("RegisterDevice", {"device": {"commId": "imei-2"}}))
+        self.ok(client.call("RegisterDevice", {"device": {
+            "commId": "imei-3", "attributes": {"site": "a/b"}, "groups": ["line-a"]}}))
+        self.assertEqual(self.rules(self.resolve(client, "DEVICE", "imei-1")),
+                         [("devices/imei-1/#", "ACL_ACCESS_READWRITE")])
+
+        # A profile with substitutions, assigned to a group.
+        created = self.ok(self.acl(client, "CreateAclProfile", {"profile": {
+            "name": "site-telemetry", "description": "per-site telemetry",
+            "rules": [{"topicPattern": "sites/%{site}/devices/%c/#", "access": "ACL_ACCESS_WRITE"},
+                      {"topicPattern": "sites/%{site}/cmd/+", "access": "ACL_ACCESS_READ"},
+                      {"topicPattern": "secrets/#", "access": "ACL_ACCESS_DENY"},
+                      {"topicPattern": "100%%/%u", "access": "ACL_ACCESS_SUBSCRIBE"}]}}))["profile"]
+        self.assertFalse(created.get("builtin", False))
+        self.assertEqual(created["etag"], "1")
+        assigned = self.ok(self.acl(client, "AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_GROUP", "subjectId": "line-a",
+            "profileName": "site-telemetry"}}))
+        self.assertFalse(assigned.get("alreadyAssigned", False))
+        again = self.ok(self.acl(client, "AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_GROUP", "subjectId": "line-a",
+            "profileName": "site-telemetry"}}))
+        self.assertTrue(again["alreadyAssigned"])
+        resolved = self.resolve(client, "DEVICE", "imei-1")
+        self.assertTrue(resolved["active"])
+        self.assertEqual(resolved["profileNames"], ["device", "site-telemetry"])
+        self.assertEqual(self.rules(resolved), [
+            ("secrets/#", "ACL_ACCESS_DENY"),                       # DENY first
+            ("100%/imei-1", "ACL_ACCESS_SUBSCRIBE"),
+            ("devices/imei-1/#", "ACL_ACCESS_READWRITE"),
+            ("sites/lyon/cmd/+", "ACL_ACCESS_READ"),
+            ("sites/lyon/devices/imei-1/#", "ACL_ACCESS_WRITE")])
+        by_filter = {r["topicFilter"]: r for r in resolved["rules"]}
+        self.assertEqual(by_filter["sites/lyon/cmd/+"]["subjectType"], "ACL_SUBJECT_TYPE_GROUP")
+        self.assertEqual(by_filter["sites/lyon/cmd/+"]["topicPattern"], "sites/%{site}/cmd/+")
+        self.assertEqual(by_filter["devices/imei-1/#"]["subjectType"],
+                         "ACL_SUBJECT_TYPE_ALL_DEVICES")
+        # A value that would add a level is never substituted: the rules are skipped.
+        resolved = self.resolve(client, "DEVICE", "imei-3")
+        self.assertNotIn("sites/a/b/cmd/+", [f for f, _ in self.rules(resolved)])
+        skipped = resolved["skippedRules"]
+        self.assertEqual(len(skipped), 2, skipped)
+        self.assertIn("attribute site holds '/'", skipped[0]["reason"])
+        # A device outside the group has only its subtree; a suspended one is inactive.
+        self.assertEqual(self.resolve(client, "DEVICE", "imei-2")["profileNames"], ["device"])
+        self.ok(client.call("SetDeviceStatus", {"commId": "imei-2",
+                                                "status": "DEVICE_STATUS_SUSPENDED"}))
+        self.assertFalse(self.resolve(client, "DEVICE", "imei-2").get("active", False))
+
+        # An identity (a watcher) gets what is assigned to its name.
+        self.ok(client.call("IssueIdentity", {
+            "name": "watch-1", "role": "IDENTITY_ROLE_MQTT_CLIENT",
+            "generateKeyAlgorithm": "KEY_ALGORITHM_ECDSA_P256"}, service=IDENTITY))
+        self.ok(self.acl(client, "AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_IDENTITY", "subjectId": "watch-1",
+            "profileName": "watcher"}}))
+        self.assertEqual(self.rules(self.resolve(client, "IDENTITY", "watch-1")),
+                         [("#", "ACL_ACCESS_READ")])
+
+        # Update with the etag; a stale one is ABORTED and changes nothing.
+        updated = self.ok(self.acl(client, "UpdateAclProfile", {
+            "profile": {"name": "site-telemetry",
+                        "rules": [{"topicPattern": "sites/%{site}/#", "access": "ACL_ACCESS_READ"}]},
+            "updateMask": "rules", "etag": "1"}))["profile"]
+        self.assertEqual(updated["etag"], "2")
+        self.assertEqual(updated["description"], "per-site telemetry")
+        r = self.acl(client, "UpdateAclProfile", {
+            "profile": {"name": "site-telemetry", "description": "x"},
+            "updateMask": "description", "etag": "1"})
+        self.assertCode(r, "ABORTED")
+        self.assertIn(("sites/lyon/#", "ACL_ACCESS_READ"),
+                      self.rules(self.resolve(client, "DEVICE", "imei-1")))
+
+        # Deleting: never a built-in, never an assigned profile.
+        self.assertRefused(self.acl(client, "DeleteAclProfile", {"name": "device"}),
+                           "FAILED_PRECONDITION", "name")
+        self.assertRefused(self.acl(client, "DeleteAclProfile", {"name": "site-telemetry"}),
+                           "FAILED_PRECONDITION", "name")
+        self.ok(self.acl(client, "UnassignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_GROUP", "subjectId": "line-a",
+            "profileName": "site-telemetry"}}))
+        self.assertRefused(self.acl(client, "UnassignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_GROUP", "subjectId": "line-a",
+            "profileName": "site-telemetry"}}), "NOT_FOUND", "assignment")
+        self.ok(self.acl(client, "DeleteAclProfile", {"name": "site-telemetry", "etag": "2"}))
+        self.assertRefused(self.acl(client, "GetAclProfile", {"name": "site-telemetry"}),
+                           "NOT_FOUND", "name")
+
+        # Assignments list, filtered and paged.
+        page = self.ok(self.acl(client, "ListAclAssignments", {"pageSize": 1}))
+        self.assertEqual(len(page["assignments"]), 1)
+        rest = self.ok(self.acl(client, "ListAclAssignments", {"pageToken": page["nextPageToken"]}))
+        subjects = [(a["subjectType"], a.get("subjectId", ""), a["profileName"])
+                    for a in page["assignments"] + rest["assignments"]]
+        self.assertEqual(sorted(subjects), sorted([
+            ("ACL_SUBJECT_TYPE_ALL_DEVICES", "", "device"),
+            ("ACL_SUBJECT_TYPE_IDENTITY", "watch-1", "watcher")]))
+        only = self.ok(self.acl(client, "ListAclAssignments", {"profileName": "watcher"}))
+        self.assertEqual(len(only["assignments"]), 1)
+
+        # Every change is in the change log (brokers follow it) and audited.
+        log = db.query("SELECT string_agg(entity_type || ':' || entity_key, ',' ORDER BY revision) "
+                       "FROM change_log WHERE entity_type LIKE 'acl%' AND entity_key LIKE '%site%'")
+        self.assertIn("acl_profile:site-telemetry", log)
+        self.assertIn("acl_assignment:group/line-a/site-telemetry", log)
+        actions = db.query("SELECT string_agg(DISTINCT action, ',') FROM audit_log "
+                           "WHERE action LIKE '%AclProfile'")
+        for action in ("CreateAclProfile", "UpdateAclProfile", "DeleteAclProfile",
+                       "AssignAclProfile", "UnassignAclProfile"):
+            self.assertIn(action, actions)
+
+    def test_bad_input_names_the_field_and_writes_nothing(self):
+        db, server, client = self.serve("aclbad")
+        self.ok(client.call("RegisterDevice", {"device": {"commId": "imei-9"}}))
+        before = db.query("SELECT count(*) FROM change_log")
+
+        def profile(pattern, access="ACL_ACCESS_READ", name="p1"):
+            return {"profile": {"name": name, "rules": [
+                {"topicPattern": "ok/#", "access": "ACL_ACCESS_READ"},
+                {"topicPattern": pattern, "access": access}]}}
+
+        cases = [
+            (profile("a/#/b"), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("a+/b"), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("dev/%x"), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("dev/%{site"), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("dev/%{}"), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile(""), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("a\u0000b"), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("x" * 1025), "INVALID_ARGUMENT", "profile.rules[1].topic_pattern"),
+            (profile("ok", access="ACL_ACCESS_UNSPECIFIED"), "INVALID_ARGUMENT",
+             "profile.rules[1].access"),
+            (profile("ok", name="Bad Name"), "INVALID_ARGUMENT", "profile.name"),
+            (profile("ok", name=""), "INVALID_ARGUMENT", "profile.name"),
+            ({"profile": {"name": "p2", "rules": [{"topicPattern": f"r/{i}",
+                                                   "access": "ACL_ACCESS_READ"}
+                                                  for i in range(65)]}},
+             "INVALID_ARGUMENT", "profile.rules"),
+            ({"profile": {"name": "p3", "description": "x" * 257}}, "INVALID_ARGUMENT",
+             "profile.description"),
+            ({"profile": {"name": "device", "rules": []}}, "ALREADY_EXISTS", "profile.name"),
+            ({}, "INVALID_ARGUMENT", "profile"),
+        ]
+        for request, code, field in cases:
+            with self.subTest(field=field, request=str(request)[:80]):
+                self.assertRefused(self.acl(client, "CreateAclProfile", request), code, field)
+
+        def assignment(subject_type, subject_id, profile_name="device"):
+            return {"assignment": {"subjectType": subject_type, "subjectId": subject_id,
+                                   "profileName": profile_name}}
+
+        cases = [
+            (assignment("ACL_SUBJECT_TYPE_DEVICE", "nope"), "NOT_FOUND", "assignment.subject_id"),
+            (assignment("ACL_SUBJECT_TYPE_DEVICE", "a/b"), "INVALID_ARGUMENT",
+             "assignment.subject_id"),
+            (assignment("ACL_SUBJECT_TYPE_IDENTITY", "nobody"), "NOT_FOUND",
+             "assignment.subject_id"),
+            (assignment("ACL_SUBJECT_TYPE_ALL_DEVICES", "x"), "INVALID_ARGUMENT",
+             "assignment.subject_id"),
+            (assignment("ACL_SUBJECT_TYPE_GROUP", "Line A"), "INVALID_ARGUMENT",
+             "assignment.subject_id"),
+            (assignment("ACL_SUBJECT_TYPE_DEVICE", "imei-9", "nope"), "NOT_FOUND",
+             "assignment.profile_name"),
+            (assignment("ACL_SUBJECT_TYPE_UNSPECIFIED", "imei-9"), "INVALID_ARGUMENT",
+             "assignment.subject_type"),
+        ]
+        for request, code, field in cases:
+            with self.subTest(field=field, request=str(request)[:80]):
+                self.assertRefused(self.acl(client, "AssignAclProfile", request), code, field)
+
+        for request, code, field in [
+                ({"profile": {"name": "device"}}, "INVALID_ARGUMENT", "update_mask"),
+                ({"profile": {"name": "device"}, "updateMask": "builtin"}, "INVALID_ARGUMENT",
+                 "update_mask"),
+                ({"profile": {"name": "nope", "description": "x"}, "updateMask": "description"},
+                 "NOT_FOUND", "name"),
+                ({"profile": {"name": "device", "description": "x"}, "updateMask": "description",
+                  "etag": "zz"}, "INVALID_ARGUMENT", "etag")]:
+            with self.subTest(field=field, request=str(request)[:80]):
+                self.assertRefused(self.acl(client, "UpdateAclProfile", request), code, field)
+        for request, code, field in [
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "nope"}}, "NOT_FOUND",
+                 "nope"),
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "a/b"}},
+                 "INVALID_ARGUMENT", "principal.id"),
+                ({"principal": {"id": "imei-9"}}, "INVALID_ARGUMENT", "principal.type"),
+                ({}, "INVALID_ARGUMENT", "principal")]:
+            with self.subTest(field=field, request=str(request)[:80]):
+                self.assertRefused(self.acl(client, "ResolveAcl", request), code, field)
+        self.assertRefused(self.acl(client, "ListAclProfiles", {"pageSize": -1}),
+                           "INVALID_ARGUMENT", "page_size")
+        self.assertRefused(self.acl(client, "ListAclAssignments", {"pageToken": "garbage"}),
+                           "INVALID_ARGUMENT", "page_token")
+        # Nothing was written by any of them.
+        self.assertEqual(db.query("SELECT count(*) FROM change_log"), before)
+        self.assertEqual(db.query("SELECT count(*) FROM acl_profiles"), "3")
+        self.assertEqual(db.query("SELECT count(*) FROM acl_assignments"), "1")
+
+
+if __name__ == "__main__":
+    unittest.main()
