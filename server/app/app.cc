@@ -34,6 +34,7 @@
 #include "pki/kek.h"
 #include "server/api/acl_service.h"
 #include "server/api/audit_service.h"
+#include "server/api/broker_auth_service.h"
 #include "server/api/broker_sync_service.h"
 #include "server/api/certificate_authority_service.h"
 #include "server/api/device_registry_service.h"
@@ -59,6 +60,7 @@
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
 #include "storage/pg_acl_store.h"
+#include "storage/pg_change_log.h"
 #include "storage/pg_crl_store.h"
 #include "storage/pg_listener.h"
 #include "storage/pg_revocation_store.h"
@@ -87,13 +89,6 @@ absl::Status MigrateNow(storage::ConnectionPool& pool) {
   return absl::OkStatus();
 }
 
-// Services of the v1 API not built yet: registered so that reflection lists them and every
-// call gets UNIMPLEMENTED (the generated base classes' behaviour).
-struct PendingServices {
-  v1::BrokerAuthService::Service broker_auth;
-
-  void RegisterAll(grpc::ServerBuilder& builder) { builder.RegisterService(&broker_auth); }
-};
 
 // Domain: every store and use case, wired once for serve and init.
 struct Domain {
@@ -107,8 +102,10 @@ struct Domain {
         revocation_store(pool),
         crl_store(pool),
         acl_store(pool),
+        change_log(pool),
         registry(device_store),
         policy(acl_store, device_store, identity_store),
+        policy_index(device_store, identity_store, acl_store, change_log),
         brokers(broker_store),
         ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
         issuance(ca, certificate_store, broker_store,
@@ -128,10 +125,12 @@ struct Domain {
   storage::PgRevocationStore revocation_store;
   storage::PgCrlStore crl_store;
   storage::PgAclStore acl_store;
+  storage::PgChangeLogReader change_log;
   pki::SoftwareKeyStore key_store;
   auth::Authenticator authenticator;
   registry::Registry registry;
   policy::Policy policy;
+  policy::PolicyIndex policy_index;
   brokers::BrokerRegistry brokers;
   ca::CertificateAuthority ca;
   issuance::Issuance issuance;
@@ -256,7 +255,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
                                             domain.registry);
   api::AuditService audit_service(domain.audit_store);
   api::AclService acl_service(domain.policy);
-  PendingServices pending;
+  api::BrokerAuthService broker_auth_service(domain.policy_index);
 
   // Credentials: TLS with client authentication by default (auth/auth_processor.h), or
   // plaintext on loopback for development.
@@ -372,7 +371,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   builder.RegisterService(&audit_service);
   builder.RegisterService(&revocation_service);
   builder.RegisterService(&acl_service);
-  pending.RegisterAll(builder);
+  builder.RegisterService(&broker_auth_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || (port == 0 && config.listen.rfind("unix:", 0) != 0)) {
     LogError("cannot listen", {{"address", config.listen},
@@ -463,6 +462,40 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
       revoked.Wait(absl::Seconds(1) - pause);
     } while (!stopping.HasBeenNotified());
   });
+  // The broker policy in memory (BrokerAuthService): loaded once, then each committed
+  // change applied as soon as its NOTIFY arrives (and at least every second).
+  std::thread policy_thread([&] {
+    storage::Listener changed(pool, "fleetca_changes");
+    bool failing = false;
+    while (!stopping.HasBeenNotified()) {
+      const absl::Time start = absl::Now();
+      absl::Status st;
+      if (!domain.policy_index.loaded()) {
+        st = domain.policy_index.Load();
+        if (st.ok()) {
+          const policy::PolicyIndex::Counts c = domain.policy_index.counts();
+          LogInfo("policy index loaded",
+                  {{"devices", std::to_string(c.devices)},
+                   {"identities", std::to_string(c.identities)},
+                   {"profiles", std::to_string(c.profiles)},
+                   {"assignments", std::to_string(c.assignments)},
+                   {"revision", std::to_string(domain.policy_index.revision())},
+                   {"ms", std::to_string(absl::ToInt64Milliseconds(absl::Now() - start))}});
+        }
+      } else {
+        st = domain.policy_index.Refresh().status();
+      }
+      if (!st.ok() && !failing) {
+        LogWarning("cannot refresh the policy index", {{"error", std::string(st.message())}});
+      }
+      failing = !st.ok();
+      if (failing) {
+        if (stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) break;
+        continue;
+      }
+      changed.Wait(absl::Seconds(1));
+    }
+  });
   // ... and stored for the other replicas by a thread of their own (the last ones at exit,
   // once crl_thread is done).
   auto store_crls = [&](absl::Duration wait, bool* failing) {
@@ -538,6 +571,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   health_thread.join();
   audit_thread.join();
   crl_thread.join();
+  policy_thread.join();
   crl_store_thread.join();
   bool store_failing = false;
   store_crls(absl::ZeroDuration(), &store_failing);

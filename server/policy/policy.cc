@@ -68,21 +68,6 @@ std::string AssignmentFilters(const storage::AclAssignmentFilter& f) {
                       f.subject_id, "\n", f.profile_name);
 }
 
-// Attributes of a device for %{name}.
-class DeviceAttributes final : public acl::AttributeSource {
- public:
-  explicit DeviceAttributes(const std::map<std::string, std::string>& attributes)
-      : attributes_(attributes) {}
-  std::optional<absl::string_view> Attribute(absl::string_view name) const override {
-    auto it = attributes_.find(std::string(name));
-    if (it == attributes_.end()) return std::nullopt;
-    return absl::string_view(it->second);
-  }
-
- private:
-  const std::map<std::string, std::string>& attributes_;
-};
-
 }  // namespace
 
 acl::Access ToAccess(storage::AclRuleAccess access) {
@@ -246,9 +231,8 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
     subjects.emplace_back(AclSubject::kIdentity, id);
   }
 
-  // The profiles, each once (from the first subject that brings it in).
+  // The assignments of each subject, in that order.
   std::vector<AclAssignmentRow> assignments;
-  std::set<std::string> seen;
   for (const auto& [subject_type, subject_id] : subjects) {
     storage::AclAssignmentFilter filter;
     filter.subject_type = subject_type;
@@ -257,33 +241,46 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
     for (;;) {
       ASSIGN_OR_RETURN(std::vector<AclAssignmentRow> rows,
                        store_.ListAssignments(filter, after, kMaxPageSize));
-      for (AclAssignmentRow& row : rows) {
-        if (seen.insert(row.profile_name).second) assignments.push_back(row);
-      }
+      assignments.insert(assignments.end(), rows.begin(), rows.end());
       if (rows.size() < static_cast<size_t>(kMaxPageSize)) break;
       after = rows.back();
     }
   }
-  out.profile_names.assign(seen.begin(), seen.end());
+  // Their profiles, each read once.
+  std::map<std::string, AclProfileRow> profiles;
+  std::vector<AssignedProfile> assigned;
+  for (const AclAssignmentRow& a : assignments) {
+    auto it = profiles.find(a.profile_name);
+    if (it == profiles.end()) {
+      auto profile = store_.GetProfile(a.profile_name);
+      if (profile.status().code() == absl::StatusCode::kNotFound) continue;  // deleted since
+      if (!profile.ok()) return profile.status();
+      it = profiles.emplace(a.profile_name, *std::move(profile)).first;
+    }
+    assigned.push_back({a, &it->second.rules});
+  }
+  ResolveRules(id, device ? &device->attributes : nullptr, assigned, &out);
+  return out;
+}
 
-  // Each rule substituted for this principal: the MQTT client id and username are the
-  // comm-ID (devices: CN = comm-ID = client id) or the identity's name.
-  std::optional<DeviceAttributes> attributes;
-  if (device) attributes.emplace(device->attributes);
+void ResolveRules(const std::string& id, const std::map<std::string, std::string>* attributes,
+                  const std::vector<AssignedProfile>& profiles, Resolution* out) {
+  std::optional<acl::MapAttributeSource> source;
+  if (attributes != nullptr) source.emplace(*attributes);
   acl::Substitutions values;
   values.client_id = id;
   values.username = id;
-  values.attributes = attributes ? &*attributes : nullptr;
-  for (const AclAssignmentRow& a : assignments) {
-    auto profile = store_.GetProfile(a.profile_name);
-    if (profile.status().code() == absl::StatusCode::kNotFound) continue;  // deleted since
-    if (!profile.ok()) return profile.status();
-    for (const storage::AclRuleRow& rule : profile->rules) {
+  values.attributes = source ? &*source : nullptr;
+  std::set<std::string> seen;
+  for (const AssignedProfile& p : profiles) {
+    const AclAssignmentRow& a = p.assignment;
+    if (p.rules == nullptr || !seen.insert(a.profile_name).second) continue;
+    for (const storage::AclRuleRow& rule : *p.rules) {
       auto pattern = acl::TopicPattern::Parse(rule.pattern);
       absl::StatusOr<std::string> filter =
           pattern.ok() ? pattern->Substitute(values) : pattern.status();
       if (!filter.ok()) {
-        out.skipped.push_back(
+        out->skipped.push_back(
             {rule.pattern, rule.access, a.profile_name, std::string(filter.status().message())});
         continue;
       }
@@ -293,17 +290,17 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
       r.profile_name = a.profile_name;
       r.subject_type = a.subject_type;
       r.subject_id = a.subject_id;
-      out.rules.push_back(std::move(r));
+      out->rules.push_back(std::move(r));
     }
   }
-  std::stable_sort(out.rules.begin(), out.rules.end(),
+  out->profile_names.assign(seen.begin(), seen.end());
+  std::stable_sort(out->rules.begin(), out->rules.end(),
                    [](const EffectiveRule& x, const EffectiveRule& y) {
                      const bool dx = x.rule.access == acl::Access::kDeny;
                      const bool dy = y.rule.access == acl::Access::kDeny;
                      if (dx != dy) return dx;
                      return x.rule.filter < y.rule.filter;
                    });
-  return out;
 }
 
 }  // namespace fleetca::policy

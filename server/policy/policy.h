@@ -101,6 +101,21 @@ class Policy {
   storage::IdentityStore& identities_;
 };
 
+// A profile in effect for a principal: the assignment that brings it in, and its rules.
+struct AssignedProfile {
+  storage::AclAssignmentRow assignment;
+  const std::vector<storage::AclRuleRow>* rules = nullptr;  // borrowed
+};
+
+// ResolveRules substitutes the rules of `profiles` (in the order given, each profile
+// once: the first assignment that brings it in) for a principal whose MQTT client id and
+// username are `id` (a device: CN = comm-ID = client id; an identity: its name), with the
+// device attributes `attributes` (null for an identity). The one algorithm behind
+// ResolveAcl and the brokers' in-memory index. Fills profile_names, rules (DENY first,
+// then by filter) and skipped; type, id and active are the caller's.
+void ResolveRules(const std::string& id, const std::map<std::string, std::string>* attributes,
+                  const std::vector<AssignedProfile>& profiles, Resolution* out);
+
 // ValidateProfileName: 1 to 63 characters of [a-z0-9._-] starting with a letter or digit.
 absl::Status ValidateProfileName(absl::string_view field, absl::string_view name);
 

@@ -2,11 +2,13 @@
 profiles, profiles with substitutions, assignments to every kind of subject, ResolveAcl,
 and the refusals (each naming its field, nothing written)."""
 
+import time
 import unittest
 
 from test_issuance import IssuanceTestCase
 
 ACL = "fleetca.v1.AclService"
+AUTH = "fleetca.v1.BrokerAuthService"
 IDENTITY = "fleetca.v1.IdentityService"
 
 
@@ -228,6 +230,91 @@ class AclTest(IssuanceTestCase):
         self.assertEqual(db.query("SELECT count(*) FROM change_log"), before)
         self.assertEqual(db.query("SELECT count(*) FROM acl_profiles"), "3")
         self.assertEqual(db.query("SELECT count(*) FROM acl_assignments"), "1")
+
+    def check(self, client, comm_id, op, topic, kind="DEVICE"):
+        return client.call("CheckTopic", {
+            "principal": {"type": f"PRINCIPAL_TYPE_{kind}", "id": comm_id},
+            "operation": f"TOPIC_OPERATION_{op}", "topic": topic}, service=AUTH)
+
+    def wait_answer(self, client, comm_id, op, topic, allowed, reason=None, timeout=10):
+        """Polls CheckTopic until it answers `allowed` (the index follows the change log)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.ok(self.check(client, comm_id, op, topic))
+            if body.get("allowed", False) == allowed and (
+                    reason is None or body.get("denyReason") == reason):
+                return body
+            self.assertLess(time.monotonic(), deadline, f"{comm_id} {op} {topic}: {body}")
+            time.sleep(0.05)
+
+    def test_check_topic_answers_from_the_index_and_follows_changes(self):
+        db, server, client = self.serve("acltopic")
+        self.ok(client.call("RegisterDevice", {"device": {"commId": "imei-1",
+                                                          "attributes": {"site": "lyon"}}}))
+        self.ok(client.call("RegisterDevice", {"device": {"commId": "imei-2"}}))
+        # The device's own subtree (the built-in "device" profile for all devices).
+        body = self.wait_answer(client, "imei-1", "PUBLISH", "devices/imei-1/up", True)
+        self.assertEqual(body["matchedRule"]["topicFilter"], "devices/imei-1/#")
+        self.assertEqual(body["matchedRule"]["profileName"], "device")
+        self.assertGreater(int(body["revision"]), 0)
+        self.assertEqual(body["cacheTtl"], "2s")
+        body = self.ok(self.check(client, "imei-1", "PUBLISH", "devices/imei-2/up"))
+        self.assertFalse(body.get("allowed", False))
+        self.assertEqual(body["denyReason"], "TOPIC_DENY_REASON_NO_MATCHING_RULE")
+        self.assertTrue(self.ok(self.check(client, "imei-1", "SUBSCRIBE",
+                                           "devices/imei-1/+/cmd")).get("allowed"))
+        self.assertFalse(self.ok(self.check(client, "imei-1", "SUBSCRIBE",
+                                            "devices/+/cmd")).get("allowed", False))
+        self.assertEqual(self.ok(self.check(client, "nope", "PUBLISH", "a"))["denyReason"],
+                         "TOPIC_DENY_REASON_PRINCIPAL_UNKNOWN")
+        # A DENY rule assigned to the device wins over its subtree, as soon as it commits.
+        self.ok(self.acl(client, "CreateAclProfile", {"profile": {"name": "no-fw", "rules": [
+            {"topicPattern": "devices/%c/firmware/#", "access": "ACL_ACCESS_DENY"},
+            {"topicPattern": "sites/%{site}/#", "access": "ACL_ACCESS_READ"}]}}))
+        self.ok(self.acl(client, "AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_DEVICE", "subjectId": "imei-1",
+            "profileName": "no-fw"}}))
+        body = self.wait_answer(client, "imei-1", "PUBLISH", "devices/imei-1/firmware/v2", False,
+                                "TOPIC_DENY_REASON_DENY_RULE")
+        self.assertEqual(body["matchedRule"]["topicPattern"], "devices/%c/firmware/#")
+        self.assertEqual(body["matchedRule"]["subjectType"], "ACL_SUBJECT_TYPE_DEVICE")
+        self.assertTrue(self.ok(self.check(client, "imei-1", "RECEIVE", "sites/lyon/alerts"))
+                        .get("allowed"))
+        self.assertFalse(self.ok(self.check(client, "imei-1", "PUBLISH", "sites/lyon/alerts"))
+                         .get("allowed", False))
+        # Attributes and status follow the registry.
+        self.ok(client.call("UpdateDevice", {"device": {"commId": "imei-1",
+                                                        "attributes": {"site": "paris"}},
+                                             "updateMask": "attributes"}))
+        self.wait_answer(client, "imei-1", "RECEIVE", "sites/paris/alerts", True)
+        self.assertFalse(self.ok(self.check(client, "imei-1", "RECEIVE", "sites/lyon/alerts"))
+                         .get("allowed", False))
+        self.ok(client.call("SetDeviceStatus", {"commId": "imei-1",
+                                                "status": "DEVICE_STATUS_SUSPENDED"}))
+        self.wait_answer(client, "imei-1", "PUBLISH", "devices/imei-1/up", False,
+                         "TOPIC_DENY_REASON_PRINCIPAL_INACTIVE")
+        # A restarted server loads the same policy.
+        server.stop()
+        client = self.start_server(db.url).wait_ready()
+        self.wait_answer(client, "imei-1", "PUBLISH", "devices/imei-1/up", False,
+                         "TOPIC_DENY_REASON_PRINCIPAL_INACTIVE")
+        self.wait_answer(client, "imei-2", "PUBLISH", "devices/imei-2/up", True)
+        # Bad requests name the field.
+        for request, field in [
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "imei-2"},
+                  "operation": "TOPIC_OPERATION_PUBLISH", "topic": "devices/+/up"}, "topic"),
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "imei-2"},
+                  "operation": "TOPIC_OPERATION_SUBSCRIBE", "topic": "a/#/b"}, "topic"),
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "imei-2"},
+                  "operation": "TOPIC_OPERATION_PUBLISH", "topic": ""}, "topic"),
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "imei-2"},
+                  "topic": "a"}, "operation"),
+                ({"principal": {"type": "PRINCIPAL_TYPE_DEVICE", "id": "a/b"},
+                  "operation": "TOPIC_OPERATION_PUBLISH", "topic": "a"}, "principal.id"),
+                ({"operation": "TOPIC_OPERATION_PUBLISH", "topic": "a"}, "principal")]:
+            with self.subTest(field=field, request=str(request)[:80]):
+                self.assertRefused(client.call("CheckTopic", request, service=AUTH),
+                                   "INVALID_ARGUMENT", field)
 
 
 if __name__ == "__main__":

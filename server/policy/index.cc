@@ -1,0 +1,287 @@
+#include "server/policy/index.h"
+
+#include <algorithm>
+#include <functional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/page_token.h"
+#include "common/status_macros.h"
+
+namespace fleetca::policy {
+namespace {
+
+using storage::AclAssignmentRow;
+using storage::AclSubject;
+
+constexpr int kLoadPage = 1000;  // rows per read while loading
+constexpr int kRefreshBatch = 1000;  // changes applied per lock
+
+}  // namespace
+
+std::string PolicyIndex::SubjectKey(AclSubject type, absl::string_view id) {
+  return absl::StrCat(storage::AclSubjectName(type), "\n", id);
+}
+
+absl::Status PolicyIndex::Load() {
+  // The head first: every change after it is re-read by Refresh.
+  ASSIGN_OR_RETURN(const int64_t head, log_.Head());
+  absl::flat_hash_map<std::string, DeviceEntry> devices;
+  for (std::string after;;) {
+    ASSIGN_OR_RETURN(std::vector<storage::Device> page,
+                     devices_store_.List(storage::DeviceFilter(), after, kLoadPage));
+    for (storage::Device& d : page) {
+      devices[d.comm_id] = DeviceEntry{d.status == storage::DeviceStatus::kActive,
+                                       std::move(d.groups), std::move(d.attributes)};
+    }
+    if (page.size() < static_cast<size_t>(kLoadPage)) break;
+    after = page.back().comm_id;
+  }
+  absl::flat_hash_map<std::string, bool> identities;
+  for (std::string after;;) {
+    ASSIGN_OR_RETURN(std::vector<storage::IdentityRecord> page,
+                     identities_store_.List(storage::IdentityFilter(), after, kLoadPage));
+    for (const storage::IdentityRecord& i : page) identities[i.name] = i.status == "active";
+    if (page.size() < static_cast<size_t>(kLoadPage)) break;
+    after = page.back().name;
+  }
+  absl::flat_hash_map<std::string, storage::AclProfileRow> profiles;
+  for (std::string after;;) {
+    ASSIGN_OR_RETURN(std::vector<storage::AclProfileRow> page,
+                     acl_store_.ListProfiles(after, kLoadPage));
+    for (storage::AclProfileRow& p : page) {
+      std::string name = p.name;
+      profiles[name] = std::move(p);
+    }
+    if (page.size() < static_cast<size_t>(kLoadPage)) break;
+    after = page.back().name;
+  }
+  AssignmentMap assignments;
+  for (std::optional<AclAssignmentRow> after;;) {
+    ASSIGN_OR_RETURN(std::vector<AclAssignmentRow> page,
+                     acl_store_.ListAssignments(storage::AclAssignmentFilter(), after, kLoadPage));
+    for (const AclAssignmentRow& a : page) {
+      assignments[SubjectKey(a.subject_type, a.subject_id)].push_back(a);
+    }
+    if (page.size() < static_cast<size_t>(kLoadPage)) break;
+    after = page.back();
+  }
+  absl::MutexLock lock(&mu_);
+  devices_ = std::move(devices);
+  identities_ = std::move(identities);
+  profiles_ = std::move(profiles);
+  assignments_ = std::move(assignments);
+  revision_ = head;
+  loaded_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> PolicyIndex::Refresh() {
+  int64_t from;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!loaded_) return absl::FailedPreconditionError("the policy index is not loaded");
+    from = revision_;
+  }
+  int read = 0;
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<storage::ChangeRow> changes, log_.After(from, kRefreshBatch));
+    if (changes.empty()) return read;
+    read += static_cast<int>(changes.size());
+    // Each changed key's current state is read first, without the lock (readers are never
+    // held up by the database), and applied to the maps under it.
+    std::vector<std::function<void()>> apply;
+    for (const storage::ChangeRow& change : changes) {
+      const std::string& key = change.key;
+      if (change.entity_type == "device") {
+        auto d = devices_store_.Get(key);
+        if (d.ok()) {
+          apply.push_back([this, key, e = DeviceEntry{d->status == storage::DeviceStatus::kActive,
+                                                       d->groups, d->attributes}]() mutable {
+            mu_.AssertHeld();
+            devices_[key] = std::move(e);
+          });
+        } else if (d.status().code() == absl::StatusCode::kNotFound) {
+          apply.push_back([this, key] {
+            mu_.AssertHeld();
+            devices_.erase(key);
+          });
+        } else {
+          return d.status();
+        }
+      } else if (change.entity_type == "identity") {
+        auto i = identities_store_.Get(key);
+        if (i.ok()) {
+          apply.push_back([this, key, active = i->status == "active"] {
+            mu_.AssertHeld();
+            identities_[key] = active;
+          });
+        } else if (i.status().code() == absl::StatusCode::kNotFound) {
+          apply.push_back([this, key] {
+            mu_.AssertHeld();
+            identities_.erase(key);
+          });
+        } else {
+          return i.status();
+        }
+      } else if (change.entity_type == "acl_profile") {
+        auto p = acl_store_.GetProfile(key);
+        if (p.ok()) {
+          apply.push_back([this, key, row = *std::move(p)]() mutable {
+            mu_.AssertHeld();
+            profiles_[key] = std::move(row);
+          });
+        } else if (p.status().code() == absl::StatusCode::kNotFound) {
+          apply.push_back([this, key] {
+            mu_.AssertHeld();
+            profiles_.erase(key);
+          });
+        } else {
+          return p.status();
+        }
+      } else if (change.entity_type == "acl_assignment") {
+        // "<subject type>/<subject id>/<profile>": no part can hold a '/'.
+        const std::vector<std::string> parts = absl::StrSplit(key, '/');
+        std::optional<AclSubject> type =
+            parts.size() == 3 ? storage::AclSubjectFromName(parts[0]) : std::nullopt;
+        if (!type) continue;  // not one of ours: nothing to apply
+        storage::AclAssignmentFilter filter;
+        filter.subject_type = *type;
+        filter.subject_id = parts[1];
+        filter.profile_name = parts[2];
+        ASSIGN_OR_RETURN(std::vector<AclAssignmentRow> found,
+                         acl_store_.ListAssignments(filter, std::nullopt, 1));
+        apply.push_back([this, subject = SubjectKey(*type, parts[1]), profile = parts[2],
+                         row = found.empty() ? std::optional<AclAssignmentRow>()
+                                             : std::optional<AclAssignmentRow>(found[0])] {
+          mu_.AssertHeld();
+          std::vector<AclAssignmentRow>& held = assignments_[subject];
+          held.erase(std::remove_if(held.begin(), held.end(),
+                                    [&](const AclAssignmentRow& a) {
+                                      return a.profile_name == profile;
+                                    }),
+                     held.end());
+          if (row) held.push_back(*row);
+          if (held.empty()) assignments_.erase(subject);
+        });
+      }
+      // Other entities (certificates, revocations, brokers...) do not change topic policy.
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& f : apply) f();
+      revision_ = changes.back().revision;
+    }
+    from = changes.back().revision;
+    if (changes.size() < static_cast<size_t>(kRefreshBatch)) return read;
+  }
+}
+
+bool PolicyIndex::loaded() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return loaded_;
+}
+
+int64_t PolicyIndex::revision() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return revision_;
+}
+
+PolicyIndex::Counts PolicyIndex::counts() const {
+  absl::ReaderMutexLock lock(&mu_);
+  Counts c;
+  c.devices = devices_.size();
+  c.identities = identities_.size();
+  c.profiles = profiles_.size();
+  for (const auto& [subject, rows] : assignments_) c.assignments += rows.size();
+  return c;
+}
+
+bool PolicyIndex::ResolveLocked(PrincipalType type, const std::string& id, Resolution* out) const {
+  out->type = type;
+  out->id = id;
+  // The subjects whose assignments apply, in order: every device, its groups, itself; or
+  // the identity's name (as Policy::Resolve).
+  std::vector<std::string> subjects;
+  const std::map<std::string, std::string>* attributes = nullptr;
+  if (type == PrincipalType::kDevice) {
+    auto it = devices_.find(id);
+    if (it == devices_.end()) return false;
+    out->active = it->second.active;
+    attributes = &it->second.attributes;
+    subjects.push_back(SubjectKey(AclSubject::kAllDevices, ""));
+    for (const std::string& g : it->second.groups) {
+      subjects.push_back(SubjectKey(AclSubject::kGroup, g));
+    }
+    subjects.push_back(SubjectKey(AclSubject::kDevice, id));
+  } else {
+    auto it = identities_.find(id);
+    if (it == identities_.end()) return false;
+    out->active = it->second;
+    subjects.push_back(SubjectKey(AclSubject::kIdentity, id));
+  }
+  std::vector<AssignedProfile> assigned;
+  for (const std::string& subject : subjects) {
+    auto a = assignments_.find(subject);
+    if (a == assignments_.end()) continue;
+    for (const AclAssignmentRow& row : a->second) {
+      auto p = profiles_.find(row.profile_name);
+      if (p != profiles_.end()) assigned.push_back({row, &p->second.rules});
+    }
+  }
+  ResolveRules(id, attributes, assigned, out);
+  return true;
+}
+
+absl::StatusOr<Resolution> PolicyIndex::Resolve(PrincipalType type, const std::string& id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!loaded_) return absl::UnavailableError("the policy index is loading: retry shortly");
+  Resolution out;
+  if (!ResolveLocked(type, id, &out)) {
+    return absl::NotFoundError(absl::StrCat("principal.id: no ",
+                                            type == PrincipalType::kDevice ? "device" : "identity",
+                                            " \"", id, "\""));
+  }
+  return out;
+}
+
+absl::StatusOr<TopicAnswer> PolicyIndex::CheckTopic(PrincipalType type, const std::string& id,
+                                                    acl::Operation op,
+                                                    absl::string_view topic) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!loaded_) return absl::UnavailableError("the policy index is loading: retry shortly");
+  TopicAnswer answer;
+  answer.revision = revision_;
+  Resolution resolved;
+  if (!ResolveLocked(type, id, &resolved)) {
+    answer.verdict = TopicVerdict::kPrincipalUnknown;
+    return answer;
+  }
+  if (!resolved.active) {
+    answer.verdict = TopicVerdict::kPrincipalInactive;
+    return answer;
+  }
+  std::vector<acl::ResolvedRule> rules;
+  rules.reserve(resolved.rules.size());
+  for (const EffectiveRule& r : resolved.rules) rules.push_back(r.rule);
+  const acl::Decision decision = acl::Evaluate(rules, op, topic);
+  switch (decision.reason) {
+    case acl::Decision::Reason::kAllowed:
+      answer.verdict = TopicVerdict::kAllowed;
+      break;
+    case acl::Decision::Reason::kDenyRule:
+      answer.verdict = TopicVerdict::kDenyRule;
+      break;
+    case acl::Decision::Reason::kNoMatchingRule:
+    case acl::Decision::Reason::kMalformedInput:
+      answer.verdict = TopicVerdict::kNoMatchingRule;
+      break;
+  }
+  if (decision.rule_index >= 0) {
+    answer.matched = resolved.rules[static_cast<size_t>(decision.rule_index)];
+  }
+  return answer;
+}
+
+}  // namespace fleetca::policy
