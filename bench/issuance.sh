@@ -20,47 +20,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${BENCH_PG_PORT:-55478}
 grpc_port=${BENCH_GRPC_PORT:-50078}
-dir=.dev/pg-bench-issuance
 
 scripts/build.sh fleetca-server issuance_bench >/dev/null
-rm -rf "$dir"
-scripts/pg.sh start "$dir" "$port"
-url=$(scripts/pg.sh url "$port")
+source bench/lib.sh
+bench_setup issuance "$port"
 sync_commit=${BENCH_SYNCHRONOUS_COMMIT:-on}
 if [ "$sync_commit" != on ]; then
   psql -X -q "$url" -c "ALTER DATABASE fleetca SET synchronous_commit = '$sync_commit'"
 fi
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; fi
-  scripts/pg.sh stop "$dir"
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-# A fresh KEK for this run only (in the environment: it never touches the disk).
-FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id="bench-$(date +%s)")
-export FLEETCA_KEK
-unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
 # Plaintext on loopback, as before TLS came: the clients hold long-lived connections, so TLS
 # would add one handshake per connection, not per certificate.
-build/server/fleetca-server init --database_url="$url" --log_level=warning \
-  --admin_credential_file="$(mktemp -d)/admin.pem"
-
 server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url" --listen=127.0.0.1:$grpc_port
             --log_level=warning)
 "${server_cmd[@]}" &
 server_pid=$!
 
-psql_q() { psql -X -qtA "$url" -c "$1"; }
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-echo "== machine: $(nproc) cores ($cpu), $mem, kernel $(uname -r)"
-echo "== load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== PostgreSQL $(psql_q 'SHOW server_version'): synchronous_commit=$(psql_q 'SHOW synchronous_commit')" \
-     "fsync=$(psql_q 'SHOW fsync') wal_sync_method=$(psql_q 'SHOW wal_sync_method')" \
-     "shared_buffers=$(psql_q 'SHOW shared_buffers') max_connections=$(psql_q 'SHOW max_connections')" \
-     "(same machine, data in $dir)"
+bench_header
 echo "== server: ${server_cmd[*]} (FLEETCA_DB_MAX_CONNECTIONS=${FLEETCA_DB_MAX_CONNECTIONS:-default})"
 bench_cmd=(build/bench/issuance_bench --target=127.0.0.1:$grpc_port "$@")
 echo "== bench: ${bench_cmd[*]}"

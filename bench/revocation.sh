@@ -29,34 +29,17 @@ port=${BENCH_PG_PORT:-55479}
 grpc_port=${BENCH_GRPC_PORT:-50079}
 http_port=${BENCH_HTTP_PORT:-50080}
 large=${BENCH_REVOKED:-1000000}
-dir=.dev/pg-bench-revocation
 issuer=devices-1
 
 scripts/build.sh fleetca-server revocation_bench >/dev/null
-rm -rf "$dir"
-scripts/pg.sh start "$dir" "$port"
-url=$(scripts/pg.sh url "$port")
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; fi
-  scripts/pg.sh stop "$dir"
-  rm -rf "$dir" "$work"
-}
-trap cleanup EXIT
-
-FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id="bench-$(date +%s)")
-export FLEETCA_KEK
-unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
-build/server/fleetca-server init --database_url="$url" --log_level=warning \
-  --admin_credential_file="$work/admin.pem"
+source bench/lib.sh
+bench_setup revocation "$port"
 deltas=${BENCH_CRL_DELTAS:-true}
 server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
             --listen=127.0.0.1:$grpc_port --http_listen=127.0.0.1:$http_port --crl_deltas=$deltas)
 "${server_cmd[@]}" 2>"$work/server.log" &
 server_pid=$!
 
-psql_q() { psql -X -qtA -v ON_ERROR_STOP=1 "$url" -c "$1"; }
 # bench_serial(G): the serial of certificate G, 16 bytes, positive, not starting with 0.
 psql_q "CREATE FUNCTION bench_serial(g bigint) RETURNS bytea IMMUTABLE LANGUAGE sql AS \$\$
           SELECT set_byte(d, 0, (get_byte(d, 0) & 127) | 1) FROM decode(md5('bench' || g), 'hex') d \$\$"
@@ -142,11 +125,7 @@ for kind in ("complete", "delta"):
                                              max(stores)))
 PY
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-echo "== machine: $(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-echo "== load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== PostgreSQL $(psql_q 'SHOW server_version'): synchronous_commit=$(psql_q 'SHOW synchronous_commit')" \
-     "fsync=$(psql_q 'SHOW fsync') shared_buffers=$(psql_q 'SHOW shared_buffers') (same machine)"
+bench_header
 echo "== server: ${server_cmd[*]}"
 bench=(build/bench/revocation_bench --target=127.0.0.1:$grpc_port --http=127.0.0.1:$http_port
        --issuer=$issuer --delta=$deltas "$@")

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench/policy.sh: BrokerAuthService.CheckTopic, answered from the server's in-memory policy
+# index, over gRPC on loopback (plaintext), on a throwaway PostgreSQL:
+#  - BENCH_DEVICES devices (default 100000), bench-<i> in group line-<i % 10> with attribute
+#    site=s<i % 10>, put in with SQL before the server starts (the index loads them: the
+#    load time is printed from the server's "policy index loaded" line);
+#  - a profile "site-alerts" (READ sites/%{site}/alerts/#) assigned to each group, beside
+#    the built-in "device" profile every device has;
+#  - build/bench/policy_bench: the calls and their figures (see its header);
+#  - the server's CPU time and memory over the run.
+#
+#   bench/policy.sh [policy_bench flags]      e.g. --channels=2 --inflight=16 --seconds=15
+#
+# Environment: BENCH_DEVICES, BENCH_PG_PORT (default 55480), BENCH_GRPC_PORT (default 50081).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${BENCH_PG_PORT:-55480}
+grpc_port=${BENCH_GRPC_PORT:-50081}
+devices=${BENCH_DEVICES:-100000}
+
+scripts/build.sh fleetca-server policy_bench >/dev/null
+source bench/lib.sh
+bench_setup policy "$port"
+
+start=$(date +%s)
+psql -X -q -v ON_ERROR_STOP=1 "$url" <<SQL
+INSERT INTO devices (comm_id, attributes, groups)
+SELECT 'bench-' || g, jsonb_build_object('site', 's' || (g % 10)), ARRAY['line-' || (g % 10)]
+FROM generate_series(0, $devices - 1) g;
+INSERT INTO acl_profiles (name, description, rules) VALUES
+  ('site-alerts', 'bench', '[{"pattern": "sites/%{site}/alerts/#", "access": "read"}]');
+INSERT INTO acl_assignments (profile_name, subject_type, subject)
+SELECT 'site-alerts', 'group', 'line-' || g FROM generate_series(0, 9) g;
+ANALYZE devices;
+SQL
+echo "== put $devices devices in the database in $(( $(date +%s) - start )) s"
+
+server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
+            --listen=127.0.0.1:$grpc_port --http_listen=off)
+"${server_cmd[@]}" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 1 600); do
+  grep -q '"policy index loaded"' "$work/server.log" && break
+  sleep 0.5
+done
+grep '"policy index loaded"' "$work/server.log" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.readline())
+print("== server: policy index loaded: %s devices, %s profiles, %s assignments in %s ms"
+      % (r["devices"], r["profiles"], r["assignments"], r["ms"]))'
+
+bench_header
+echo "== server: ${server_cmd[*]}"
+bench=(build/bench/policy_bench --target=127.0.0.1:$grpc_port --devices="$devices" "$@")
+echo "== bench: ${bench[*]}"
+ticks=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+cpu0=$(cpu_of "$server_pid")
+"${bench[@]}"
+cpu1=$(cpu_of "$server_pid")
+echo "fleetca-server: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.1f", b - a}') CPU seconds during the run;" \
+     "$(awk '/VmRSS|VmHWM/ {printf "%s %.0f MiB  ", $1, $2 / 1024}' "/proc/$server_pid/status")"

@@ -1,0 +1,168 @@
+// policy_bench: BrokerAuthService.CheckTopic throughput and latency against a running
+// fleetca-server, as brokers in query mode call it.
+//
+// --channels connections, each driven by one thread with --inflight calls outstanding
+// (gRPC's async API: a broker plugin asks from many client sessions at once). The calls
+// cycle through what a broker asks about device bench-<i> (i random below --devices):
+// PUBLISH on its own subtree (allowed), PUBLISH on another device's (denied), SUBSCRIBE
+// to its site's filter (allowed through its group's profile), RECEIVE on another site's
+// topic (denied). Every answer is checked against that expectation: a wrong one ends the
+// run. Prints the rate over --seconds (after --warmup seconds) and p50/p90/p99/max.
+//
+// Run it with bench/policy.sh, which starts PostgreSQL and the server with the devices.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "fleetca/v1/broker_auth.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "fleetca-server gRPC address");
+ABSL_FLAG(int, devices, 100000, "devices bench-0 .. bench-<devices - 1> exist");
+ABSL_FLAG(int, sites, 10, "device i is in group line-<i % sites>, attribute site=s<i % sites>");
+ABSL_FLAG(int, channels, 2, "connections (one client thread each)");
+ABSL_FLAG(int, inflight, 16, "calls outstanding per connection");
+ABSL_FLAG(double, seconds, 15, "measured duration");
+ABSL_FLAG(double, warmup, 3, "unmeasured duration first");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace v1 = fleetca::v1;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "policy_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
+  return v[i];
+}
+
+struct Call {
+  v1::CheckTopicRequest request;
+  v1::CheckTopicResponse response;
+  grpc::ClientContext context;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::CheckTopicResponse>> reader;
+  Clock::time_point start;
+  bool expect_allowed = false;
+};
+
+// Next fills a request for a random device and one of the four questions.
+void Next(std::mt19937_64& rng, Call* call) {
+  const int devices = absl::GetFlag(FLAGS_devices);
+  const int sites = absl::GetFlag(FLAGS_sites);
+  const int i = static_cast<int>(rng() % static_cast<uint64_t>(devices));
+  const int other = (i + 1) % devices;
+  v1::CheckTopicRequest& r = call->request;
+  r.mutable_principal()->set_type(v1::PRINCIPAL_TYPE_DEVICE);
+  r.mutable_principal()->set_id(absl::StrCat("bench-", i));
+  switch (rng() % 4) {
+    case 0:
+      r.set_operation(v1::TOPIC_OPERATION_PUBLISH);
+      r.set_topic(absl::StrCat("devices/bench-", i, "/telemetry"));
+      call->expect_allowed = true;
+      break;
+    case 1:
+      r.set_operation(v1::TOPIC_OPERATION_PUBLISH);
+      r.set_topic(absl::StrCat("devices/bench-", other, "/telemetry"));
+      call->expect_allowed = false;
+      break;
+    case 2:
+      r.set_operation(v1::TOPIC_OPERATION_SUBSCRIBE);
+      r.set_topic(absl::StrCat("sites/s", i % sites, "/alerts/#"));
+      call->expect_allowed = true;
+      break;
+    default:
+      r.set_operation(v1::TOPIC_OPERATION_RECEIVE);
+      r.set_topic(absl::StrCat("sites/s", (i + 1) % sites, "/alerts/fire"));
+      call->expect_allowed = sites == 1;
+      break;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const int channels = std::max(1, absl::GetFlag(FLAGS_channels));
+  const int inflight = std::max(1, absl::GetFlag(FLAGS_inflight));
+  const auto warmup = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(absl::GetFlag(FLAGS_warmup)));
+  const auto measured = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+  const Clock::time_point t0 = Clock::now();
+  const Clock::time_point measure_from = t0 + warmup;
+  const Clock::time_point end = measure_from + measured;
+
+  std::vector<std::vector<double>> latencies(static_cast<size_t>(channels));
+  std::vector<std::thread> threads;
+  for (int c = 0; c < channels; ++c) {
+    threads.emplace_back([&, c] {
+      grpc::ChannelArguments args;
+      args.SetInt("fleetca.bench.channel", c);  // a connection of its own
+      auto stub = v1::BrokerAuthService::NewStub(grpc::CreateCustomChannel(
+          absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args));
+      grpc::CompletionQueue cq;
+      std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + 1);
+      std::vector<double>& lat = latencies[static_cast<size_t>(c)];
+      lat.reserve(1 << 20);
+      auto start = [&](Call* call) {
+        Next(rng, call);
+        call->start = Clock::now();
+        call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        call->reader = stub->AsyncCheckTopic(&call->context, call->request, &cq);
+        call->reader->Finish(&call->response, &call->status, call);
+      };
+      int outstanding = 0;
+      for (int k = 0; k < inflight; ++k, ++outstanding) start(new Call);
+      void* tag;
+      bool ok;
+      while (outstanding > 0 && cq.Next(&tag, &ok)) {
+        auto* call = static_cast<Call*>(tag);
+        const Clock::time_point now = Clock::now();
+        if (!call->status.ok()) {
+          Die(absl::StrCat("CheckTopic: ", call->status.error_message()));
+        }
+        if (call->response.allowed() != call->expect_allowed) {
+          Die(absl::StrCat("CheckTopic ", call->request.principal().id(), " ",
+                           v1::TopicOperation_Name(call->request.operation()), " ",
+                           call->request.topic(), ": allowed=", call->response.allowed()));
+        }
+        if (call->start >= measure_from && now <= end) {
+          lat.push_back(std::chrono::duration<double, std::milli>(now - call->start).count());
+        }
+        delete call;
+        --outstanding;
+        if (now < end) {
+          start(new Call);
+          ++outstanding;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  const double seconds = absl::GetFlag(FLAGS_seconds);
+  std::printf("CheckTopic over gRPC, %d connections x %d in flight, %d devices: %zu calls in "
+              "%.1f s (%.0f/s): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms; every "
+              "answer as expected\n",
+              channels, inflight, absl::GetFlag(FLAGS_devices), all.size(), seconds,
+              static_cast<double>(all.size()) / seconds, Percentile(all, 0.5),
+              Percentile(all, 0.9), Percentile(all, 0.99), Percentile(all, 1.0));
+  return 0;
+}
