@@ -8,7 +8,9 @@
 #include "server/api/call_context.h"
 #include "server/api/proto_convert.h"
 #include "server/api/status.h"
+#include "common/status_macros.h"
 #include "server/registry/registry.h"
+#include "server/registry/validation.h"
 
 namespace fleetca::api {
 namespace {
@@ -134,6 +136,32 @@ void ToProto(const storage::AclAssignmentRow& a, v1::AclAssignment* out) {
 
 }  // namespace
 
+absl::StatusOr<policy::PrincipalType> PrincipalFromProto(const v1::Principal& principal) {
+  switch (principal.type()) {
+    case v1::PRINCIPAL_TYPE_DEVICE:
+      RETURN_IF_ERROR(registry::ValidateCommId("principal.id", principal.id()));
+      return policy::PrincipalType::kDevice;
+    case v1::PRINCIPAL_TYPE_IDENTITY:
+      // Identities are named like profiles (migration 0001).
+      RETURN_IF_ERROR(policy::ValidateProfileName("principal.id", principal.id()));
+      return policy::PrincipalType::kIdentity;
+    default:
+      return absl::InvalidArgumentError(
+          principal.type() == v1::PRINCIPAL_TYPE_UNSPECIFIED
+              ? std::string("principal.type: is required")
+              : absl::StrCat("principal.type: unknown value ", static_cast<int>(principal.type())));
+  }
+}
+
+void ToProto(const policy::EffectiveRule& r, v1::ResolvedAclRule* out) {
+  out->set_topic_filter(r.rule.filter);
+  out->set_access(ToProto(r.rule.access));
+  out->set_topic_pattern(r.pattern);
+  out->set_profile_name(r.profile_name);
+  out->set_subject_type(ToProto(r.subject_type));
+  out->set_subject_id(r.subject_id);
+}
+
 grpc::Status AclService::CreateAclProfile(grpc::ServerContext* context,
                                           const v1::CreateAclProfileRequest* request,
                                           v1::CreateAclProfileResponse* response) {
@@ -233,34 +261,14 @@ grpc::Status AclService::ResolveAcl(grpc::ServerContext*, const v1::ResolveAclRe
                                     v1::ResolveAclResponse* response) {
   if (!request->has_principal()) return Invalid("principal: is required");
   const v1::Principal& principal = request->principal();
-  policy::PrincipalType type;
-  switch (principal.type()) {
-    case v1::PRINCIPAL_TYPE_DEVICE:
-      type = policy::PrincipalType::kDevice;
-      break;
-    case v1::PRINCIPAL_TYPE_IDENTITY:
-      type = policy::PrincipalType::kIdentity;
-      break;
-    default:
-      return Invalid(principal.type() == v1::PRINCIPAL_TYPE_UNSPECIFIED
-                         ? std::string("principal.type: is required")
-                         : absl::StrCat("principal.type: unknown value ",
-                                        static_cast<int>(principal.type())));
-  }
-  auto resolved = policy_.Resolve(type, principal.id());
+  auto type = PrincipalFromProto(principal);
+  if (!type.ok()) return ToGrpcStatus(type.status());
+  auto resolved = policy_.Resolve(*type, principal.id());
   if (!resolved.ok()) return ToGrpcStatus(resolved.status());
   *response->mutable_principal() = principal;
   response->set_active(resolved->active);
   for (const std::string& name : resolved->profile_names) response->add_profile_names(name);
-  for (const policy::EffectiveRule& r : resolved->rules) {
-    v1::ResolvedAclRule* out = response->add_rules();
-    out->set_topic_filter(r.rule.filter);
-    out->set_access(ToProto(r.rule.access));
-    out->set_topic_pattern(r.pattern);
-    out->set_profile_name(r.profile_name);
-    out->set_subject_type(ToProto(r.subject_type));
-    out->set_subject_id(r.subject_id);
-  }
+  for (const policy::EffectiveRule& r : resolved->rules) ToProto(r, response->add_rules());
   for (const policy::SkippedRule& s : resolved->skipped) {
     v1::SkippedAclRule* out = response->add_skipped_rules();
     out->set_topic_pattern(s.pattern);

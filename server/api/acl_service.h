@@ -7,6 +7,13 @@
 
 namespace fleetca::api {
 
+// PrincipalFromProto: the principal's type, with its id checked (a comm-ID, or an identity
+// name); INVALID_ARGUMENT naming principal.type or principal.id.
+absl::StatusOr<policy::PrincipalType> PrincipalFromProto(const v1::Principal& principal);
+
+// ToProto: an effective rule as ResolveAcl and CheckTopic return it.
+void ToProto(const policy::EffectiveRule& rule, v1::ResolvedAclRule* out);
+
 class AclService final : public v1::AclService::Service {
  public:
   explicit AclService(policy::Policy& policy) : policy_(policy) {}

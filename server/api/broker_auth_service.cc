@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "acl/topic.h"
 #include "server/api/status.h"
-#include "server/registry/validation.h"
+#include "server/api/acl_service.h"
 
 namespace fleetca::api {
 namespace {
@@ -30,20 +30,6 @@ v1::TopicDenyReason ToProto(policy::TopicVerdict v) {
   return v1::TOPIC_DENY_REASON_NO_MATCHING_RULE;
 }
 
-v1::AclSubjectType ToProto(storage::AclSubject s) {
-  switch (s) {
-    case storage::AclSubject::kDevice:
-      return v1::ACL_SUBJECT_TYPE_DEVICE;
-    case storage::AclSubject::kGroup:
-      return v1::ACL_SUBJECT_TYPE_GROUP;
-    case storage::AclSubject::kIdentity:
-      return v1::ACL_SUBJECT_TYPE_IDENTITY;
-    case storage::AclSubject::kAllDevices:
-      return v1::ACL_SUBJECT_TYPE_ALL_DEVICES;
-  }
-  return v1::ACL_SUBJECT_TYPE_UNSPECIFIED;
-}
-
 }  // namespace
 
 grpc::Status BrokerAuthService::AuthorizeConnect(grpc::ServerContext*,
@@ -57,27 +43,8 @@ grpc::Status BrokerAuthService::CheckTopic(grpc::ServerContext*,
                                            v1::CheckTopicResponse* response) {
   if (!request->has_principal()) return Invalid("principal: is required");
   const v1::Principal& principal = request->principal();
-  policy::PrincipalType type;
-  switch (principal.type()) {
-    case v1::PRINCIPAL_TYPE_DEVICE:
-      type = policy::PrincipalType::kDevice;
-      if (absl::Status st = registry::ValidateCommId("principal.id", principal.id()); !st.ok()) {
-        return ToGrpcStatus(st);
-      }
-      break;
-    case v1::PRINCIPAL_TYPE_IDENTITY:
-      type = policy::PrincipalType::kIdentity;
-      if (absl::Status st = policy::ValidateProfileName("principal.id", principal.id());
-          !st.ok()) {  // identity names follow the same rule
-        return ToGrpcStatus(st);
-      }
-      break;
-    default:
-      return Invalid(principal.type() == v1::PRINCIPAL_TYPE_UNSPECIFIED
-                         ? std::string("principal.type: is required")
-                         : absl::StrCat("principal.type: unknown value ",
-                                        static_cast<int>(principal.type())));
-  }
+  auto type = PrincipalFromProto(principal);
+  if (!type.ok()) return ToGrpcStatus(type.status());
   acl::Operation op;
   absl::Status topic_ok;
   switch (request->operation()) {
@@ -100,19 +67,11 @@ grpc::Status BrokerAuthService::CheckTopic(grpc::ServerContext*,
                                         static_cast<int>(request->operation())));
   }
   if (!topic_ok.ok()) return Invalid(absl::StrCat("topic: ", topic_ok.message()));
-  auto answer = index_.CheckTopic(type, principal.id(), op, request->topic());
+  auto answer = index_.CheckTopic(*type, principal.id(), op, request->topic());
   if (!answer.ok()) return ToGrpcStatus(answer.status());
   response->set_allowed(answer->verdict == policy::TopicVerdict::kAllowed);
   response->set_deny_reason(ToProto(answer->verdict));
-  if (answer->matched) {
-    v1::ResolvedAclRule* rule = response->mutable_matched_rule();
-    rule->set_topic_filter(answer->matched->rule.filter);
-    rule->set_access(static_cast<v1::AclAccess>(static_cast<int>(answer->matched->rule.access)));
-    rule->set_topic_pattern(answer->matched->pattern);
-    rule->set_profile_name(answer->matched->profile_name);
-    rule->set_subject_type(ToProto(answer->matched->subject_type));
-    rule->set_subject_id(answer->matched->subject_id);
-  }
+  if (answer->matched) ToProto(*answer->matched, response->mutable_matched_rule());
   response->mutable_cache_ttl()->set_seconds(kTopicCacheSeconds);
   response->set_revision(answer->revision);
   return grpc::Status::OK;

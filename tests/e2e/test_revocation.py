@@ -129,17 +129,24 @@ class RevocationTest(IssuanceTestCase):
             self.assertRefused(self.call(client, "RevokeDeviceCertificates", req), code, field, req)
         self.assertEqual(self.state(db, other["serial"]), "issued -")
 
-    def wait_crl(self, client, issuer_id, entries, timeout=10):
-        """Polls GetCrl (PEM) until the issuer's CRL lists `entries` entries; returns it."""
+    def wait_crl(self, client, issuer_id, entries, timeout=10, delta=False, base=None):
+        """Polls GetCrl (PEM) until the issuer's CRL (its delta CRL on complete CRL `base`
+        with delta) lists `entries` entries; returns it."""
+        request = {"issuerId": issuer_id, "encoding": "CRL_ENCODING_PEM"}
+        if delta:
+            request["delta"] = True
+        what = f"{'delta ' if delta else ''}CRL of {issuer_id}" + (f" on {base}" if delta else "")
         deadline = time.monotonic() + timeout
         while True:
-            r = self.call(client, "GetCrl", {"issuerId": issuer_id, "encoding": "CRL_ENCODING_PEM"})
-            if r.code == "OK" and int(r.body["entryCount"]) == entries:
+            r = self.call(client, "GetCrl", request)
+            if (r.code == "OK" and int(r.body.get("entryCount", 0)) == entries
+                    and (not delta or int(r.body.get("baseCrlNumber", "0")) == int(base))):
+                self.assertEqual(r.body.get("delta", False), delta, r.body)
                 return r.body
             if r.code not in ("OK", "UNAVAILABLE"):
-                self.assertCode(r, "OK", f"GetCrl {issuer_id}")
-            self.assertLess(time.monotonic(), deadline, f"no CRL of {issuer_id} with {entries} "
-                                                        f"entries after {timeout}s: {r!r}")
+                self.assertCode(r, "OK", f"GetCrl {what}")
+            self.assertLess(time.monotonic(), deadline,
+                            f"no {what} with {entries} entries after {timeout}s: {r!r}")
             time.sleep(0.1)
 
     def test_crl_lists_a_revoked_certificate_and_openssl_refuses_it(self):
@@ -271,23 +278,6 @@ class RevocationTest(IssuanceTestCase):
         self.assertIn(a["serial"].upper(), text)
         self.assertIn(b["serial"].upper(), text)
 
-    def wait_delta(self, client, issuer_id, base, entries, timeout=10):
-        """Polls GetCrl delta (PEM) until the issuer's delta CRL on complete CRL `base`
-        lists `entries` entries; returns it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            r = self.call(client, "GetCrl", {"issuerId": issuer_id, "delta": True,
-                                             "encoding": "CRL_ENCODING_PEM"})
-            if (r.code == "OK" and int(r.body.get("baseCrlNumber", "0")) == int(base)
-                    and int(r.body.get("entryCount", 0)) == entries):
-                self.assertTrue(r.body["delta"], r.body)
-                return r.body
-            if r.code not in ("OK", "UNAVAILABLE"):
-                self.assertCode(r, "OK", f"GetCrl delta {issuer_id}")
-            self.assertLess(time.monotonic(), deadline, f"no delta CRL of {issuer_id} on "
-                                                        f"{base} with {entries} entries: {r!r}")
-            time.sleep(0.1)
-
     def test_delta_crls_carry_the_changes_since_the_complete_crl(self):
         """Complete CRLs at most hourly: revocations and releases reach clients through the
         delta CRL, which OpenSSL applies to the complete one (-use_deltas); a restarted
@@ -303,7 +293,7 @@ class RevocationTest(IssuanceTestCase):
             "serial": early["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
         self.ok(self.call(client, "HoldCertificate", {"serial": held["serial"]}))
         # The complete CRL stays (an hour); its delta lists both.
-        self.wait_delta(client, "devices-1", first["crlNumber"], 2)
+        self.wait_crl(client, "devices-1", 2, delta=True, base=first["crlNumber"])
         self.assertEqual(self.wait_crl(client, "devices-1", 0)["crlNumber"], first["crlNumber"])
 
         # Restarted, the builder reads every entry and issues a complete CRL with both.
@@ -315,7 +305,7 @@ class RevocationTest(IssuanceTestCase):
         self.ok(self.call(client, "RevokeCertificate", {
             "serial": late["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"}))
         self.ok(self.call(client, "ReleaseCertificateHold", {"serial": held["serial"]}))
-        delta = self.wait_delta(client, "devices-1", complete["crlNumber"], 2)
+        delta = self.wait_crl(client, "devices-1", 2, delta=True, base=complete["crlNumber"])
         self.assertGreater(int(delta["crlNumber"]), int(complete["crlNumber"]))
         self.assertEqual(int(self.wait_crl(client, "devices-1", 2)["crlNumber"]),
                          int(complete["crlNumber"]))
