@@ -20,6 +20,13 @@ constexpr int kRefreshBatch = 1000;  // changes applied per lock
 
 }  // namespace
 
+PolicyIndex::HeldProfile PolicyIndex::Hold(storage::AclProfileRow row) {
+  HeldProfile held;
+  held.parsed = ParsePatterns(row.rules);
+  held.row = std::move(row);
+  return held;
+}
+
 std::string PolicyIndex::SubjectKey(AclSubject type, absl::string_view id) {
   return absl::StrCat(storage::AclSubjectName(type), "\n", id);
 }
@@ -46,16 +53,16 @@ absl::Status PolicyIndex::Load() {
     if (page.size() < static_cast<size_t>(kLoadPage)) break;
     after = page.back().name;
   }
-  absl::flat_hash_map<std::string, storage::AclProfileRow> profiles;
+  absl::flat_hash_map<std::string, HeldProfile> profiles;
   for (std::string after;;) {
     ASSIGN_OR_RETURN(std::vector<storage::AclProfileRow> page,
                      acl_store_.ListProfiles(after, kLoadPage));
+    if (!page.empty()) after = page.back().name;  // before the rows are moved from
     for (storage::AclProfileRow& p : page) {
       std::string name = p.name;
-      profiles[name] = std::move(p);
+      profiles[name] = Hold(std::move(p));
     }
     if (page.size() < static_cast<size_t>(kLoadPage)) break;
-    after = page.back().name;
   }
   AssignmentMap assignments;
   for (std::optional<AclAssignmentRow> after;;) {
@@ -128,9 +135,9 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
       } else if (change.entity_type == "acl_profile") {
         auto p = acl_store_.GetProfile(key);
         if (p.ok()) {
-          apply.push_back([this, key, row = *std::move(p)]() mutable {
+          apply.push_back([this, key, held = Hold(*std::move(p))]() mutable {
             mu_.AssertHeld();
-            profiles_[key] = std::move(row);
+            profiles_[key] = std::move(held);
           });
         } else if (p.status().code() == absl::StatusCode::kNotFound) {
           apply.push_back([this, key] {
@@ -227,7 +234,9 @@ bool PolicyIndex::ResolveLocked(PrincipalType type, const std::string& id, Resol
     if (a == assignments_.end()) continue;
     for (const AclAssignmentRow& row : a->second) {
       auto p = profiles_.find(row.profile_name);
-      if (p != profiles_.end()) assigned.push_back({row, &p->second.rules});
+      if (p != profiles_.end()) {
+        assigned.push_back({row, &p->second.row.rules, &p->second.parsed});
+      }
     }
   }
   ResolveRules(id, attributes, assigned, out);

@@ -76,6 +76,12 @@ class PolicyIndex {
     std::vector<std::string> groups;
     std::map<std::string, std::string> attributes;
   };
+  // A profile with its patterns parsed once (not on every decision).
+  struct HeldProfile {
+    storage::AclProfileRow row;
+    std::vector<std::optional<acl::TopicPattern>> parsed;
+  };
+  static HeldProfile Hold(storage::AclProfileRow row);
   // Assignments by subject ("<subject type name>\n<subject id>"), each with its profiles.
   using AssignmentMap =
       absl::flat_hash_map<std::string, std::vector<storage::AclAssignmentRow>>;
@@ -98,7 +104,7 @@ class PolicyIndex {
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, DeviceEntry> devices_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, bool> identities_ ABSL_GUARDED_BY(mu_);  // name -> active
-  absl::flat_hash_map<std::string, storage::AclProfileRow> profiles_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, HeldProfile> profiles_ ABSL_GUARDED_BY(mu_);
   AssignmentMap assignments_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -263,6 +263,18 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
   return out;
 }
 
+std::vector<std::optional<acl::TopicPattern>> ParsePatterns(
+    const std::vector<storage::AclRuleRow>& rules) {
+  std::vector<std::optional<acl::TopicPattern>> out;
+  out.reserve(rules.size());
+  for (const storage::AclRuleRow& rule : rules) {
+    auto pattern = acl::TopicPattern::Parse(rule.pattern);
+    out.push_back(pattern.ok() ? std::optional<acl::TopicPattern>(*std::move(pattern))
+                               : std::nullopt);
+  }
+  return out;
+}
+
 void ResolveRules(const std::string& id, const std::map<std::string, std::string>* attributes,
                   const std::vector<AssignedProfile>& profiles, Resolution* out) {
   std::optional<acl::MapAttributeSource> source;
@@ -275,10 +287,17 @@ void ResolveRules(const std::string& id, const std::map<std::string, std::string
   for (const AssignedProfile& p : profiles) {
     const AclAssignmentRow& a = p.assignment;
     if (p.rules == nullptr || !seen.insert(a.profile_name).second) continue;
-    for (const storage::AclRuleRow& rule : *p.rules) {
-      auto pattern = acl::TopicPattern::Parse(rule.pattern);
-      absl::StatusOr<std::string> filter =
-          pattern.ok() ? pattern->Substitute(values) : pattern.status();
+    for (size_t i = 0; i < p.rules->size(); ++i) {
+      const storage::AclRuleRow& rule = (*p.rules)[i];
+      absl::StatusOr<std::string> filter;
+      if (p.parsed != nullptr && i < p.parsed->size()) {
+        const std::optional<acl::TopicPattern>& pattern = (*p.parsed)[i];
+        filter = pattern ? pattern->Substitute(values)
+                         : absl::InvalidArgumentError("the pattern does not parse");
+      } else {
+        auto pattern = acl::TopicPattern::Parse(rule.pattern);
+        filter = pattern.ok() ? pattern->Substitute(values) : pattern.status();
+      }
       if (!filter.ok()) {
         out->skipped.push_back(
             {rule.pattern, rule.access, a.profile_name, std::string(filter.status().message())});

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "acl/pattern.h"
 #include "acl/policy.h"
 #include "storage/acl_store.h"
 #include "storage/device_store.h"
@@ -105,7 +106,15 @@ class Policy {
 struct AssignedProfile {
   storage::AclAssignmentRow assignment;
   const std::vector<storage::AclRuleRow>* rules = nullptr;  // borrowed
+  // The rules' patterns parsed, in the same order (borrowed; the index parses each once);
+  // null: parsed here. A pattern that failed to parse is a nullopt.
+  const std::vector<std::optional<acl::TopicPattern>>* parsed = nullptr;
 };
+
+// ParsePatterns parses each rule's pattern (nullopt for one that does not parse: it is
+// skipped with the reason when resolved).
+std::vector<std::optional<acl::TopicPattern>> ParsePatterns(
+    const std::vector<storage::AclRuleRow>& rules);
 
 // ResolveRules substitutes the rules of `profiles` (in the order given, each profile
 // once: the first assignment that brings it in) for a principal whose MQTT client id and
