@@ -39,11 +39,9 @@ bench_header
 echo "== server: ${server_cmd[*]} (FLEETCA_DB_MAX_CONNECTIONS=${FLEETCA_DB_MAX_CONNECTIONS:-default})"
 bench_cmd=(build/bench/issuance_bench --target=127.0.0.1:$grpc_port "$@")
 echo "== bench: ${bench_cmd[*]}"
-# CPU seconds (user + system) of a process, and of PostgreSQL (postmaster, its live
-# processes and those it has reaped): a per-certificate cost that a noisy, shared machine
-# disturbs less than the rate.
-ticks=$(getconf CLK_TCK)
-cpu_of() { awk -v t="$ticks" '{print ($14 + $15 + $16 + $17) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU seconds (user + system, cpu_of in bench/lib.sh) of the server, and of PostgreSQL
+# (postmaster, its live processes and those it has reaped): a per-certificate cost that a
+# noisy, shared machine disturbs less than the rate.
 pg_cpu() {
   local pm total=0
   pm=$(head -n 1 "$dir/data/postmaster.pid")

@@ -8,6 +8,8 @@
 #                              At exit: the server stopped, PostgreSQL stopped and removed.
 #   bench_header               the machine, its load, PostgreSQL's settings.
 #   psql_q SQL                 one query, unaligned output.
+#   cpu_of PID                 CPU seconds (user + system) of a process and of the children
+#                              it has reaped.
 
 bench_setup() {
   dir=.dev/pg-bench-$1
@@ -32,6 +34,10 @@ bench_cleanup() {
 }
 
 psql_q() { psql -X -qtA -v ON_ERROR_STOP=1 "$url" -c "$1"; }
+
+cpu_of() {
+  awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15 + $16 + $17) / t}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 
 bench_header() {
   local cpu

@@ -53,8 +53,6 @@ bench_header
 echo "== server: ${server_cmd[*]}"
 bench=(build/bench/policy_bench --target=127.0.0.1:$grpc_port --devices="$devices" "$@")
 echo "== bench: ${bench[*]}"
-ticks=$(getconf CLK_TCK)
-cpu_of() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 cpu0=$(cpu_of "$server_pid")
 "${bench[@]}"
 cpu1=$(cpu_of "$server_pid")

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/page_token.h"
 #include "common/status_macros.h"
 
 namespace fleetca::policy {
@@ -99,54 +98,35 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
     // Each changed key's current state is read first, without the lock (readers are never
     // held up by the database), and applied to the maps under it.
     std::vector<std::function<void()>> apply;
+    // follow: the key's new value in `map` (made by `held` from what `got` read), or its
+    // removal when it is gone.
+    auto follow = [&](auto& map, const std::string& key, auto got, auto held) -> absl::Status {
+      if (got.ok()) {
+        apply.push_back([this, &map, key, value = held(*std::move(got))]() mutable {
+          mu_.AssertHeld();
+          map[key] = std::move(value);
+        });
+        return absl::OkStatus();
+      }
+      if (got.status().code() != absl::StatusCode::kNotFound) return got.status();
+      apply.push_back([this, &map, key] {
+        mu_.AssertHeld();
+        map.erase(key);
+      });
+      return absl::OkStatus();
+    };
     for (const storage::ChangeRow& change : changes) {
       const std::string& key = change.key;
       if (change.entity_type == "device") {
-        auto d = devices_store_.Get(key);
-        if (d.ok()) {
-          apply.push_back([this, key, e = DeviceEntry{d->status == storage::DeviceStatus::kActive,
-                                                       d->groups, d->attributes}]() mutable {
-            mu_.AssertHeld();
-            devices_[key] = std::move(e);
-          });
-        } else if (d.status().code() == absl::StatusCode::kNotFound) {
-          apply.push_back([this, key] {
-            mu_.AssertHeld();
-            devices_.erase(key);
-          });
-        } else {
-          return d.status();
-        }
+        RETURN_IF_ERROR(follow(devices_, key, devices_store_.Get(key), [](storage::Device d) {
+          return DeviceEntry{d.status == storage::DeviceStatus::kActive, std::move(d.groups),
+                             std::move(d.attributes)};
+        }));
       } else if (change.entity_type == "identity") {
-        auto i = identities_store_.Get(key);
-        if (i.ok()) {
-          apply.push_back([this, key, active = i->status == "active"] {
-            mu_.AssertHeld();
-            identities_[key] = active;
-          });
-        } else if (i.status().code() == absl::StatusCode::kNotFound) {
-          apply.push_back([this, key] {
-            mu_.AssertHeld();
-            identities_.erase(key);
-          });
-        } else {
-          return i.status();
-        }
+        RETURN_IF_ERROR(follow(identities_, key, identities_store_.Get(key),
+                               [](const storage::IdentityRecord& i) { return i.status == "active"; }));
       } else if (change.entity_type == "acl_profile") {
-        auto p = acl_store_.GetProfile(key);
-        if (p.ok()) {
-          apply.push_back([this, key, held = Hold(*std::move(p))]() mutable {
-            mu_.AssertHeld();
-            profiles_[key] = std::move(held);
-          });
-        } else if (p.status().code() == absl::StatusCode::kNotFound) {
-          apply.push_back([this, key] {
-            mu_.AssertHeld();
-            profiles_.erase(key);
-          });
-        } else {
-          return p.status();
-        }
+        RETURN_IF_ERROR(follow(profiles_, key, acl_store_.GetProfile(key), Hold));
       } else if (change.entity_type == "acl_assignment") {
         // "<subject type>/<subject id>/<profile>": no part can hold a '/'.
         const std::vector<std::string> parts = absl::StrSplit(key, '/');
@@ -208,29 +188,23 @@ PolicyIndex::Counts PolicyIndex::counts() const {
 bool PolicyIndex::ResolveLocked(PrincipalType type, const std::string& id, Resolution* out) const {
   out->type = type;
   out->id = id;
-  // The subjects whose assignments apply, in order: every device, its groups, itself; or
-  // the identity's name (as Policy::Resolve).
-  std::vector<std::string> subjects;
   const std::map<std::string, std::string>* attributes = nullptr;
+  static const std::vector<std::string> kNoGroups;
+  const std::vector<std::string>* groups = &kNoGroups;
   if (type == PrincipalType::kDevice) {
     auto it = devices_.find(id);
     if (it == devices_.end()) return false;
     out->active = it->second.active;
     attributes = &it->second.attributes;
-    subjects.push_back(SubjectKey(AclSubject::kAllDevices, ""));
-    for (const std::string& g : it->second.groups) {
-      subjects.push_back(SubjectKey(AclSubject::kGroup, g));
-    }
-    subjects.push_back(SubjectKey(AclSubject::kDevice, id));
+    groups = &it->second.groups;
   } else {
     auto it = identities_.find(id);
     if (it == identities_.end()) return false;
     out->active = it->second;
-    subjects.push_back(SubjectKey(AclSubject::kIdentity, id));
   }
   std::vector<AssignedProfile> assigned;
-  for (const std::string& subject : subjects) {
-    auto a = assignments_.find(subject);
+  for (const auto& [subject_type, subject_id] : Subjects(type, id, *groups)) {
+    auto a = assignments_.find(SubjectKey(subject_type, subject_id));
     if (a == assignments_.end()) continue;
     for (const AclAssignmentRow& row : a->second) {
       auto p = profiles_.find(row.profile_name);
@@ -271,9 +245,11 @@ absl::StatusOr<TopicAnswer> PolicyIndex::CheckTopic(PrincipalType type, const st
     answer.verdict = TopicVerdict::kPrincipalInactive;
     return answer;
   }
+  // The filters move into the evaluation's rules (not copied on every call); the rule
+  // that decided gets its filter back below.
   std::vector<acl::ResolvedRule> rules;
   rules.reserve(resolved.rules.size());
-  for (const EffectiveRule& r : resolved.rules) rules.push_back(r.rule);
+  for (EffectiveRule& r : resolved.rules) rules.push_back(std::move(r.rule));
   const acl::Decision decision = acl::Evaluate(rules, op, topic);
   switch (decision.reason) {
     case acl::Decision::Reason::kAllowed:
@@ -288,7 +264,9 @@ absl::StatusOr<TopicAnswer> PolicyIndex::CheckTopic(PrincipalType type, const st
       break;
   }
   if (decision.rule_index >= 0) {
-    answer.matched = resolved.rules[static_cast<size_t>(decision.rule_index)];
+    const size_t i = static_cast<size_t>(decision.rule_index);
+    answer.matched = std::move(resolved.rules[i]);
+    answer.matched->rule = std::move(rules[i]);
   }
   return answer;
 }

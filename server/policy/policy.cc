@@ -22,21 +22,6 @@ using storage::AclSubject;
 constexpr char kProfilesToken[] = "acl-profiles";
 constexpr char kAssignmentsToken[] = "acl-assignments";
 
-bool IsNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-// ValidateIdentityName: identities are named like profiles (migration 0001).
-absl::Status ValidateIdentityName(absl::string_view field, absl::string_view name) {
-  if (name.empty() || name.size() > 63 || !IsNameChar(name[0]) || name[0] == '.' ||
-      name[0] == '_' || name[0] == '-' || !std::all_of(name.begin(), name.end(), IsNameChar)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": must be 1 to 63 characters of [a-z0-9._-] starting with a letter or digit, got ",
-        registry::Quote(name)));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateSubject(absl::string_view field, const AclAssignmentRow& a) {
   const std::string id_field = absl::StrCat(field, ".subject_id");
   switch (a.subject_type) {
@@ -51,7 +36,7 @@ absl::Status ValidateSubject(absl::string_view field, const AclAssignmentRow& a)
     case AclSubject::kGroup:
       return registry::ValidateGroupName(id_field, a.subject_id);
     case AclSubject::kIdentity:
-      return ValidateIdentityName(id_field, a.subject_id);
+      return ValidateProfileName(id_field, a.subject_id);
   }
   return absl::InvalidArgumentError(absl::StrCat(field, ".subject_type: unknown value"));
 }
@@ -87,7 +72,9 @@ acl::Access ToAccess(storage::AclRuleAccess access) {
 }
 
 absl::Status ValidateProfileName(absl::string_view field, absl::string_view name) {
-  return ValidateIdentityName(field, name);  // the same rule
+  // Profiles, identities and groups share one naming rule (migration 0001:
+  // ^[a-z0-9][a-z0-9._-]{0,62}$); the registry's check for group names is it.
+  return registry::ValidateGroupName(field, name);
 }
 
 absl::Status ValidateRules(absl::string_view field, const std::vector<storage::AclRuleRow>& rules) {
@@ -213,27 +200,22 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
   Resolution out;
   out.type = type;
   out.id = id;
-  // Who the principal is, and which subjects its profiles may be assigned to, in the
-  // order they are collected: every device, its groups, itself; or the identity.
-  std::vector<std::pair<AclSubject, std::string>> subjects;
+  // Who the principal is.
   std::optional<storage::Device> device;
   if (type == PrincipalType::kDevice) {
     RETURN_IF_ERROR(registry::ValidateCommId("principal.id", id));
     ASSIGN_OR_RETURN(device, devices_.Get(id));
     out.active = device->status == storage::DeviceStatus::kActive;
-    subjects.emplace_back(AclSubject::kAllDevices, "");
-    for (const std::string& g : device->groups) subjects.emplace_back(AclSubject::kGroup, g);
-    subjects.emplace_back(AclSubject::kDevice, id);
   } else {
-    RETURN_IF_ERROR(ValidateIdentityName("principal.id", id));
+    RETURN_IF_ERROR(ValidateProfileName("principal.id", id));
     ASSIGN_OR_RETURN(const storage::IdentityRecord identity, identities_.Get(id));
     out.active = identity.status == "active";
-    subjects.emplace_back(AclSubject::kIdentity, id);
   }
 
   // The assignments of each subject, in that order.
   std::vector<AclAssignmentRow> assignments;
-  for (const auto& [subject_type, subject_id] : subjects) {
+  for (const auto& [subject_type, subject_id] :
+       Subjects(type, id, device ? device->groups : std::vector<std::string>())) {
     storage::AclAssignmentFilter filter;
     filter.subject_type = subject_type;
     filter.subject_id = subject_id;
@@ -260,6 +242,19 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
     assigned.push_back({a, &it->second.rules});
   }
   ResolveRules(id, device ? &device->attributes : nullptr, assigned, &out);
+  return out;
+}
+
+std::vector<std::pair<AclSubject, std::string>> Subjects(PrincipalType type, const std::string& id,
+                                                         const std::vector<std::string>& groups) {
+  std::vector<std::pair<AclSubject, std::string>> out;
+  if (type == PrincipalType::kIdentity) {
+    out.emplace_back(AclSubject::kIdentity, id);
+    return out;
+  }
+  out.emplace_back(AclSubject::kAllDevices, "");
+  for (const std::string& g : groups) out.emplace_back(AclSubject::kGroup, g);
+  out.emplace_back(AclSubject::kDevice, id);
   return out;
 }
 

@@ -111,6 +111,12 @@ struct AssignedProfile {
   const std::vector<std::optional<acl::TopicPattern>>* parsed = nullptr;
 };
 
+// Subjects: the subjects whose assignments apply to a principal, in the order profiles are
+// collected (AclService's evaluation, step 2): all devices, each of the device's groups,
+// the device itself; or the identity's name (groups ignored).
+std::vector<std::pair<storage::AclSubject, std::string>> Subjects(
+    PrincipalType type, const std::string& id, const std::vector<std::string>& groups);
+
 // ParsePatterns parses each rule's pattern (nullopt for one that does not parse: it is
 // skipped with the reason when resolved).
 std::vector<std::optional<acl::TopicPattern>> ParsePatterns(
