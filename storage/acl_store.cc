@@ -1,5 +1,10 @@
 #include "storage/acl_store.h"
 
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
 namespace fleetca::storage {
 
 const char* AclRuleAccessName(AclRuleAccess access) {
@@ -47,6 +52,22 @@ std::optional<AclSubject> AclSubjectFromName(const std::string& name) {
   if (name == "identity") return AclSubject::kIdentity;
   if (name == "all_devices") return AclSubject::kAllDevices;
   return std::nullopt;
+}
+
+std::string AssignmentKey(const AclAssignmentRow& a) {
+  return absl::StrCat(AclSubjectName(a.subject_type), "/", a.subject_id, "/", a.profile_name);
+}
+
+std::optional<AclAssignmentRow> ParseAssignmentKey(const std::string& key) {
+  const std::vector<std::string> parts = absl::StrSplit(key, '/');
+  if (parts.size() != 3) return std::nullopt;
+  std::optional<AclSubject> type = AclSubjectFromName(parts[0]);
+  if (!type) return std::nullopt;
+  AclAssignmentRow a;
+  a.subject_type = *type;
+  a.subject_id = parts[1];
+  a.profile_name = parts[2];
+  return a;
 }
 
 }  // namespace fleetca::storage

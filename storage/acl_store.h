@@ -54,6 +54,11 @@ struct AclAssignmentRow {
   absl::Time create_time;
 };
 
+// AssignmentKey: an assignment's change-log key, "<subject_type>/<subject_id>/<profile>"
+// (no part can hold a '/'); ParseAssignmentKey reverses it (nullopt for a malformed key).
+std::string AssignmentKey(const AclAssignmentRow& a);
+std::optional<AclAssignmentRow> ParseAssignmentKey(const std::string& key);
+
 // Filters of ListAssignments; empty members match everything.
 struct AclAssignmentFilter {
   std::optional<AclSubject> subject_type;

@@ -19,6 +19,7 @@ enum class CertificateKind { kDevice, kBroker, kIdentity, kExternalDevice, kServ
 enum class CertificateStatus { kReserved, kIssued, kRevoked, kOnHold };
 
 const char* CertificateKindName(CertificateKind kind);      // "device", "broker", ...
+absl::StatusOr<CertificateKind> CertificateKindFromName(const std::string& name);
 const char* CertificateStatusName(CertificateStatus status);  // "reserved", "issued", ...
 absl::StatusOr<CertificateStatus> CertificateStatusFromName(const std::string& name);
 

@@ -28,7 +28,9 @@ class ChangeLogReader {
   // Head: the newest committed revision (0 when the log is empty). Every change up to it
   // is committed and visible to reads that start after this call.
   virtual absl::StatusOr<int64_t> Head() = 0;
-  // After: up to `limit` changes with revision > `revision`, in revision order.
+  // After: the changes of up to `limit` revisions after `revision`, in revision order.
+  // One revision may change several keys (an issuance batch: change_log.entity_keys); all
+  // of them are returned, in a row, with the same revision.
   virtual absl::StatusOr<std::vector<ChangeRow>> After(int64_t revision, int limit) = 0;
 };
 

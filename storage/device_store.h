@@ -21,6 +21,8 @@ enum class DeviceStatus { kActive, kSuspended, kDecommissioned };
 
 // DeviceStatusName returns the database spelling: "active", "suspended", "decommissioned".
 const char* DeviceStatusName(DeviceStatus status);
+// DeviceStatusFromName parses it (INTERNAL for an unknown spelling: read from the database).
+absl::StatusOr<DeviceStatus> DeviceStatusFromName(const std::string& name);
 
 struct Device {
   std::string comm_id;

@@ -19,6 +19,7 @@ enum class IssuerState { kPending, kActive, kRetired };
 // Database spellings: "root", "devices", "brokers", "operators"; "pending", "active",
 // "retired".
 const char* IssuerPurposeName(IssuerPurpose purpose);
+absl::StatusOr<IssuerPurpose> IssuerPurposeFromName(const std::string& name);  // INTERNAL if unknown
 const char* IssuerStateName(IssuerState state);
 
 struct Issuer {

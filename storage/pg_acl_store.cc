@@ -138,11 +138,6 @@ std::string RulesJson(const std::vector<AclRuleRow>& rules) {
   return out;
 }
 
-// AssignmentKey: the change-log key of an assignment, "<subject_type>/<subject_id>/<profile>".
-std::string AssignmentKey(const AclAssignmentRow& a) {
-  return absl::StrCat(AclSubjectName(a.subject_type), "/", a.subject_id, "/", a.profile_name);
-}
-
 std::string SubjectText(const AclAssignmentRow& a) {
   if (a.subject_type == AclSubject::kAllDevices) return "all devices";
   return absl::StrCat(AclSubjectName(a.subject_type), " \"", a.subject_id, "\"");

@@ -48,7 +48,9 @@ constexpr char kListSql[] =
 
 #undef FLEETCA_CERT_COLUMNS
 
-absl::StatusOr<CertificateKind> ParseKind(const std::string& s) {
+}  // namespace
+
+absl::StatusOr<CertificateKind> CertificateKindFromName(const std::string& s) {
   if (s == "device") return CertificateKind::kDevice;
   if (s == "broker") return CertificateKind::kBroker;
   if (s == "identity") return CertificateKind::kIdentity;
@@ -57,12 +59,14 @@ absl::StatusOr<CertificateKind> ParseKind(const std::string& s) {
   return absl::InternalError("unknown certificate kind in the database");
 }
 
+namespace {
+
 
 absl::StatusOr<CertificateRecord> FromRow(const pqxx::row& row) {
   CertificateRecord c;
   ASSIGN_OR_RETURN(c.serial, FromHex(row[0].as<std::string>()));
   c.issuer_id = row[1].as<std::string>();
-  ASSIGN_OR_RETURN(c.kind, ParseKind(row[2].as<std::string>()));
+  ASSIGN_OR_RETURN(c.kind, CertificateKindFromName(row[2].as<std::string>()));
   c.comm_id = row[3].as<std::string>();
   c.broker_name = row[4].as<std::string>();
   c.identity_name = row[5].as<std::string>();

@@ -24,8 +24,11 @@ absl::StatusOr<std::vector<ChangeRow>> PgChangeLogReader::After(int64_t revision
       "read change log", TxMode::kReadOnly, [&](pqxx::transaction_base& tx) -> absl::Status {
         out.clear();
         for (const pqxx::row& row : tx.exec_params(
-                 "SELECT revision, entity_type, entity_key, op = 'delete' FROM change_log "
-                 "WHERE revision > $1 ORDER BY revision LIMIT $2",
+                 "SELECT l.revision, l.entity_type, k.key, l.op = 'delete' FROM ("
+                 "  SELECT * FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2) l "
+                 "CROSS JOIN LATERAL unnest(coalesce(l.entity_keys, ARRAY[l.entity_key])) "
+                 "  WITH ORDINALITY AS k (key, n) "
+                 "ORDER BY l.revision, k.n",
                  revision, limit)) {
           out.push_back({row[0].as<int64_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
                          row[3].as<bool>()});

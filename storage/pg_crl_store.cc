@@ -165,6 +165,8 @@ absl::Status PgCrlStore::StoreDer(const std::string& issuer_id, int64_t crl_numb
                               "INSERT INTO crl_ders (issuer_id, crl_number, der) "
                               "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                               issuer_id, crl_number, pqxx::binarystring(der.data(), der.size()));
+                          // A complete CRL is a change brokers' sync streams send.
+                          tx.exec_params("SELECT fleetca_log_crl($1, $2)", issuer_id, crl_number);
                           // The newest kKeptCrls of each kind stay (numbered ones whose
                           // DER is not stored included), with their DERs.
                           tx.exec_params(

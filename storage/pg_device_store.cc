@@ -62,17 +62,21 @@ constexpr char kDeleteSql[] = "DELETE FROM devices WHERE comm_id = $1";
 
 #undef FLEETCA_DEVICE_COLUMNS
 
-absl::StatusOr<DeviceStatus> ParseStatus(const std::string& s) {
+}  // namespace
+
+absl::StatusOr<DeviceStatus> DeviceStatusFromName(const std::string& s) {
   if (s == "active") return DeviceStatus::kActive;
   if (s == "suspended") return DeviceStatus::kSuspended;
   if (s == "decommissioned") return DeviceStatus::kDecommissioned;
   return absl::InternalError("unknown device status in the database");
 }
 
+namespace {
+
 absl::StatusOr<Device> FromRow(const pqxx::row& row) {
   Device d;
   d.comm_id = row[0].as<std::string>();
-  ASSIGN_OR_RETURN(d.status, ParseStatus(row[1].as<std::string>()));
+  ASSIGN_OR_RETURN(d.status, DeviceStatusFromName(row[1].as<std::string>()));
   d.status_reason = row[2].as<std::string>();
   d.display_name = row[3].as<std::string>();
   ASSIGN_OR_RETURN(d.attributes, ParseFlatJsonObject(row[4].as<std::string>()));
@@ -115,7 +119,7 @@ absl::StatusOr<DeviceStatus> LockForChange(pqxx::transaction_base& tx, const std
                                            *expected_version, "\" was read (now \"", version,
                                            "\"): read it again and retry"));
   }
-  return ParseStatus(r[0][1].as<std::string>());
+  return DeviceStatusFromName(r[0][1].as<std::string>());
 }
 
 }  // namespace

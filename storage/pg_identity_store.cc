@@ -113,6 +113,8 @@ absl::Status StoreCertificate(pqxx::transaction_base& tx, const std::string& nam
   const pqxx::row row = tx.exec_params1(
       kInsertCertificateSql, Hex(c.serial), c.issuer_id, name, c.subject, c.key_algorithm,
       c.profile, ToMicros(c.not_before), ToMicros(c.not_after), Hex(der), ctx.actor);
+  // A certificate change, as the issuance batches log theirs (brokers learn of it).
+  tx.exec_params("SELECT fleetca_append_changes('certificate', ARRAY[$1], 'upsert')", Hex(c.serial));
   *out = c;
   out->kind = CertificateKind::kIdentity;
   out->identity_name = name;

@@ -53,13 +53,17 @@ constexpr char kActivateSql[] =
 
 #undef FLEETCA_ISSUER_COLUMNS
 
-absl::StatusOr<IssuerPurpose> ParsePurpose(const std::string& s) {
+}  // namespace
+
+absl::StatusOr<IssuerPurpose> IssuerPurposeFromName(const std::string& s) {
   if (s == "root") return IssuerPurpose::kRoot;
   if (s == "devices") return IssuerPurpose::kDevices;
   if (s == "brokers") return IssuerPurpose::kBrokers;
   if (s == "operators") return IssuerPurpose::kOperators;
   return absl::InternalError("unknown issuer purpose in the database");
 }
+
+namespace {
 
 absl::StatusOr<IssuerState> ParseState(const std::string& s) {
   if (s == "pending") return IssuerState::kPending;
@@ -71,7 +75,7 @@ absl::StatusOr<IssuerState> ParseState(const std::string& s) {
 absl::StatusOr<Issuer> FromRow(const pqxx::row& row) {
   Issuer i;
   i.id = row[0].as<std::string>();
-  ASSIGN_OR_RETURN(i.purpose, ParsePurpose(row[1].as<std::string>()));
+  ASSIGN_OR_RETURN(i.purpose, IssuerPurposeFromName(row[1].as<std::string>()));
   i.parent_id = row[2].as<std::string>();
   ASSIGN_OR_RETURN(i.state, ParseState(row[3].as<std::string>()));
   i.algorithm = row[4].as<std::string>();

@@ -35,21 +35,6 @@ std::optional<AclRuleAccess> FromProto(v1::AclAccess a) {
   }
 }
 
-v1::AclAccess ToProto(AclRuleAccess a) {
-  switch (a) {
-    case AclRuleAccess::kRead:
-      return v1::ACL_ACCESS_READ;
-    case AclRuleAccess::kWrite:
-      return v1::ACL_ACCESS_WRITE;
-    case AclRuleAccess::kReadWrite:
-      return v1::ACL_ACCESS_READWRITE;
-    case AclRuleAccess::kSubscribe:
-      return v1::ACL_ACCESS_SUBSCRIBE;
-    case AclRuleAccess::kDeny:
-      return v1::ACL_ACCESS_DENY;
-  }
-  return v1::ACL_ACCESS_UNSPECIFIED;
-}
 
 v1::AclAccess ToProto(acl::Access a) { return static_cast<v1::AclAccess>(static_cast<int>(a)); }
 
@@ -107,7 +92,7 @@ void ToProto(const storage::AclProfileRow& p, v1::AclProfile* out) {
   for (const storage::AclRuleRow& r : p.rules) {
     v1::AclRule* rule = out->add_rules();
     rule->set_topic_pattern(r.pattern);
-    rule->set_access(ToProto(r.access));
+    rule->set_access(api::ToProto(r.access));
   }
   out->set_builtin(p.builtin);
   out->set_etag(registry::Etag(p.version));
@@ -127,6 +112,9 @@ absl::StatusOr<storage::AclAssignmentRow> FromProto(const v1::AclAssignment& in)
   return storage::AclAssignmentRow{*type, in.subject_id(), in.profile_name(), absl::Time()};
 }
 
+
+}  // namespace
+
 void ToProto(const storage::AclAssignmentRow& a, v1::AclAssignment* out) {
   out->set_subject_type(ToProto(a.subject_type));
   out->set_subject_id(a.subject_id);
@@ -134,7 +122,21 @@ void ToProto(const storage::AclAssignmentRow& a, v1::AclAssignment* out) {
   SetTimestamp(a.create_time, out->mutable_create_time());
 }
 
-}  // namespace
+v1::AclAccess ToProto(AclRuleAccess a) {
+  switch (a) {
+    case AclRuleAccess::kRead:
+      return v1::ACL_ACCESS_READ;
+    case AclRuleAccess::kWrite:
+      return v1::ACL_ACCESS_WRITE;
+    case AclRuleAccess::kReadWrite:
+      return v1::ACL_ACCESS_READWRITE;
+    case AclRuleAccess::kSubscribe:
+      return v1::ACL_ACCESS_SUBSCRIBE;
+    case AclRuleAccess::kDeny:
+      return v1::ACL_ACCESS_DENY;
+  }
+  return v1::ACL_ACCESS_UNSPECIFIED;
+}
 
 absl::StatusOr<policy::PrincipalType> PrincipalFromProto(const v1::Principal& principal) {
   switch (principal.type()) {

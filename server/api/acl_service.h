@@ -11,6 +11,10 @@ namespace fleetca::api {
 // name); INVALID_ARGUMENT naming principal.type or principal.id.
 absl::StatusOr<policy::PrincipalType> PrincipalFromProto(const v1::Principal& principal);
 
+// ToProto: a stored access, an assignment, as the API names them.
+v1::AclAccess ToProto(storage::AclRuleAccess access);
+void ToProto(const storage::AclAssignmentRow& assignment, v1::AclAssignment* out);
+
 // ToProto: an effective rule as ResolveAcl and CheckTopic return it.
 void ToProto(const policy::EffectiveRule& rule, v1::ResolvedAclRule* out);
 

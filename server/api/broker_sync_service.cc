@@ -1,5 +1,6 @@
 #include "server/api/broker_sync_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "server/api/call_context.h"
 #include "server/api/proto_convert.h"
 #include "server/api/status.h"
@@ -86,6 +87,61 @@ grpc::Status BrokerSyncService::DeleteBroker(grpc::ServerContext* context,
                                              v1::DeleteBrokerResponse*) {
   return ToGrpcStatus(
       registry_.Delete(request->broker_id(), request->etag(), RequestContextFor(*context)));
+}
+
+grpc::Status BrokerSyncService::Watch(grpc::ServerContext* context,
+                                     const v1::WatchRequest* request,
+                                     grpc::ServerWriter<v1::WatchResponse>* writer) {
+  const RequestContext ctx = RequestContextFor(*context);
+  if (request->broker_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "broker_id: is required");
+  }
+  // A broker identity (named as its broker id) watches as its own broker only.
+  if (absl::Status st = RequireSelfOrRole(ctx, {"admin"}, request->broker_id(),
+                                          "watch as another broker");
+      !st.ok()) {
+    return ToGrpcStatus(st);
+  }
+  WatchOptions options;
+  if (request->since_revision() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "since_revision: must not be negative");
+  }
+  options.since_revision = request->since_revision();
+  if (request->has_heartbeat_interval()) {
+    auto d = FromDuration("heartbeat_interval", request->heartbeat_interval());
+    if (!d.ok()) return ToGrpcStatus(d.status());
+    if (*d < absl::Seconds(1) || *d > absl::Seconds(60)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "heartbeat_interval: must be between 1s and 60s");
+    }
+    options.heartbeat_interval = *d;
+  }
+  for (int i = 0; i < request->object_types_size(); ++i) {
+    const int t = request->object_types(i);
+    if (t < static_cast<int>(storage::SyncKind::kIssuer) ||
+        t > static_cast<int>(storage::SyncKind::kAclAssignment)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("object_types[", i, "]: unknown object type ", t));
+    }
+    options.kinds.insert(static_cast<storage::SyncKind>(t));
+  }
+  if (auto b = registry_.Get(request->broker_id()); !b.ok()) return ToGrpcStatus(b.status());
+
+  class Sink final : public WatchSink {
+   public:
+    Sink(grpc::ServerContext* context, grpc::ServerWriter<v1::WatchResponse>* writer)
+        : context_(context), writer_(writer) {}
+    bool Write(const v1::WatchResponse& message) override { return writer_->Write(message); }
+    bool Cancelled() override { return context_->IsCancelled(); }
+
+   private:
+    grpc::ServerContext* context_;
+    grpc::ServerWriter<v1::WatchResponse>* writer_;
+  } sink(context, writer);
+  // Headers now: a broker knows its stream is accepted before the first message.
+  writer->SendInitialMetadata();
+  return ToGrpcStatus(RunWatch(feed_, options, sink));
 }
 
 }  // namespace fleetca::api

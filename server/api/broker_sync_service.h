@@ -1,16 +1,18 @@
 #pragma once
 
 // gRPC BrokerSyncService: broker registration (Register/Get/List/Update/DeleteBroker) over
-// brokers::BrokerRegistry. Watch answers UNIMPLEMENTED until broker sync is built.
+// brokers::BrokerRegistry, and the brokers' sync stream (Watch, over SyncFeed).
 
 #include "fleetca/v1/broker_sync.grpc.pb.h"
+#include "server/api/sync_feed.h"
 #include "server/brokers/broker_registry.h"
 
 namespace fleetca::api {
 
 class BrokerSyncService final : public v1::BrokerSyncService::Service {
  public:
-  explicit BrokerSyncService(brokers::BrokerRegistry& registry) : registry_(registry) {}
+  BrokerSyncService(brokers::BrokerRegistry& registry, SyncFeed& feed)
+      : registry_(registry), feed_(feed) {}
 
   grpc::Status RegisterBroker(grpc::ServerContext* context, const v1::RegisterBrokerRequest* request,
                               v1::RegisterBrokerResponse* response) override;
@@ -22,9 +24,12 @@ class BrokerSyncService final : public v1::BrokerSyncService::Service {
                             v1::UpdateBrokerResponse* response) override;
   grpc::Status DeleteBroker(grpc::ServerContext* context, const v1::DeleteBrokerRequest* request,
                             v1::DeleteBrokerResponse* response) override;
+  grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                     grpc::ServerWriter<v1::WatchResponse>* writer) override;
 
  private:
   brokers::BrokerRegistry& registry_;
+  SyncFeed& feed_;
 };
 
 }  // namespace fleetca::api

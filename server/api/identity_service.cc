@@ -22,19 +22,6 @@ std::optional<auth::Role> FromProtoRole(v1::IdentityRole r) {
   }
 }
 
-v1::IdentityRole ToProtoRole(const std::string& db_role) {
-  auto role = identity::RoleFromDb(db_role);
-  if (!role) return v1::IDENTITY_ROLE_UNSPECIFIED;
-  switch (*role) {
-    case auth::Role::kAdmin: return v1::IDENTITY_ROLE_ADMIN;
-    case auth::Role::kProvisioner: return v1::IDENTITY_ROLE_PROVISIONER;
-    case auth::Role::kBroker: return v1::IDENTITY_ROLE_BROKER;
-    case auth::Role::kViewer: return v1::IDENTITY_ROLE_VIEWER;
-    case auth::Role::kMqttClient: return v1::IDENTITY_ROLE_MQTT_CLIENT;
-    case auth::Role::kDevice: return v1::IDENTITY_ROLE_DEVICE;
-  }
-  return v1::IDENTITY_ROLE_UNSPECIFIED;
-}
 
 // KeyFrom reads a request's key oneof.
 template <typename Request>
@@ -68,6 +55,20 @@ void CertificateToProto(const identity::IssuedIdentity& issued, v1::Certificate*
 }
 
 }  // namespace
+
+v1::IdentityRole ToProtoRole(const std::string& db_role) {
+  auto role = identity::RoleFromDb(db_role);
+  if (!role) return v1::IDENTITY_ROLE_UNSPECIFIED;
+  switch (*role) {
+    case auth::Role::kAdmin: return v1::IDENTITY_ROLE_ADMIN;
+    case auth::Role::kProvisioner: return v1::IDENTITY_ROLE_PROVISIONER;
+    case auth::Role::kBroker: return v1::IDENTITY_ROLE_BROKER;
+    case auth::Role::kViewer: return v1::IDENTITY_ROLE_VIEWER;
+    case auth::Role::kMqttClient: return v1::IDENTITY_ROLE_MQTT_CLIENT;
+    case auth::Role::kDevice: return v1::IDENTITY_ROLE_DEVICE;
+  }
+  return v1::IDENTITY_ROLE_UNSPECIFIED;
+}
 
 void IdentityService::ToProto(const storage::IdentityRecord& r, v1::Identity* out) {
   out->set_name(r.name);

@@ -8,6 +8,9 @@
 
 namespace fleetca::api {
 
+// ToProtoRole: an identity role in the database spelling as the API names it.
+v1::IdentityRole ToProtoRole(const std::string& db_role);
+
 class IdentityService final : public v1::IdentityService::Service {
  public:
   IdentityService(identity::Identities& identities, storage::CertificateStore& certificates,

@@ -61,6 +61,7 @@
 #include "storage/pg_identity_store.h"
 #include "storage/pg_acl_store.h"
 #include "storage/pg_change_log.h"
+#include "storage/pg_sync_store.h"
 #include "storage/pg_crl_store.h"
 #include "storage/pg_listener.h"
 #include "storage/pg_revocation_store.h"
@@ -74,6 +75,9 @@ constexpr absl::Duration kAuditChainInterval = absl::Milliseconds(200);
 // The policy index's least pause between two refreshes (the most a change waits for it,
 // beyond its NOTIFY).
 constexpr absl::Duration kPolicyRefreshPause = absl::Milliseconds(50);
+// The sync feed's least pause between two reads of the change log (brokers' deltas wait for
+// it at most, beyond their NOTIFY).
+constexpr absl::Duration kSyncFeedPause = absl::Milliseconds(10);
 
 absl::StatusOr<std::unique_ptr<storage::ConnectionPool>> OpenPool(const Config& config) {
   storage::PoolOptions options;
@@ -106,6 +110,7 @@ struct Domain {
         crl_store(pool),
         acl_store(pool),
         change_log(pool),
+        sync_store(pool, acl_store),
         registry(device_store),
         policy(acl_store, device_store, identity_store),
         policy_index(device_store, identity_store, acl_store, change_log),
@@ -129,6 +134,7 @@ struct Domain {
   storage::PgCrlStore crl_store;
   storage::PgAclStore acl_store;
   storage::PgChangeLogReader change_log;
+  storage::PgSyncStore sync_store;
   pki::SoftwareKeyStore key_store;
   auth::Authenticator authenticator;
   registry::Registry registry;
@@ -252,7 +258,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::DeviceRegistryService device_registry_service(domain.registry);
   api::CertificateAuthorityService certificate_authority_service(domain.ca);
   api::IssuanceService issuance_service(domain.issuance);
-  api::BrokerSyncService broker_sync_service(domain.brokers);
+  api::SyncFeed sync_feed(domain.change_log, domain.sync_store, api::SyncFeed::Options{});
+  api::BrokerSyncService broker_sync_service(domain.brokers, sync_feed);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
   api::RevocationService revocation_service(domain.revocations, domain.crls, domain.issuance,
                                             domain.registry);
@@ -502,6 +509,24 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
       changed.Wait(absl::Seconds(1));
     }
   });
+  // The brokers' sync streams' shared window of recent changes: read when their NOTIFY
+  // arrives (at least every second, at most every kSyncFeedPause).
+  std::thread sync_feed_thread([&] {
+    storage::Listener changed(pool, "fleetca_changes");
+    bool failing = false;
+    while (!stopping.HasBeenNotified()) {
+      const absl::Status st = sync_feed.Poll().status();
+      if (!st.ok() && !failing) {
+        LogWarning("cannot read changes for the sync streams",
+                   {{"error", std::string(st.message())}});
+      }
+      failing = !st.ok();
+      if (stopping.WaitForNotificationWithTimeout(failing ? absl::Seconds(1) : kSyncFeedPause)) {
+        break;
+      }
+      changed.Wait(absl::Seconds(1));
+    }
+  });
   // ... and stored for the other replicas by a thread of their own (the last ones at exit,
   // once crl_thread is done).
   auto store_crls = [&](absl::Duration wait, bool* failing) {
@@ -553,6 +578,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                               {"grace", absl::FormatDuration(config.shutdown_grace)}});
     stopping.Notify();
+    sync_feed.Shutdown();  // Watch streams end (UNAVAILABLE: brokers reconnect elsewhere)
     health->SetServingStatus(false);
     // Shutdown waits for running handlers; past the grace period gRPC cancels the calls,
     // and the database statements they wait on are cancelled here so the handlers return
@@ -578,6 +604,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   audit_thread.join();
   crl_thread.join();
   policy_thread.join();
+  sync_feed_thread.join();
   crl_store_thread.join();
   bool store_failing = false;
   store_crls(absl::ZeroDuration(), &store_failing);

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 
 namespace fleetca::policy {
@@ -128,18 +127,16 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
       } else if (change.entity_type == "acl_profile") {
         RETURN_IF_ERROR(follow(profiles_, key, acl_store_.GetProfile(key), Hold));
       } else if (change.entity_type == "acl_assignment") {
-        // "<subject type>/<subject id>/<profile>": no part can hold a '/'.
-        const std::vector<std::string> parts = absl::StrSplit(key, '/');
-        std::optional<AclSubject> type =
-            parts.size() == 3 ? storage::AclSubjectFromName(parts[0]) : std::nullopt;
-        if (!type) continue;  // not one of ours: nothing to apply
+        const std::optional<AclAssignmentRow> parsed = storage::ParseAssignmentKey(key);
+        if (!parsed) continue;  // not one of ours: nothing to apply
         storage::AclAssignmentFilter filter;
-        filter.subject_type = *type;
-        filter.subject_id = parts[1];
-        filter.profile_name = parts[2];
+        filter.subject_type = parsed->subject_type;
+        filter.subject_id = parsed->subject_id;
+        filter.profile_name = parsed->profile_name;
         ASSIGN_OR_RETURN(std::vector<AclAssignmentRow> found,
                          acl_store_.ListAssignments(filter, std::nullopt, 1));
-        apply.push_back([this, subject = SubjectKey(*type, parts[1]), profile = parts[2],
+        apply.push_back([this, subject = SubjectKey(parsed->subject_type, parsed->subject_id),
+                         profile = parsed->profile_name,
                          row = found.empty() ? std::optional<AclAssignmentRow>()
                                              : std::optional<AclAssignmentRow>(found[0])] {
           mu_.AssertHeld();

@@ -43,7 +43,7 @@ absl::Status ValidateSubject(absl::string_view field, const AclAssignmentRow& a)
 
 // Assignment keys in page tokens: "<subject type>\n<subject id>\n<profile>" (none of them
 // can hold a newline: validated above).
-std::string AssignmentKey(const AclAssignmentRow& a) {
+std::string PageTokenKey(const AclAssignmentRow& a) {
   return absl::StrCat(storage::AclSubjectName(a.subject_type), "\n", a.subject_id, "\n",
                       a.profile_name);
 }
@@ -190,7 +190,7 @@ absl::StatusOr<ListAssignmentsPage> Policy::ListAssignments(
   ListAssignmentsPage page;
   if (rows.size() > static_cast<size_t>(size)) {
     rows.resize(size);
-    page.next_page_token = EncodePageToken(kAssignmentsToken, filters, AssignmentKey(rows.back()));
+    page.next_page_token = EncodePageToken(kAssignmentsToken, filters, PageTokenKey(rows.back()));
   }
   page.assignments = std::move(rows);
   return page;

@@ -14,6 +14,7 @@ import ctypes
 import glob
 import json
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -256,6 +258,13 @@ class Client:
         args.append(f"{self.base}/{service}/{method}")
         return self._run(args, data=request if request is not None else {}, timeout=timeout)
 
+    def stream(self, method, request, service):
+        """A server-streaming call left running: a Stream of its messages."""
+        cmd = [BUF, "curl", "--protocol", "grpc", *self._conn, "--emit-defaults",
+               "--connect-timeout", "10", "--data", json.dumps(request),
+               f"{self.base}/{service}/{method}"]
+        return Stream(cmd)
+
     def health(self, service=""):
         return self.call("Check", {"service": service}, service="grpc.health.v1.Health", timeout=30)
 
@@ -264,6 +273,90 @@ class Client:
 
     def list_methods(self):
         return self._run(["--list-methods", self.base], timeout=60)
+
+
+class Stream:
+    """A buf curl server-streaming call: its messages as they arrive (buf curl prints each as
+    a JSON object), and its outcome once it ends."""
+
+    def __init__(self, cmd):
+        # Its own process group: the npm wrapper runs buf as a child, both killed on close.
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, preexec_fn=_die_with_parent,
+                                      start_new_session=True)
+        self._messages = queue.Queue()
+        self._stderr = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        threading.Thread(target=lambda: self._stderr.append(self._proc.stderr.read()),
+                         daemon=True).start()
+
+    def _read(self):
+        decoder = json.JSONDecoder()
+        buf = ""
+        for line in self._proc.stdout:
+            buf += line
+            while True:
+                stripped = buf.lstrip()
+                if not stripped:
+                    buf = ""
+                    break
+                try:
+                    obj, end = decoder.raw_decode(stripped)
+                except json.JSONDecodeError:
+                    break
+                self._messages.put((time.monotonic(), obj))
+                buf = stripped[end:]
+        self._messages.put((time.monotonic(), None))
+
+    def next(self, timeout=CALL_TIMEOUT):
+        """The next message, or None once the stream ended; fails after timeout."""
+        try:
+            return self._messages.get(timeout=timeout)[1]
+        except queue.Empty:
+            raise AssertionError(f"no stream message within {timeout}s") from None
+
+    def next_timed(self, timeout=CALL_TIMEOUT):
+        """(monotonic arrival time, message)."""
+        try:
+            return self._messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no stream message within {timeout}s") from None
+
+    def until(self, predicate, timeout=CALL_TIMEOUT, what="a stream message"):
+        """Messages up to and including the first one predicate accepts."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.next(max(0.1, deadline - time.monotonic()))
+            if msg is None:
+                raise AssertionError(f"the stream ended before {what}: {self.outcome()}; "
+                                     f"seen {seen}")
+            seen.append(msg)
+            if predicate(msg):
+                return seen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout}s; seen {seen}")
+
+    def outcome(self, timeout=CALL_TIMEOUT):
+        """CallResult of the ended stream (its messages are not in it)."""
+        code = self._proc.wait(timeout=timeout)
+        self._reader.join(timeout)
+        time.sleep(0.1)
+        return CallResult(code, "", "".join(self._stderr), 0)
+
+    def close(self):
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._proc.wait()
+        self._reader.join(10)
+        for f in (self._proc.stdout, self._proc.stderr):
+            try:
+                f.close()
+            except (OSError, ValueError):  # the stderr reader may hold it a moment longer
+                pass
 
 
 _KEK = None

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "storage/pg_change_log.h"
 #include "storage/pg_device_store.h"
 #include "tests/testing/test_database.h"
 
@@ -66,8 +67,10 @@ TEST_F(PgCertificateStoreTest, IssueCommitsTheSignedCertificate) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->der, "DER-1");
   EXPECT_TRUE(store_.GetByFingerprint(out->record.fingerprint).ok());
-  // Audited, not streamed: brokers learn of revocations, not of issuance.
-  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"), "0");
+  // Audited, and one change-log revision (brokers learn of new certificates by it).
+  EXPECT_EQ(db_.Exec("SELECT string_agg(entity_key || ':' || array_to_string(entity_keys, ','), "
+                     "' ') FROM change_log WHERE entity_type = 'certificate'"),
+            "0102:0102");
   EXPECT_EQ(db_.Exec("SELECT action || ' ' || target FROM audit_log ORDER BY id DESC LIMIT 1"),
             "IssueCertificate 0102");
 }
@@ -199,6 +202,39 @@ TEST_F(PgCertificateStoreTest, GroupCommitKeepsOutcomesApart) {
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log WHERE action = 'IssueCertificate'"),
             std::to_string(kClients - 1));
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM certificates WHERE request_id = 'g7'"), "0");
+  // One change-log revision per batch; read back, every certificate issued is one change,
+  // each exactly once, and a batch's changes share its revision.
+  const int rows = std::stoi(
+      db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'certificate'"));
+  // (The batch holding g7's CHECK violation is retried one call at a time.)
+  EXPECT_GE(rows, 1);
+  EXPECT_LE(rows, kClients - 1);
+  PgChangeLogReader log(db_.pool());
+  auto changes = log.After(0, 1000);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  std::set<std::string> keys;
+  std::set<int64_t> revisions;
+  for (const ChangeRow& c : *changes) {
+    if (c.entity_type != "certificate") continue;
+    EXPECT_TRUE(keys.insert(c.key).second) << c.key;
+    revisions.insert(c.revision);
+  }
+  EXPECT_EQ(keys.size(), static_cast<size_t>(kClients - 1));
+  EXPECT_EQ(revisions.size(), static_cast<size_t>(rows));
+  // A page boundary never splits a revision: one revision at a time gives the same keys.
+  std::set<std::string> paged;
+  int64_t after = 0;
+  for (;;) {
+    auto page = log.After(after, 1);
+    ASSERT_TRUE(page.ok()) << page.status();
+    if (page->empty()) break;
+    for (const ChangeRow& c : *page) {
+      EXPECT_EQ(c.revision, page->front().revision);
+      if (c.entity_type == "certificate") paged.insert(c.key);
+    }
+    after = page->back().revision;
+  }
+  EXPECT_EQ(paged, keys);
 }
 
 // The subject's row is locked from its check until the certificate is committed: a

@@ -1,0 +1,446 @@
+#include "server/api/sync_feed.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/status_macros.h"
+#include "pki/certificate_builder.h"
+#include "pki/openssl_util.h"
+#include "server/api/acl_service.h"
+#include "server/api/certificate_authority_service.h"
+#include "server/api/device_registry_service.h"
+#include "server/api/identity_service.h"
+#include "server/api/proto_convert.h"
+
+namespace fleetca::api {
+namespace {
+
+using storage::SyncKind;
+using storage::SyncObject;
+
+v1::CertificateStatus ToProtoStatus(storage::CertificateStatus s) {
+  switch (s) {
+    case storage::CertificateStatus::kRevoked:
+      return v1::CERTIFICATE_STATUS_REVOKED;
+    case storage::CertificateStatus::kOnHold:
+      return v1::CERTIFICATE_STATUS_ON_HOLD;
+    default:
+      return v1::CERTIFICATE_STATUS_ACTIVE;
+  }
+}
+
+bool Wanted(const WatchOptions& options, SyncKind kind) {
+  return options.kinds.empty() || options.kinds.count(kind) > 0;
+}
+
+// Outbox gathers changes into SyncChanges messages of bounded size; a revision's changes
+// stay in one message unless they alone pass the bound (then `continued` links them).
+class Outbox {
+ public:
+  // snapshot_revision >= 0: a snapshot's contents, every message at that revision.
+  Outbox(WatchSink& sink, const WatchOptions& options, int64_t snapshot_revision = -1)
+      : sink_(sink), options_(options), snapshot_revision_(snapshot_revision) {}
+
+  // Add queues a change; false when the sink broke.
+  bool Add(const v1::SyncChange& change, int64_t revision, size_t bytes) {
+    const bool same_revision = snapshot_revision_ < 0 && revision == last_revision_;
+    if (!pending_.changes().empty() && !same_revision &&
+        (bytes_ + bytes > options_.max_message_bytes ||
+         static_cast<size_t>(pending_.changes_size()) >= options_.max_message_changes)) {
+      if (!Flush(false)) return false;
+    } else if (!pending_.changes().empty() && same_revision &&
+               (bytes_ + bytes > 4 * options_.max_message_bytes ||
+                static_cast<size_t>(pending_.changes_size()) >= 4 * options_.max_message_changes)) {
+      // One large transaction: split it, telling the consumer more of it follows.
+      if (!Flush(true)) return false;
+    }
+    *pending_.add_changes() = change;
+    bytes_ += bytes;
+    last_revision_ = revision;
+    ++count_;
+    return true;
+  }
+
+  // Flush sends what is queued.
+  bool Flush(bool continued) {
+    if (pending_.changes().empty()) return true;
+    pending_.set_revision(snapshot_revision_ >= 0 ? snapshot_revision_ : last_revision_);
+    pending_.set_continued(continued);
+    v1::WatchResponse message;
+    message.mutable_changes()->Swap(&pending_);
+    pending_.Clear();
+    bytes_ = 0;
+    sent_ = true;
+    return sink_.Write(message);
+  }
+
+  int64_t count() const { return count_; }
+  // TakeSent: whether anything was written since the last call.
+  bool TakeSent() { return std::exchange(sent_, false); }
+
+ private:
+  WatchSink& sink_;
+  const WatchOptions& options_;
+  v1::SyncChanges pending_;
+  size_t bytes_ = 0;
+  const int64_t snapshot_revision_;
+  int64_t last_revision_ = 0;
+  int64_t count_ = 0;
+  bool sent_ = false;
+};
+
+// Revisions a stream reads from the database per statement when the window has moved past it.
+constexpr int kCatchUpRevisions = 1000;
+
+absl::Status Broken() { return absl::OkStatus(); }  // the broker went away: nothing to say
+
+// SendSnapshot streams every object of the wanted kinds, a page at a time (the server
+// holds one page), between snapshot_begin and snapshot_end; returns its revision.
+absl::StatusOr<int64_t> SendSnapshot(SyncFeed& feed, const WatchOptions& options,
+                                     v1::SnapshotReason reason, WatchSink& sink, bool* broken) {
+  // The head first: every object read next reflects at least it.
+  ASSIGN_OR_RETURN(const int64_t revision, feed.log().Head());
+  v1::WatchResponse begin;
+  begin.mutable_snapshot_begin()->set_revision(revision);
+  begin.mutable_snapshot_begin()->set_reason(reason);
+  if (!sink.Write(begin)) {
+    *broken = true;
+    return revision;
+  }
+  Outbox out(sink, options, revision);
+  for (SyncKind kind : storage::kAllSyncKinds) {
+    if (!Wanted(options, kind)) continue;
+    std::string after;
+    for (;;) {
+      if (feed.shutting_down()) return absl::UnavailableError("the server is shutting down");
+      if (sink.Cancelled()) {
+        *broken = true;
+        return revision;
+      }
+      ASSIGN_OR_RETURN(std::vector<SyncObject> page,
+                       feed.store().List(kind, after, options.snapshot_page));
+      for (const SyncObject& object : page) {
+        v1::SyncChange change;
+        ToSyncChange(object, 0, &change);
+        if (!out.Add(change, 0, change.ByteSizeLong())) {
+          *broken = true;
+          return revision;
+        }
+      }
+      if (page.size() < static_cast<size_t>(options.snapshot_page)) break;
+      after = page.back().key;
+    }
+  }
+  if (!out.Flush(false)) {
+    *broken = true;
+    return revision;
+  }
+  v1::WatchResponse end;
+  end.mutable_snapshot_end()->set_revision(revision);
+  end.mutable_snapshot_end()->set_object_count(out.count());
+  if (!sink.Write(end)) *broken = true;
+  return revision;
+}
+
+}  // namespace
+
+void ToSyncChange(const SyncObject& object, int64_t revision, v1::SyncChange* out) {
+  out->set_revision(revision);
+  out->set_deleted(object.deleted);
+  const bool full = !object.deleted;
+  switch (object.kind) {
+    case SyncKind::kIssuer: {
+      v1::SyncIssuer* i = out->mutable_issuer();
+      i->set_issuer_id(object.key);
+      if (const auto* v = std::get_if<storage::SyncIssuer>(&object.value); v != nullptr && full) {
+        i->set_purpose(ToProtoPurpose(v->purpose));
+        i->set_enabled(true);
+        i->set_certificate_pem(pki::DerToPem(v->certificate_der, "CERTIFICATE"));
+        i->set_sha256_fingerprint(pki::Sha256Hex(v->certificate_der));
+        if (v->not_after) SetTimestamp(*v->not_after, i->mutable_not_after());
+      }
+      break;
+    }
+    case SyncKind::kCrl: {
+      v1::SyncCrl* c = out->mutable_crl();
+      c->set_issuer_id(object.key);
+      if (const auto* v = std::get_if<storage::SyncCrl>(&object.value); v != nullptr && full) {
+        c->set_crl_number(v->crl_number);
+        SetTimestamp(v->this_update, c->mutable_this_update());
+        SetTimestamp(v->next_update, c->mutable_next_update());
+        c->set_crl_der(v->der);
+      }
+      break;
+    }
+    case SyncKind::kDevice: {
+      v1::SyncDevice* d = out->mutable_device();
+      d->set_comm_id(object.key);
+      if (const auto* v = std::get_if<storage::SyncDevice>(&object.value); v != nullptr && full) {
+        d->set_status(ToProtoStatus(v->status));
+        for (const std::string& g : v->groups) d->add_groups(g);
+        for (const auto& [name, value] : v->attributes) (*d->mutable_attributes())[name] = value;
+      }
+      break;
+    }
+    case SyncKind::kIdentity: {
+      v1::SyncIdentity* i = out->mutable_identity();
+      i->set_name(object.key);
+      if (const auto* v = std::get_if<storage::SyncIdentity>(&object.value); v != nullptr && full) {
+        i->set_role(ToProtoRole(v->role));
+        i->set_status(v->active ? v1::IDENTITY_STATUS_ACTIVE : v1::IDENTITY_STATUS_REVOKED);
+      }
+      break;
+    }
+    case SyncKind::kCertificate: {
+      v1::SyncCertificate* c = out->mutable_certificate();
+      const auto* v = std::get_if<storage::SyncCertificate>(&object.value);
+      if (v == nullptr) {
+        c->set_serial(object.key);
+        break;
+      }
+      c->set_issuer_id(v->issuer_id);
+      c->set_serial(pki::SerialToHex(v->serial));
+      if (!full) break;
+      c->set_sha256_fingerprint(pki::SerialToHex(v->fingerprint));
+      v1::Principal* p = c->mutable_principal();
+      if (v->kind == storage::CertificateKind::kIdentity) {
+        p->set_type(v1::PRINCIPAL_TYPE_IDENTITY);
+        p->set_id(v->identity_name);
+      } else {
+        p->set_type(v1::PRINCIPAL_TYPE_DEVICE);
+        p->set_id(v->comm_id);
+      }
+      c->set_status(ToProtoStatus(v->status));
+      if (v->reason >= 0 && v->status != storage::CertificateStatus::kIssued) {
+        c->set_revocation_reason(static_cast<v1::RevocationReason>(v->reason));
+      }
+      SetTimestamp(v->not_after, c->mutable_not_after());
+      break;
+    }
+    case SyncKind::kAclProfile: {
+      v1::SyncAclProfile* p = out->mutable_acl_profile();
+      p->set_name(object.key);
+      if (const auto* v = std::get_if<storage::AclProfileRow>(&object.value); v != nullptr && full) {
+        for (const storage::AclRuleRow& r : v->rules) {
+          v1::AclRule* rule = p->add_rules();
+          rule->set_topic_pattern(r.pattern);
+          rule->set_access(ToProto(r.access));
+        }
+      }
+      break;
+    }
+    case SyncKind::kAclAssignment: {
+      v1::AclAssignment* a = out->mutable_acl_assignment();
+      if (const auto* v = std::get_if<storage::AclAssignmentRow>(&object.value); v != nullptr) {
+        ToProto(*v, a);
+        if (!full) a->clear_create_time();
+      }
+      break;
+    }
+  }
+}
+
+absl::StatusOr<ChangeBatch> ReadChanges(storage::ChangeLogReader& log, storage::SyncStore& store,
+                                        int64_t after, int max_revisions) {
+  ChangeBatch batch;
+  batch.revision = after;
+  ASSIGN_OR_RETURN(std::vector<storage::ChangeRow> rows, log.After(after, max_revisions));
+  if (rows.empty()) return batch;
+  batch.revision = rows.back().revision;
+  // Each (kind, key) once, at its last revision in the range.
+  std::map<SyncKind, std::vector<std::string>> keys;
+  absl::flat_hash_map<std::pair<int, std::string>, int64_t> last;
+  std::vector<std::pair<SyncKind, const storage::ChangeRow*>> order;
+  for (const storage::ChangeRow& row : rows) {
+    const std::optional<SyncKind> kind = storage::SyncKindOfChange(row.entity_type);
+    if (!kind) continue;
+    auto [it, inserted] = last.try_emplace({static_cast<int>(*kind), row.key}, row.revision);
+    if (inserted) {
+      keys[*kind].push_back(row.key);
+    } else {
+      it->second = row.revision;
+    }
+    order.emplace_back(*kind, &row);
+  }
+  absl::flat_hash_map<std::pair<int, std::string>, SyncObject> objects;
+  for (auto& [kind, kind_keys] : keys) {
+    ASSIGN_OR_RETURN(std::vector<SyncObject> read, store.Read(kind, kind_keys));
+    for (SyncObject& o : read) {
+      std::pair<int, std::string> k{static_cast<int>(kind), o.key};
+      objects.emplace(std::move(k), std::move(o));
+    }
+  }
+  for (const auto& [kind, row] : order) {
+    std::pair<int, std::string> k{static_cast<int>(kind), row->key};
+    if (last.at(k) != row->revision) continue;  // sent at its later revision
+    auto it = objects.find(k);
+    if (it == objects.end()) continue;  // not an object brokers see
+    auto change = std::make_shared<FeedChange>();
+    change->revision = row->revision;
+    change->kind = kind;
+    ToSyncChange(it->second, row->revision, &change->message);
+    change->bytes = change->message.ByteSizeLong();
+    batch.changes.push_back(std::move(change));
+  }
+  return batch;
+}
+
+SyncFeed::SyncFeed(storage::ChangeLogReader& log, storage::SyncStore& store, Options options)
+    : log_(log), store_(store), options_(options) {}
+
+absl::StatusOr<int> SyncFeed::Poll() {
+  int64_t from;
+  {
+    absl::MutexLock lock(&mu_);
+    from = head_;
+    if (!started_) {
+      ASSIGN_OR_RETURN(from, log_.Head());
+      start_ = head_ = from;
+      started_ = true;
+    }
+  }
+  int added = 0;
+  for (;;) {
+    ASSIGN_OR_RETURN(ChangeBatch batch, ReadChanges(log_, store_, from, options_.revisions_per_read));
+    if (batch.revision == from) return added;
+    absl::MutexLock lock(&mu_);
+    for (FeedChangePtr& c : batch.changes) {
+      bytes_ += c->bytes;
+      window_.push_back(std::move(c));
+      ++added;
+    }
+    head_ = batch.revision;
+    // Evict the oldest revisions, whole, past either bound.
+    while (!window_.empty() &&
+           (window_.size() > options_.max_changes || bytes_ > options_.max_bytes)) {
+      const int64_t oldest = window_.front()->revision;
+      while (!window_.empty() && window_.front()->revision == oldest) {
+        bytes_ -= window_.front()->bytes;
+        window_.pop_front();
+      }
+      start_ = oldest;
+    }
+    from = head_;
+  }
+}
+
+bool SyncFeed::Read(int64_t after, size_t max, std::vector<FeedChangePtr>* out,
+                    int64_t* reached) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!started_ || after < start_) {
+    *reached = head_;
+    return false;
+  }
+  auto it = std::upper_bound(window_.begin(), window_.end(), after,
+                             [](int64_t r, const FeedChangePtr& c) { return r < c->revision; });
+  for (; it != window_.end(); ++it) {
+    // Whole revisions only: past `max`, only the rest of the last one.
+    if (out->size() >= max && (*it)->revision != out->back()->revision) {
+      *reached = out->back()->revision;
+      return true;
+    }
+    out->push_back(*it);
+  }
+  *reached = head_;
+  return true;
+}
+
+void SyncFeed::WaitBeyond(int64_t after, absl::Duration timeout) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto ready = [this, after]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return shutdown_ || head_ > after;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+}
+
+int64_t SyncFeed::head() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return head_;
+}
+
+void SyncFeed::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+}
+
+bool SyncFeed::shutting_down() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return shutdown_;
+}
+
+absl::Status RunWatch(SyncFeed& feed, const WatchOptions& options, WatchSink& sink) {
+  // Where to start: a snapshot unless the broker's revision can be caught up from.
+  ASSIGN_OR_RETURN(const int64_t head, feed.log().Head());
+  int64_t position = options.since_revision;
+  // A snapshot to send first (UNSPECIFIED: none).
+  v1::SnapshotReason reason = v1::SNAPSHOT_REASON_UNSPECIFIED;
+  if (position == 0) {
+    reason = v1::SNAPSHOT_REASON_REQUESTED;
+  } else if (position > head) {
+    reason = v1::SNAPSHOT_REASON_REVISION_AHEAD;
+  } else {
+    ASSIGN_OR_RETURN(const int64_t oldest, feed.store().OldestRevision());
+    if (position < oldest - 1 || head - position > options.max_catch_up_revisions) {
+      reason = v1::SNAPSHOT_REASON_REVISION_TOO_OLD;
+    }
+  }
+  bool broken = false;
+  absl::Time last_write = absl::Now();
+  auto write = [&](const v1::WatchResponse& message) {
+    last_write = absl::Now();
+    if (!sink.Write(message)) broken = true;
+    return !broken;
+  };
+
+  Outbox out(sink, options);
+  std::vector<FeedChangePtr> changes;
+  for (;;) {
+    if (feed.shutting_down()) return absl::UnavailableError("the server is shutting down");
+    if (broken || sink.Cancelled()) return Broken();
+    if (reason != v1::SNAPSHOT_REASON_UNSPECIFIED) {
+      ASSIGN_OR_RETURN(position, SendSnapshot(feed, options, reason, sink, &broken));
+      last_write = absl::Now();
+      reason = v1::SNAPSHOT_REASON_UNSPECIFIED;
+      continue;
+    }
+    // The window first; the database for what the window no longer holds.
+    changes.clear();
+    int64_t reached = position;
+    if (!feed.Read(position, options.max_message_changes, &changes, &reached)) {
+      if (reached - position > options.max_catch_up_revisions) {
+        reason = v1::SNAPSHOT_REASON_FELL_BEHIND;
+        continue;
+      }
+      ASSIGN_OR_RETURN(ChangeBatch batch,
+                       ReadChanges(feed.log(), feed.store(), position, kCatchUpRevisions));
+      changes = std::move(batch.changes);
+      reached = batch.revision;
+    }
+    for (const FeedChangePtr& c : changes) {
+      if (!Wanted(options, c->kind)) continue;
+      if (!out.Add(c->message, c->revision, c->bytes)) return Broken();
+    }
+    if (!out.Flush(false)) return Broken();
+    if (out.TakeSent()) last_write = absl::Now();
+    if (reached > position) {
+      position = reached;
+      continue;  // more may be there already
+    }
+    // Caught up: wait for the next change, a heartbeat, or a cancellation (checked at
+    // least every second).
+    const absl::Duration idle = absl::Now() - last_write;
+    if (idle >= options.heartbeat_interval) {
+      v1::WatchResponse beat;
+      beat.mutable_heartbeat()->set_revision(position);
+      beat.mutable_heartbeat()->set_head_revision(feed.head());
+      SetTimestamp(absl::Now(), beat.mutable_heartbeat()->mutable_server_time());
+      if (!write(beat)) return Broken();
+      continue;
+    }
+    feed.WaitBeyond(position, std::min(options.heartbeat_interval - idle, absl::Seconds(1)));
+  }
+}
+
+}  // namespace fleetca::api

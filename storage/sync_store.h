@@ -1,0 +1,110 @@
+#pragma once
+
+// SyncStore: what brokers' sync streams read (BrokerSyncService.Watch): the current state of
+// the objects a broker enforces, by change-log key (a delta) or a page at a time in key
+// order (a snapshot). Only what a broker sees is returned: issuers with a certificate (not
+// pending, unexpired), each issuer's newest complete CRL, devices, identities, unexpired
+// client certificates (device and identity kinds) with their revocation state, ACL profiles
+// and assignments.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "storage/acl_store.h"
+#include "storage/certificate_store.h"
+#include "storage/device_store.h"
+#include "storage/issuer_store.h"
+
+namespace fleetca::storage {
+
+// The kinds of objects; the values are BrokerSyncService's SyncObjectType numbers.
+enum class SyncKind {
+  kIssuer = 1,
+  kCrl = 2,
+  kDevice = 3,
+  kIdentity = 4,
+  kCertificate = 5,
+  kAclProfile = 6,
+  kAclAssignment = 7,
+};
+inline constexpr SyncKind kAllSyncKinds[] = {
+    SyncKind::kIssuer,   SyncKind::kCrl,         SyncKind::kDevice,       SyncKind::kIdentity,
+    SyncKind::kCertificate, SyncKind::kAclProfile, SyncKind::kAclAssignment};
+
+// SyncKindOfChange: the kind a change-log entity type is streamed as ("revocation" and
+// "certificate" are both certificates); nullopt for types brokers do not see ("broker").
+std::optional<SyncKind> SyncKindOfChange(const std::string& entity_type);
+
+struct SyncIssuer {
+  std::string id;
+  IssuerPurpose purpose = IssuerPurpose::kRoot;
+  std::string certificate_der;
+  std::optional<absl::Time> not_after;
+};
+
+struct SyncCrl {
+  std::string issuer_id;
+  int64_t crl_number = 0;
+  absl::Time this_update, next_update;
+  std::string der;
+};
+
+struct SyncDevice {
+  std::string comm_id;
+  DeviceStatus status = DeviceStatus::kActive;
+  std::vector<std::string> groups;
+  std::map<std::string, std::string> attributes;
+};
+
+struct SyncIdentity {
+  std::string name;
+  std::string role;  // database spelling
+  bool active = false;
+};
+
+struct SyncCertificate {
+  std::string serial;  // bytes
+  std::string issuer_id;
+  CertificateKind kind = CertificateKind::kDevice;
+  std::string comm_id;        // device kinds
+  std::string identity_name;  // identity kind
+  CertificateStatus status = CertificateStatus::kIssued;
+  int reason = -1;            // RFC 5280 reason code when revoked or on hold
+  std::string fingerprint;    // SHA-256 of the DER, bytes
+  absl::Time not_after;
+};
+
+struct SyncObject {
+  SyncKind kind = SyncKind::kDevice;
+  std::string key;       // the change-log key (a certificate's: its serial in hex)
+  bool deleted = false;  // gone, or out of brokers' view (an expired certificate)
+  // The object's state; for a deleted object, its key fields when known (a certificate's
+  // issuer and serial, an assignment's three fields), else monostate.
+  std::variant<std::monostate, SyncIssuer, SyncCrl, SyncDevice, SyncIdentity, SyncCertificate,
+               AclProfileRow, AclAssignmentRow>
+      value;
+};
+
+class SyncStore {
+ public:
+  virtual ~SyncStore() = default;
+  // Read returns the current state of the objects of `kind` with these change-log keys, in
+  // the order of `keys`: deleted ones (not found, or out of view) with deleted set. Keys of
+  // objects brokers never see (a broker's own certificate) are left out.
+  virtual absl::StatusOr<std::vector<SyncObject>> Read(SyncKind kind,
+                                                       const std::vector<std::string>& keys) = 0;
+  // List returns up to `limit` objects of `kind` after the key `after` ("" from the start),
+  // in key order: a snapshot's page. Pass the last object's key to get the next page.
+  virtual absl::StatusOr<std::vector<SyncObject>> List(SyncKind kind, const std::string& after,
+                                                       int limit) = 0;
+  // OldestRevision: the oldest revision the change log still holds (0 when empty); a
+  // consumer behind it must take a snapshot.
+  virtual absl::StatusOr<int64_t> OldestRevision() = 0;
+};
+
+}  // namespace fleetca::storage
