@@ -48,3 +48,14 @@ bench_header() {
        "fsync=$(psql_q 'SHOW fsync') shared_buffers=$(psql_q 'SHOW shared_buffers')" \
        "max_connections=$(psql_q 'SHOW max_connections') (same machine, data in $dir)"
 }
+
+# pg_cpu: CPU seconds of the benchmark's PostgreSQL processes (its server and the backends
+# alive now; backends that ended are not counted).
+pg_cpu() {
+  local total=0 pid postmaster
+  postmaster=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null || echo 0)
+  for pid in $postmaster $(pgrep -P "$postmaster" 2>/dev/null); do
+    total=$(awk -v t="$total" -v c="$(cpu_of "$pid")" 'BEGIN {print t + c}')
+  done
+  echo "$total"
+}

@@ -51,9 +51,10 @@ constexpr char kIdentitiesSql[] =
 constexpr char kCertificatesSql[] =
     "SELECT encode(c.serial, 'hex'), c.not_after > now(), c.kind, c.issuer_id, "
     "       coalesce(c.comm_id, ''), coalesce(c.identity_name, ''), c.status, "
-    "       coalesce(r.reason, -1), c.fingerprint_sha256, "
-    "       (extract(epoch FROM c.not_after) * 1000000)::bigint "
-    "FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
+    "       CASE WHEN c.status = 'issued' THEN -1 "
+    "            ELSE (SELECT r.reason FROM revocations r WHERE r.serial = c.serial) END, "
+    "       c.fingerprint_sha256, (extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "FROM certificates c "
     "WHERE c.status <> 'reserved' AND "
     "      CASE WHEN $1::text[] IS NULL "
     "           THEN c.serial > decode($2, 'hex') "
@@ -142,7 +143,7 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
       c.comm_id = row[4].as<std::string>();
       c.identity_name = row[5].as<std::string>();
       ASSIGN_OR_RETURN(c.status, CertificateStatusFromName(row[6].as<std::string>()));
-      c.reason = row[7].as<int>();
+      c.reason = row[7].is_null() ? -1 : row[7].as<int>();
       c.fingerprint = Bytes(row[8]);
       c.not_after = FromMicros(row[9].as<int64_t>());
       obj->value = std::move(c);

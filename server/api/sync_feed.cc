@@ -1,6 +1,7 @@
 #include "server/api/sync_feed.h"
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <utility>
 
@@ -112,15 +113,26 @@ absl::StatusOr<int64_t> SendSnapshot(SyncFeed& feed, const WatchOptions& options
   Outbox out(sink, options, revision);
   for (SyncKind kind : storage::kAllSyncKinds) {
     if (!Wanted(options, kind)) continue;
-    std::string after;
+    // The next page is read while this one is sent: the database and the stream overlap.
+    auto read = [&feed, kind, size = options.snapshot_page](std::string after) {
+      return std::async(std::launch::async, [&feed, kind, size, after = std::move(after)] {
+        return feed.store().List(kind, after, size);
+      });
+    };
+    std::future<absl::StatusOr<std::vector<SyncObject>>> next = read("");
     for (;;) {
+      absl::StatusOr<std::vector<SyncObject>> got = next.get();
+      if (!got.ok()) return got.status();
+      const std::vector<SyncObject> page = *std::move(got);
+      const bool last = page.size() < static_cast<size_t>(options.snapshot_page);
+      if (!last) next = read(page.back().key);
+      // (An early return below waits for the page in flight: a future from std::async
+      // joins its thread when destroyed.)
       if (feed.shutting_down()) return absl::UnavailableError("the server is shutting down");
       if (sink.Cancelled()) {
         *broken = true;
         return revision;
       }
-      ASSIGN_OR_RETURN(std::vector<SyncObject> page,
-                       feed.store().List(kind, after, options.snapshot_page));
       for (const SyncObject& object : page) {
         v1::SyncChange change;
         ToSyncChange(object, 0, &change);
@@ -129,8 +141,7 @@ absl::StatusOr<int64_t> SendSnapshot(SyncFeed& feed, const WatchOptions& options
           return revision;
         }
       }
-      if (page.size() < static_cast<size_t>(options.snapshot_page)) break;
-      after = page.back().key;
+      if (last) break;
     }
   }
   if (!out.Flush(false)) {

@@ -117,7 +117,7 @@ struct WatchOptions {
   int64_t max_catch_up_revisions = 1000000;
   size_t max_message_bytes = 1 << 20;
   size_t max_message_changes = 2000;
-  int snapshot_page = 2000;
+  int snapshot_page = 5000;
 };
 
 // RunWatch streams to sink until the sink breaks or is cancelled (OK: nobody is listening),
