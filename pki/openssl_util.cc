@@ -204,7 +204,7 @@ std::string DerToPem(absl::string_view der, absl::string_view label) {
   return out;
 }
 
-std::string Sha256Hex(absl::string_view data) {
+std::string Sha256(absl::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) {
@@ -213,9 +213,10 @@ std::string Sha256Hex(absl::string_view data) {
     ClearOpenSslErrors();
     return std::string();
   }
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(md), static_cast<size_t>(len)));
+  return std::string(reinterpret_cast<const char*>(md), static_cast<size_t>(len));
 }
+
+std::string Sha256Hex(absl::string_view data) { return absl::BytesToHexString(Sha256(data)); }
 
 std::string NameToString(const X509_NAME* name) {
   if (name == nullptr) {

@@ -65,6 +65,8 @@ std::string DerToPem(absl::string_view der, absl::string_view label);
 // Sha256Hex returns the lowercase hex SHA-256 of data (a certificate's fingerprint when
 // data is its DER).
 std::string Sha256Hex(absl::string_view data);
+// Sha256: the same digest, as 32 bytes.
+std::string Sha256(absl::string_view data);
 
 // SubjectOneLine returns an RFC 2253 rendering of a name, e.g. "CN=dev1,O=Acme".
 std::string NameToString(const X509_NAME* name);

@@ -1,7 +1,9 @@
 #pragma once
 
-// gRPC BrokerAuthService over the in-memory policy::PolicyIndex: CheckTopic answers from
-// memory, never a database round trip. AuthorizeConnect is not built yet: UNIMPLEMENTED.
+// gRPC BrokerAuthService over the in-memory policy::PolicyIndex: AuthorizeConnect and
+// CheckTopic answer from memory, never a database round trip.
+
+#include <openssl/x509.h>
 
 #include "fleetca/v1/broker_auth.grpc.pb.h"
 #include "server/policy/index.h"
@@ -19,6 +21,10 @@ class BrokerAuthService final : public v1::BrokerAuthService::Service {
                           v1::CheckTopicResponse* response) override;
 
  private:
+  // ChainVerdict: for a certificate the inventory does not hold, UNTRUSTED_ISSUER unless it
+  // chains to an issuer of client certificates (then CERTIFICATE_UNKNOWN, or EXPIRED).
+  policy::ConnectVerdict ChainVerdict(const X509* leaf, absl::Time now) const;
+
   const policy::PolicyIndex& index_;
 };
 

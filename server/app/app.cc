@@ -113,7 +113,7 @@ struct Domain {
         sync_store(pool, acl_store),
         registry(device_store),
         policy(acl_store, device_store, identity_store),
-        policy_index(device_store, identity_store, acl_store, change_log),
+        policy_index(device_store, identity_store, acl_store, sync_store, change_log),
         brokers(broker_store),
         ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
         issuance(ca, certificate_store, broker_store,

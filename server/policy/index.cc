@@ -15,8 +15,48 @@ using storage::AclSubject;
 
 constexpr int kLoadPage = 1000;  // rows per read while loading
 constexpr int kRefreshBatch = 1000;  // changes applied per lock
+constexpr int kCertificatePage = 5000;
 
 }  // namespace
+
+PolicyIndex::CertificateEntry PolicyIndex::HoldCertificate(const storage::SyncCertificate& c) {
+  CertificateEntry e;
+  e.issuer_id = c.issuer_id;
+  if (c.kind == storage::CertificateKind::kIdentity) {
+    e.principal_type = PrincipalType::kIdentity;
+    e.principal_id = c.identity_name;
+  } else {
+    e.principal_type = PrincipalType::kDevice;
+    e.principal_id = c.comm_id;
+  }
+  e.status = c.status;
+  e.not_after = c.not_after;
+  e.fingerprint = c.fingerprint;
+  return e;
+}
+
+void PolicyIndex::PutCertificate(std::string serial, CertificateEntry entry) {
+  serial_by_fingerprint_[entry.fingerprint] = serial;
+  certificates_[std::move(serial)] = std::move(entry);
+}
+
+void PolicyIndex::DropCertificate(const std::string& serial) {
+  auto it = certificates_.find(serial);
+  if (it == certificates_.end()) return;
+  serial_by_fingerprint_.erase(it->second.fingerprint);
+  certificates_.erase(it);
+}
+
+absl::StatusOr<std::vector<std::string>> PolicyIndex::ReadClientIssuers() {
+  std::vector<std::string> ders;
+  ASSIGN_OR_RETURN(std::vector<storage::SyncObject> issuers,
+                   sync_store_.List(storage::SyncKind::kIssuer, "", 1000));
+  for (const storage::SyncObject& o : issuers) {
+    const auto& i = std::get<storage::SyncIssuer>(o.value);
+    if (i.purpose != storage::IssuerPurpose::kBrokers) ders.push_back(i.certificate_der);
+  }
+  return ders;
+}
 
 PolicyIndex::HeldProfile PolicyIndex::Hold(storage::AclProfileRow row) {
   HeldProfile held;
@@ -72,11 +112,29 @@ absl::Status PolicyIndex::Load() {
     if (page.size() < static_cast<size_t>(kLoadPage)) break;
     after = page.back();
   }
+  std::vector<std::pair<std::string, CertificateEntry>> certificates;
+  for (std::string after;;) {
+    ASSIGN_OR_RETURN(std::vector<storage::SyncObject> page,
+                     sync_store_.List(storage::SyncKind::kCertificate, after, kCertificatePage));
+    for (const storage::SyncObject& o : page) {
+      const auto& c = std::get<storage::SyncCertificate>(o.value);
+      certificates.emplace_back(c.serial, HoldCertificate(c));
+    }
+    if (page.size() < static_cast<size_t>(kCertificatePage)) break;
+    after = page.back().key;
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> issuers, ReadClientIssuers());
   absl::MutexLock lock(&mu_);
   devices_ = std::move(devices);
   identities_ = std::move(identities);
   profiles_ = std::move(profiles);
   assignments_ = std::move(assignments);
+  certificates_.clear();
+  serial_by_fingerprint_.clear();
+  certificates_.reserve(certificates.size());
+  serial_by_fingerprint_.reserve(certificates.size());
+  for (auto& [serial, entry] : certificates) PutCertificate(std::move(serial), std::move(entry));
+  client_issuer_ders_ = std::move(issuers);
   revision_ = head;
   loaded_ = true;
   return absl::OkStatus();
@@ -114,9 +172,15 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
       });
       return absl::OkStatus();
     };
+    std::vector<std::string> certificate_keys;
+    bool issuers_changed = false;
     for (const storage::ChangeRow& change : changes) {
       const std::string& key = change.key;
-      if (change.entity_type == "device") {
+      if (change.entity_type == "certificate" || change.entity_type == "revocation") {
+        certificate_keys.push_back(key);  // read together below
+      } else if (change.entity_type == "issuer") {
+        issuers_changed = true;
+      } else if (change.entity_type == "device") {
         RETURN_IF_ERROR(follow(devices_, key, devices_store_.Get(key), [](storage::Device d) {
           return DeviceEntry{d.status == storage::DeviceStatus::kActive, std::move(d.groups),
                              std::move(d.attributes)};
@@ -150,7 +214,29 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
           if (held.empty()) assignments_.erase(subject);
         });
       }
-      // Other entities (certificates, revocations, brokers...) do not change topic policy.
+      // Other entities (brokers, CRLs...) change no decision.
+    }
+    if (!certificate_keys.empty()) {
+      ASSIGN_OR_RETURN(std::vector<storage::SyncObject> certificates,
+                       sync_store_.Read(storage::SyncKind::kCertificate, certificate_keys));
+      apply.push_back([this, certificates = std::move(certificates)] {
+        mu_.AssertHeld();
+        for (const storage::SyncObject& o : certificates) {
+          const auto& c = std::get<storage::SyncCertificate>(o.value);
+          if (o.deleted) {
+            DropCertificate(c.serial);  // expired: out of view
+          } else {
+            PutCertificate(c.serial, HoldCertificate(c));
+          }
+        }
+      });
+    }
+    if (issuers_changed) {
+      ASSIGN_OR_RETURN(std::vector<std::string> ders, ReadClientIssuers());
+      apply.push_back([this, ders = std::move(ders)]() mutable {
+        mu_.AssertHeld();
+        client_issuer_ders_ = std::move(ders);
+      });
     }
     {
       absl::MutexLock lock(&mu_);
@@ -179,7 +265,82 @@ PolicyIndex::Counts PolicyIndex::counts() const {
   c.identities = identities_.size();
   c.profiles = profiles_.size();
   for (const auto& [subject, rows] : assignments_) c.assignments += rows.size();
+  c.certificates = certificates_.size();
   return c;
+}
+
+std::vector<std::string> PolicyIndex::ClientIssuerDers() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return client_issuer_ders_;
+}
+
+absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef& certificate,
+                                                            const std::string& client_id,
+                                                            absl::Time now) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!loaded_) return absl::UnavailableError("the policy index is loading: retry shortly");
+  ConnectAnswer answer;
+  answer.revision = revision_;
+  auto deny = [&](ConnectVerdict verdict, std::string message) {
+    answer.verdict = verdict;
+    answer.message = std::move(message);
+    return answer;
+  };
+  // 1. A client certificate the inventory holds.
+  const CertificateEntry* entry = nullptr;
+  std::string serial = certificate.serial;
+  if (!certificate.fingerprint.empty()) {
+    auto f = serial_by_fingerprint_.find(certificate.fingerprint);
+    if (f != serial_by_fingerprint_.end()) serial = f->second;
+    else serial.clear();
+  }
+  if (!serial.empty()) {
+    auto it = certificates_.find(serial);
+    if (it != certificates_.end() &&
+        (certificate.issuer_id.empty() || certificate.issuer_id == it->second.issuer_id)) {
+      entry = &it->second;
+    }
+  }
+  if (entry == nullptr) {
+    return deny(ConnectVerdict::kCertificateUnknown,
+                "the certificate is not an unexpired client certificate of this CA");
+  }
+  answer.serial = serial;
+  answer.issuer_id = entry->issuer_id;
+  answer.principal_type = entry->principal_type;
+  answer.principal_id = entry->principal_id;
+  const char* what = entry->principal_type == PrincipalType::kDevice ? "device" : "identity";
+  // 2. Within its validity, neither revoked nor held.
+  if (now >= entry->not_after) {
+    return deny(ConnectVerdict::kCertificateExpired,
+                absl::StrCat("the certificate expired at ", absl::FormatTime(entry->not_after)));
+  }
+  if (entry->status == storage::CertificateStatus::kRevoked) {
+    return deny(ConnectVerdict::kCertificateRevoked, "the certificate is revoked");
+  }
+  if (entry->status == storage::CertificateStatus::kOnHold) {
+    return deny(ConnectVerdict::kCertificateOnHold, "the certificate is on hold");
+  }
+  // 3. CN = client id.
+  if (client_id != entry->principal_id) {
+    return deny(ConnectVerdict::kClientIdMismatch,
+                absl::StrCat("the client id \"", client_id, "\" is not the certificate's CN \"",
+                             entry->principal_id, "\""));
+  }
+  // 4. The principal, registered and active; its rules.
+  Resolution resolved;
+  if (!ResolveLocked(entry->principal_type, entry->principal_id, &resolved)) {
+    return deny(ConnectVerdict::kPrincipalUnknown,
+                absl::StrCat(what, " ", entry->principal_id, " is not registered"));
+  }
+  if (!resolved.active) {
+    return deny(ConnectVerdict::kPrincipalInactive,
+                absl::StrCat(what, " ", entry->principal_id, " is not active"));
+  }
+  answer.verdict = ConnectVerdict::kAllowed;
+  answer.message = absl::StrCat(what, " ", entry->principal_id, " may connect");
+  answer.rules = std::move(resolved.rules);
+  return answer;
 }
 
 bool PolicyIndex::ResolveLocked(PrincipalType type, const std::string& id, Resolution* out) const {

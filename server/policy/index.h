@@ -2,7 +2,9 @@
 
 // PolicyIndex: the broker policy in memory, for the authorization queries brokers make
 // per connection and per topic (BrokerAuthService): every device's status, groups and
-// attributes, every identity's status, the ACL profiles and their assignments. Loaded
+// attributes, every identity's status, the ACL profiles and their assignments, every
+// unexpired client certificate's state (by serial and by fingerprint) and the issuers
+// client certificates chain to. Loaded
 // once, then kept current from the change log (Refresh, on a thread of the caller's, woken
 // by NOTIFY fleetca_changes): a decision never waits for the database, and reflects every
 // change committed up to the revision it reports.
@@ -27,6 +29,7 @@
 #include "storage/change_log.h"
 #include "storage/device_store.h"
 #include "storage/identity_store.h"
+#include "storage/sync_store.h"
 
 namespace fleetca::policy {
 
@@ -39,11 +42,48 @@ struct TopicAnswer {
   int64_t revision = 0;                  // the change-log revision the answer reflects
 };
 
+// Why AuthorizeConnect refused (ConnectDenyReason).
+enum class ConnectVerdict {
+  kAllowed,
+  kCertificateUnknown,
+  kUntrustedIssuer,
+  kCertificateExpired,
+  kCertificateRevoked,
+  kCertificateOnHold,
+  kClientIdMismatch,
+  kPrincipalUnknown,
+  kPrincipalInactive,
+};
+
+// The client certificate AuthorizeConnect asks about: by SHA-256 fingerprint (bytes), or
+// by serial (bytes, with its issuer when given).
+struct CertificateRef {
+  std::string fingerprint;
+  std::string serial;
+  std::string issuer_id;
+};
+
+struct ConnectAnswer {
+  ConnectVerdict verdict = ConnectVerdict::kCertificateUnknown;
+  std::string message;  // for the broker's log
+  // The certificate's principal, when the certificate is known.
+  std::optional<PrincipalType> principal_type;
+  std::string principal_id;
+  std::string serial;  // bytes, when known
+  std::string issuer_id;
+  std::vector<EffectiveRule> rules;  // when allowed
+  int64_t revision = 0;
+};
+
 class PolicyIndex {
  public:
   PolicyIndex(storage::DeviceStore& devices, storage::IdentityStore& identities,
-              storage::AclStore& acls, storage::ChangeLogReader& log)
-      : devices_store_(devices), identities_store_(identities), acl_store_(acls), log_(log) {}
+              storage::AclStore& acls, storage::SyncStore& sync, storage::ChangeLogReader& log)
+      : devices_store_(devices),
+        identities_store_(identities),
+        acl_store_(acls),
+        sync_store_(sync),
+        log_(log) {}
 
   // Load reads everything (replacing what is held). Then the index answers.
   absl::Status Load();
@@ -64,9 +104,22 @@ class PolicyIndex {
   // from memory). NOT_FOUND for an unknown principal; UNAVAILABLE until loaded.
   absl::StatusOr<Resolution> Resolve(PrincipalType type, const std::string& id) const;
 
+  // AuthorizeConnect decides whether the holder of a client certificate may connect with
+  // this MQTT client id (BrokerAuthService.AuthorizeConnect's rules, in that order: known
+  // client certificate, validity at `now`, not revoked or held, CN = client id, principal
+  // registered and active). UNAVAILABLE until loaded. A certificate the inventory does not
+  // hold is kCertificateUnknown: the caller may tell an untrusted one apart with
+  // ClientIssuerDers.
+  absl::StatusOr<ConnectAnswer> AuthorizeConnect(const CertificateRef& certificate,
+                                                 const std::string& client_id,
+                                                 absl::Time now) const;
+  // ClientIssuerDers: the certificates (DER) of the issuers client certificates chain to:
+  // the roots, and the devices and operators CAs.
+  std::vector<std::string> ClientIssuerDers() const;
+
   // Sizes, for logs and metrics.
   struct Counts {
-    size_t devices = 0, identities = 0, profiles = 0, assignments = 0;
+    size_t devices = 0, identities = 0, profiles = 0, assignments = 0, certificates = 0;
   };
   Counts counts() const;
 
@@ -86,6 +139,20 @@ class PolicyIndex {
   using AssignmentMap =
       absl::flat_hash_map<std::string, std::vector<storage::AclAssignmentRow>>;
 
+  // A client certificate (device or identity kind, unexpired when read).
+  struct CertificateEntry {
+    std::string issuer_id;
+    PrincipalType principal_type = PrincipalType::kDevice;
+    std::string principal_id;  // the comm-ID or identity name (the certificate's CN)
+    storage::CertificateStatus status = storage::CertificateStatus::kIssued;
+    absl::Time not_after;
+    std::string fingerprint;
+  };
+  static CertificateEntry HoldCertificate(const storage::SyncCertificate& c);
+  void PutCertificate(std::string serial, CertificateEntry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropCertificate(const std::string& serial) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<std::string>> ReadClientIssuers();
+
   static std::string SubjectKey(storage::AclSubject type, absl::string_view id);
   // Re-reads one changed key into the maps (mu_ held for writing).
   absl::Status Reload(const storage::ChangeRow& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -97,6 +164,7 @@ class PolicyIndex {
   storage::DeviceStore& devices_store_;
   storage::IdentityStore& identities_store_;
   storage::AclStore& acl_store_;
+  storage::SyncStore& sync_store_;
   storage::ChangeLogReader& log_;
 
   mutable absl::Mutex mu_;
@@ -106,6 +174,9 @@ class PolicyIndex {
   absl::flat_hash_map<std::string, bool> identities_ ABSL_GUARDED_BY(mu_);  // name -> active
   absl::flat_hash_map<std::string, HeldProfile> profiles_ ABSL_GUARDED_BY(mu_);
   AssignmentMap assignments_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, CertificateEntry> certificates_ ABSL_GUARDED_BY(mu_);  // by serial
+  absl::flat_hash_map<std::string, std::string> serial_by_fingerprint_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> client_issuer_ders_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetca::policy

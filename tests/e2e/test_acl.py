@@ -10,6 +10,7 @@ from test_issuance import IssuanceTestCase
 ACL = "fleetca.v1.AclService"
 AUTH = "fleetca.v1.BrokerAuthService"
 IDENTITY = "fleetca.v1.IdentityService"
+REVOCATION = "fleetca.v1.RevocationService"
 
 
 class AclTest(IssuanceTestCase):
@@ -147,7 +148,7 @@ class AclTest(IssuanceTestCase):
     def test_bad_input_names_the_field_and_writes_nothing(self):
         db, server, client = self.serve("aclbad")
         self.ok(client.call("RegisterDevice", {"device": {"commId": "imei-9"}}))
-        before = db.query("SELECT count(*) FROM change_log")
+        before = db.query("SELECT count(*) FROM change_log WHERE entity_type <> 'crl'")
 
         def profile(pattern, access="ACL_ACCESS_READ", name="p1"):
             return {"profile": {"name": name, "rules": [
@@ -227,7 +228,7 @@ class AclTest(IssuanceTestCase):
         self.assertRefused(self.acl(client, "ListAclAssignments", {"pageToken": "garbage"}),
                            "INVALID_ARGUMENT", "page_token")
         # Nothing was written by any of them.
-        self.assertEqual(db.query("SELECT count(*) FROM change_log"), before)
+        self.assertEqual(db.query("SELECT count(*) FROM change_log WHERE entity_type <> 'crl'"), before)
         self.assertEqual(db.query("SELECT count(*) FROM acl_profiles"), "3")
         self.assertEqual(db.query("SELECT count(*) FROM acl_assignments"), "1")
 
@@ -314,6 +315,87 @@ class AclTest(IssuanceTestCase):
                 ({"operation": "TOPIC_OPERATION_PUBLISH", "topic": "a"}, "principal")]:
             with self.subTest(field=field, request=str(request)[:80]):
                 self.assertRefused(client.call("CheckTopic", request, service=AUTH),
+                                   "INVALID_ARGUMENT", field)
+
+    def authorize(self, client, client_id, **certificate):
+        return client.call("AuthorizeConnect", {"clientId": client_id, **certificate},
+                           service=AUTH)
+
+    def wait_connect(self, client, client_id, reason, timeout=10, **certificate):
+        """Polls AuthorizeConnect until it answers with reason (the index follows the log)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.ok(self.authorize(client, client_id, **certificate))
+            if body["denyReason"] == reason:
+                return body
+            self.assertLess(time.monotonic(), deadline, f"{client_id}: {body}")
+            time.sleep(0.05)
+
+    def test_authorize_connect_follows_certificates_and_devices(self):
+        db, server, client = self.serve("connect")
+        _, cert = self.new_device_cert(client, "imei-1")
+        pem = {"certificatePem": cert["certificatePem"]}
+        # Known by its PEM, its fingerprint or its serial: allowed, with the username to set
+        # and the device's rules.
+        body = self.wait_connect(client, "imei-1", "CONNECT_DENY_REASON_UNSPECIFIED", **pem)
+        self.assertTrue(body["allowed"])
+        self.assertEqual(body["username"], "imei-1")
+        self.assertEqual(body["principal"], {"type": "PRINCIPAL_TYPE_DEVICE", "id": "imei-1"})
+        self.assertEqual(body["certificateSerial"], cert["serial"])
+        self.assertEqual(body["issuerId"], cert["issuerId"])
+        self.assertEqual([(r["topicFilter"], r["access"]) for r in body["rules"]],
+                         [("devices/imei-1/#", "ACL_ACCESS_READWRITE")])
+        self.assertGreater(int(body["revision"]), 0)
+        for ref in ({"sha256Fingerprint": cert["sha256Fingerprint"]},
+                    {"serial": cert["serial"]},
+                    {"serial": cert["serial"], "issuerId": cert["issuerId"]}):
+            self.assertTrue(self.ok(self.authorize(client, "imei-1", **ref))["allowed"], ref)
+        # The username the client sent is never used; the client id must be the CN.
+        body = self.ok(self.authorize(client, "imei-2", username="imei-1", **pem))
+        self.assertFalse(body["allowed"])
+        self.assertEqual(body["denyReason"], "CONNECT_DENY_REASON_CLIENT_ID_MISMATCH")
+        self.assertEqual(body["principal"]["id"], "imei-1")
+        self.assertEqual(body["username"], "")
+        self.assertEqual(body["rules"], [])
+        # Unknown serial under another issuer, unknown fingerprint, a stranger's certificate.
+        self.assertEqual(self.ok(self.authorize(client, "imei-1", serial=cert["serial"],
+                                                issuerId="operators-1"))["denyReason"],
+                         "CONNECT_DENY_REASON_CERTIFICATE_UNKNOWN")
+        self.assertEqual(self.ok(self.authorize(client, "imei-1", sha256Fingerprint="ab" * 32))
+                         ["denyReason"], "CONNECT_DENY_REASON_CERTIFICATE_UNKNOWN")
+        _, stranger = self.pki.self_signed_ca("stranger", "/CN=imei-1")
+        with open(stranger) as f:
+            body = self.ok(self.authorize(client, "imei-1", certificatePem=f.read()))
+        self.assertEqual(body["denyReason"], "CONNECT_DENY_REASON_UNTRUSTED_ISSUER")
+        self.assertNotIn("principal", {k: v for k, v in body.items() if v})
+        # Suspended, then active again; then the certificate held, then revoked.
+        self.ok(client.call("SetDeviceStatus", {"commId": "imei-1",
+                                                "status": "DEVICE_STATUS_SUSPENDED", "reason": "t"}))
+        self.wait_connect(client, "imei-1", "CONNECT_DENY_REASON_PRINCIPAL_INACTIVE", **pem)
+        self.ok(client.call("SetDeviceStatus", {"commId": "imei-1",
+                                                "status": "DEVICE_STATUS_ACTIVE", "reason": "t"}))
+        self.wait_connect(client, "imei-1", "CONNECT_DENY_REASON_UNSPECIFIED", **pem)
+        self.ok(client.call("HoldCertificate", {"serial": cert["serial"]}, service=REVOCATION))
+        self.wait_connect(client, "imei-1", "CONNECT_DENY_REASON_CERTIFICATE_ON_HOLD", **pem)
+        self.ok(client.call("RevokeCertificate", {"serial": cert["serial"],
+                                                  "reason": "REVOCATION_REASON_KEY_COMPROMISE"},
+                            service=REVOCATION))
+        self.wait_connect(client, "imei-1", "CONNECT_DENY_REASON_CERTIFICATE_REVOKED", **pem)
+        # A new certificate is known as soon as its change is applied.
+        _, cert2 = self.new_device_cert(client, "imei-1", register=False)
+        self.wait_connect(client, "imei-1", "CONNECT_DENY_REASON_UNSPECIFIED",
+                          sha256Fingerprint=cert2["sha256Fingerprint"])
+
+        # Bad requests name the field.
+        for request, field in [
+                ({"clientId": "imei-1"}, "client_certificate"),
+                ({"certificatePem": cert["certificatePem"]}, "client_id"),
+                ({"clientId": "imei-1", "certificatePem": "junk"}, "certificate_pem"),
+                ({"clientId": "imei-1", "certificateDer": "AAAA"}, "certificate_der"),
+                ({"clientId": "imei-1", "sha256Fingerprint": "xyz"}, "sha256_fingerprint"),
+                ({"clientId": "imei-1", "serial": "not hex"}, "serial")]:
+            with self.subTest(field=field):
+                self.assertRefused(client.call("AuthorizeConnect", request, service=AUTH),
                                    "INVALID_ARGUMENT", field)
 
 

@@ -27,7 +27,6 @@ PENDING = [
     ("fleetca.v1.CertificateAuthorityService", "RotateIssuer"),
     ("fleetca.v1.CertificateAuthorityService", "RewrapIssuerKeys"),
     ("fleetca.v1.RevocationService", "ImportCrl"),
-    ("fleetca.v1.BrokerAuthService", "AuthorizeConnect"),
 ]
 
 

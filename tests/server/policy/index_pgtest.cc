@@ -8,6 +8,7 @@
 
 #include "storage/pg_acl_store.h"
 #include "storage/pg_change_log.h"
+#include "storage/pg_sync_store.h"
 #include "storage/pg_device_store.h"
 #include "storage/pg_identity_store.h"
 #include "tests/testing/test_database.h"
@@ -66,7 +67,8 @@ class PolicyIndexTest : public ::testing::Test {
   storage::PgIdentityStore identities_{db_.pool()};
   storage::PgAclStore acls_{db_.pool()};
   storage::PgChangeLogReader log_{db_.pool()};
-  PolicyIndex index_{devices_, identities_, acls_, log_};
+  storage::PgSyncStore sync_{db_.pool(), acls_};
+  PolicyIndex index_{devices_, identities_, acls_, sync_, log_};
   Policy policy_{acls_, devices_, identities_};
 };
 
