@@ -30,6 +30,7 @@ DAY = 86400
 MAX_CSR_BYTES = 16 * 1024
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"  # /usr/sbin: not in every PATH
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
+MOSQUITTO_SUB = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
 
 # openssl req options for each kind of subject key.
 KEY_SPECS = {
@@ -208,7 +209,9 @@ class Mosquitto:
     to the mosquitto user after reading its configuration; the files are world-readable
     anyway)."""
 
-    def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None):
+    def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None, files=None):
+        """files: {"cafile", "crlfile", "acl_file", "pid_file"} paths kept by someone else
+        (fleetca-sync) instead of cafile_pem and crl_pem."""
         for tool in (MOSQUITTO, MOSQUITTO_PUB):
             if not os.access(tool, os.X_OK):
                 raise AssertionError(f"{tool} not found: run scripts/deps.sh (Debian packages mosquitto, "
@@ -217,7 +220,8 @@ class Mosquitto:
         os.makedirs(folder, exist_ok=True)
         os.chmod(folder, 0o755)
         self.port = free_port()
-        cafile = write(os.path.join(folder, "clients-ca.pem"), cafile_pem)
+        files = files or {}
+        cafile = files.get("cafile") or write(os.path.join(folder, "clients-ca.pem"), cafile_pem)
         certfile = write(os.path.join(folder, "broker.pem"), cert_pem)
         keyfile = os.path.join(folder, "broker.key")
         shutil.copyfile(key_path, keyfile)
@@ -235,10 +239,15 @@ class Mosquitto:
             "require_certificate true",
             "use_identity_as_username true",
         ]
-        self.crlfile = None
+        self.crlfile = files.get("crlfile")
         if crl_pem is not None:
             self.crlfile = write(os.path.join(folder, "crl.pem"), crl_pem)
+        if self.crlfile:
             lines.append(f"crlfile {self.crlfile}")
+        if files.get("acl_file"):
+            lines.append(f"acl_file {files['acl_file']}")
+        if files.get("pid_file"):
+            lines.append(f"pid_file {files['pid_file']}")
         if os.geteuid() == 0:
             lines.insert(0, "user root")
         self.conf = write(os.path.join(folder, "mosquitto.conf"), "\n".join(lines) + "\n")
@@ -270,10 +279,12 @@ class Mosquitto:
         os.replace(self.crlfile + ".new", self.crlfile)
         self.proc.send_signal(signal.SIGHUP)
 
-    def publish(self, host, server_ca_path, cert_path, key_path, client_id, topic="fleet/up"):
+    def publish(self, host, server_ca_path, cert_path, key_path, client_id, topic="fleet/up",
+                message=None):
         """mosquitto_pub, QoS 1 (so a PUBACK must come back); returns the CompletedProcess."""
         cmd = [MOSQUITTO_PUB, "-h", host, "-p", str(self.port), "--cafile", server_ca_path,
-               "-i", client_id, "-t", topic, "-m", "hello from " + client_id, "-q", "1"]
+               "-i", client_id, "-t", topic, "-m", message or "hello from " + client_id,
+               "-q", "1"]
         if cert_path:
             cmd += ["--cert", cert_path, "--key", key_path]
         return run(cmd, check=False, timeout=60)

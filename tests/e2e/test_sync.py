@@ -2,9 +2,16 @@
 a snapshot, then the deltas as changes commit, heartbeats, resuming from a revision, and the
 refusals."""
 
+import os
+import subprocess
+import threading
 import time
 
-from test_issuance import BROKERS, IssuanceTestCase
+from fleetca_e2e import SERVER, _die_with_parent
+from test_issuance import BROKERS, MOSQUITTO_SUB, IssuanceTestCase, Mosquitto, read, write
+
+SYNC = os.environ.get("FLEETCA_SYNC") or os.path.join(
+    os.path.dirname(os.path.dirname(SERVER)), "sync_agent", "fleetca-sync")
 
 ACL = "fleetca.v1.AclService"
 REVOCATION = "fleetca.v1.RevocationService"
@@ -56,14 +63,21 @@ class SyncTest(IssuanceTestCase):
         return revision, by_kind
 
     def delta(self, stream, predicate, what):
-        """The changes message holding the first change predicate accepts: (message, change)."""
-        messages = stream.until(
-            lambda m: any(predicate(c) for c in m.get("changes", {}).get("changes", [])),
-            what=what)
-        for m in messages:
+        """The first change not returned before that predicate accepts, and the changes
+        message holding it: (message, change). Changes of one message may be asked for one
+        after the other (a commit and the CRL it causes may arrive together)."""
+        pending = stream.__dict__.setdefault("pending", [])
+        while True:
+            for i, (m, c) in enumerate(pending):
+                if predicate(c):
+                    del pending[:i + 1]
+                    return m, c
+            m = stream.next()
+            if m is None:
+                raise AssertionError(f"the stream ended before {what}: {stream.outcome()}")
             self.assertNotIn("snapshotBegin", m, "an unexpected snapshot")
-        m = messages[-1]["changes"]
-        return m, next(c for c in m["changes"] if predicate(c))
+            for c in m.get("changes", {}).get("changes", []):
+                pending.append((m["changes"], c))
 
     def test_snapshot_then_deltas_heartbeats_and_resume(self):
         db, server, client = self.serve("sync")
@@ -129,7 +143,7 @@ class SyncTest(IssuanceTestCase):
         self.ok(client.call("RevokeCertificate", {
             "serial": cert2["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"},
             service=REVOCATION))
-        _, change = self.delta(stream, lambda c: c.get("certificate", {}).get("serial") ==
+        m, change = self.delta(stream, lambda c: c.get("certificate", {}).get("serial") ==
                                cert2["serial"], "the revocation")
         self.assertEqual(change["certificate"]["status"], "CERTIFICATE_STATUS_REVOKED")
         self.assertEqual(change["certificate"]["revocationReason"],
@@ -162,6 +176,133 @@ class SyncTest(IssuanceTestCase):
         _, objects = self.snapshot(ahead, "SNAPSHOT_REASON_REVISION_AHEAD")
         self.assertEqual(sorted(objects), ["device"])
         self.assertEqual(len(objects["device"]), 4)
+
+    def test_fleetca_sync_keeps_a_stock_mosquitto_in_step(self):
+        """The issue's "Done when": fleetca-sync beside a real mosquitto makes it refuse a
+        revoked device and deny a device publishing on another device's topic, and follows
+        a profile change, without anyone restarting the broker."""
+        db, server, client = self.serve("syncmosq")
+        self.register_broker(client, "mqtt-1", dns=["localhost"], ips=["127.0.0.1"])
+        key_a, cert_a = self.new_device_cert(client, "imei-a")
+        key_b, cert_b = self.new_device_cert(client, "imei-b")
+        path_a = write(self.pki.path("imei-a.crt"), cert_a["certificatePem"])
+        path_b = write(self.pki.path("imei-b.crt"), cert_b["certificatePem"])
+        broker_key, broker_csr = self.pki.csr("broker", "/CN=localhost")
+        broker = self.ok(self.sign_broker(client, "mqtt-1", broker_csr))["certificate"]
+        servers = write(self.pki.path("server-ca.pem"),
+                        self.trust_bundle(client, "TRUST_BUNDLE_SCOPE_SERVER_AUTH")["bundlePem"])
+        # imei-b also watches everything (the built-in watcher profile: read #).
+        self.ok(client.call("AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_DEVICE", "subjectId": "imei-b",
+            "profileName": "watcher"}}, service=ACL))
+
+        folder = os.path.join(self.tmpdir, "mosquitto")
+        os.makedirs(folder, exist_ok=True)
+        os.chmod(folder, 0o755)
+        files = {name: os.path.join(folder, name) for name in ("cafile", "crlfile", "acl_file")}
+        files["pid_file"] = os.path.join(folder, "mosquitto.pid")
+        agent_log = open(os.path.join(self.tmpdir, "fleetca-sync.log"), "w")
+        self.addCleanup(agent_log.close)
+        agent = subprocess.Popen(
+            [SYNC, f"--server=127.0.0.1:{server.port}", "--insecure_plaintext",
+             "--broker_id=mqtt-1", f"--cafile={files['cafile']}",
+             f"--crlfile={files['crlfile']}", f"--acl_file={files['acl_file']}",
+             f"--mosquitto_pid_file={files['pid_file']}", "--heartbeat_interval=2s"],
+            stdout=agent_log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+        def stop_agent():
+            agent.terminate()
+            agent.wait(timeout=20)
+        self.addCleanup(stop_agent)
+
+        def agent_text():
+            with open(os.path.join(self.tmpdir, "fleetca-sync.log")) as f:
+                return f.read()
+
+        def wait_file(name, needle, timeout=30):
+            deadline = time.monotonic() + timeout
+            while True:
+                if os.path.exists(files[name]):
+                    with open(files[name]) as f:
+                        if needle in f.read():
+                            return
+                self.assertIsNone(agent.poll(), "fleetca-sync exited:\n" + agent_text())
+                self.assertLess(time.monotonic(), deadline,
+                                f"{name} never held {needle!r}:\n" + agent_text())
+                time.sleep(0.1)
+
+        wait_file("cafile", "BEGIN CERTIFICATE")
+        wait_file("crlfile", "BEGIN X509 CRL")
+        wait_file("acl_file", "user imei-a")
+        self.assertIn("topic readwrite devices/imei-a/#", read(files["acl_file"]))
+        mosq = Mosquitto(folder, None, broker["certificatePem"] + broker["chainPem"], broker_key,
+                         files=files)
+        self.addCleanup(mosq.close)
+
+        # imei-b subscribes to everything; imei-a publishes on its own topic (delivered) and
+        # on imei-b's (denied by the broker: never delivered).
+        sub = subprocess.Popen(
+            [MOSQUITTO_SUB, "-h", "localhost", "-p", str(mosq.port), "--cafile", servers,
+             "--cert", path_b, "--key", key_b, "-i", "imei-b", "-t", "#", "-v", "-q", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=_die_with_parent)
+        self.addCleanup(lambda: (sub.kill(), sub.wait(), sub.stdout.close()))
+        received = []
+        threading.Thread(target=lambda: received.extend(sub.stdout), daemon=True).start()
+
+        def delivered(topic, message, timeout=20):
+            """Publishes as imei-a until the subscriber receives `message` on topic."""
+            deadline = time.monotonic() + timeout
+            while True:
+                r = mosq.publish("localhost", servers, path_a, key_a, "imei-a", topic, message)
+                self.assertEqual(r.returncode, 0, f"{r.stdout}{r.stderr}\n{mosq.log_text()}")
+                end = time.monotonic() + 1
+                while time.monotonic() < end:
+                    if f"{topic} {message}\n" in received:
+                        return
+                    time.sleep(0.05)
+                self.assertLess(time.monotonic(), deadline,
+                                f"{message} never delivered; got {received}\n{mosq.log_text()}")
+
+        delivered("devices/imei-a/up", "own-1")
+        r = mosq.publish("localhost", servers, path_a, key_a, "imei-a", "devices/imei-b/cmd",
+                         "foreign-1")
+        self.assertEqual(r.returncode, 0, r.stderr)  # MQTT 3.1.1: a denied QoS 1 still gets PUBACK
+        delivered("devices/imei-a/up", "own-2")  # sent after: once it is in, the other was judged
+        self.assertNotIn("devices/imei-b/cmd foreign-1\n", received)
+        self.assertIn("Denied PUBLISH from imei-a", mosq.log_text())
+
+        # A profile change: imei-a may now also publish under imei-b's subtree.
+        self.ok(client.call("CreateAclProfile", {"profile": {
+            "name": "peer-b", "rules": [{"topicPattern": "devices/imei-b/cmd",
+                                         "access": "ACL_ACCESS_WRITE"}]}}, service=ACL))
+        self.ok(client.call("AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_DEVICE", "subjectId": "imei-a",
+            "profileName": "peer-b"}}, service=ACL))
+        wait_file("acl_file", "topic write devices/imei-b/cmd")
+        delivered("devices/imei-b/cmd", "foreign-2")
+
+        # Revoked: the crlfile lists it, mosquitto reloads and refuses the certificate.
+        crls_before = read(files["crlfile"])
+        self.ok(client.call("RevokeCertificate", {
+            "serial": cert_a["serial"], "reason": "REVOCATION_REASON_KEY_COMPROMISE"},
+            service=REVOCATION))
+        deadline = time.monotonic() + 30
+        while read(files["crlfile"]) == crls_before:
+            self.assertLess(time.monotonic(), deadline, "the crlfile never changed:\n" + agent_text())
+            time.sleep(0.1)
+        while True:
+            r = mosq.publish("localhost", servers, path_a, key_a, "imei-a", "devices/imei-a/up",
+                             "after-revocation")
+            if r.returncode != 0 and "certificate verify failed" in mosq.log_text():
+                break
+            self.assertLess(time.monotonic(), deadline,
+                            "mosquitto does not refuse the revoked certificate:\n"
+                            + mosq.log_text() + agent_text())
+            time.sleep(0.3)
+        # The broker was never restarted: the same process throughout, signalled by the agent.
+        self.assertIsNone(mosq.proc.poll())
+        self.assertIn("\"broker_signalled\":\"yes\"", agent_text())
 
     def test_refusals(self):
         db, server, client = self.serve("syncerr")
