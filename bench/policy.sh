@@ -2,14 +2,16 @@
 # bench/policy.sh: BrokerAuthService.CheckTopic, answered from the server's in-memory policy
 # index, over gRPC on loopback (plaintext), on a throwaway PostgreSQL:
 #  - BENCH_DEVICES devices (default 100000), bench-<i> in group line-<i % 10> with attribute
-#    site=s<i % 10>, put in with SQL before the server starts (the index loads them: the
-#    load time is printed from the server's "policy index loaded" line);
+#    site=s<i % 10>, each with one certificate (a stand-in DER: see policy_bench's header),
+#    put in with SQL before the server starts (the index loads them: the load time is
+#    printed from the server's "policy index loaded" line);
 #  - a profile "site-alerts" (READ sites/%{site}/alerts/#) assigned to each group, beside
 #    the built-in "device" profile every device has;
 #  - build/bench/policy_bench: the calls and their figures (see its header);
 #  - the server's CPU time and memory over the run.
 #
 #   bench/policy.sh [policy_bench flags]      e.g. --channels=2 --inflight=16 --seconds=15
+#                                             --method=AuthorizeConnect
 #
 # Environment: BENCH_DEVICES, BENCH_PG_PORT (default 55480), BENCH_GRPC_PORT (default 50081).
 set -euo pipefail
@@ -27,13 +29,19 @@ psql -X -q -v ON_ERROR_STOP=1 "$url" <<SQL
 INSERT INTO devices (comm_id, attributes, groups)
 SELECT 'bench-' || g, jsonb_build_object('site', 's' || (g % 10)), ARRAY['line-' || (g % 10)]
 FROM generate_series(0, $devices - 1) g;
+INSERT INTO certificates (serial, issuer_id, kind, comm_id, subject, key_algorithm, status,
+                          not_before, not_after, der, fingerprint_sha256, request_id)
+SELECT s, (SELECT id FROM issuers WHERE purpose = 'devices' AND state = 'active'), 'device',
+       'bench-' || g, 'CN=bench-' || g, 'ecdsa-p256', 'issued', now() - interval '1 day',
+       now() + interval '365 days', s, sha256(s), 'bench-' || g
+FROM (SELECT g, substr(sha256(int8send(g)), 1, 16) AS s FROM generate_series(0, $devices - 1) g) x;
 INSERT INTO acl_profiles (name, description, rules) VALUES
   ('site-alerts', 'bench', '[{"pattern": "sites/%{site}/alerts/#", "access": "read"}]');
 INSERT INTO acl_assignments (profile_name, subject_type, subject)
 SELECT 'site-alerts', 'group', 'line-' || g FROM generate_series(0, 9) g;
 ANALYZE devices;
 SQL
-echo "== put $devices devices in the database in $(( $(date +%s) - start )) s"
+echo "== put $devices devices and certificates in the database in $(( $(date +%s) - start )) s"
 
 server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
             --listen=127.0.0.1:$grpc_port --http_listen=off)
@@ -46,8 +54,8 @@ done
 grep '"policy index loaded"' "$work/server.log" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readline())
-print("== server: policy index loaded: %s devices, %s profiles, %s assignments in %s ms"
-      % (r["devices"], r["profiles"], r["assignments"], r["ms"]))'
+print("== server: policy index loaded: %s devices, %s certificates, %s profiles, %s assignments in %s ms"
+      % (r["devices"], r["certificates"], r["profiles"], r["assignments"], r["ms"]))'
 
 bench_header
 echo "== server: ${server_cmd[*]}"

@@ -9,8 +9,15 @@
 // topic (denied). Every answer is checked against that expectation: a wrong one ends the
 // run. Prints the rate over --seconds (after --warmup seconds) and p50/p90/p99/max.
 //
+// --method=AuthorizeConnect asks instead whether device bench-<i> may connect, by its
+// certificate's SHA-256 fingerprint (as a broker's TLS layer has it; bench/policy.sh puts
+// one certificate per device in, with a stand-in DER), with its own client id (allowed,
+// the answer carrying its rules) or, one call in four, another device's (refused:
+// CLIENT_ID_MISMATCH).
+//
 // Run it with bench/policy.sh, which starts PostgreSQL and the server with the devices.
 #include <grpcpp/grpcpp.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,6 +40,7 @@ ABSL_FLAG(int, channels, 2, "connections (one client thread each)");
 ABSL_FLAG(int, inflight, 16, "calls outstanding per connection");
 ABSL_FLAG(double, seconds, 15, "measured duration");
 ABSL_FLAG(double, warmup, 3, "unmeasured duration first");
+ABSL_FLAG(std::string, method, "CheckTopic", "CheckTopic or AuthorizeConnect");
 
 namespace {
 
@@ -54,12 +62,42 @@ double Percentile(std::vector<double>& v, double p) {
 struct Call {
   v1::CheckTopicRequest request;
   v1::CheckTopicResponse response;
+  v1::AuthorizeConnectRequest connect_request;
+  v1::AuthorizeConnectResponse connect_response;
   grpc::ClientContext context;
   grpc::Status status;
   std::unique_ptr<grpc::ClientAsyncResponseReader<v1::CheckTopicResponse>> reader;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::AuthorizeConnectResponse>> connect_reader;
   Clock::time_point start;
   bool expect_allowed = false;
 };
+
+// The fingerprint of device i's certificate as bench/policy.sh makes it: the DER stand-in
+// is the serial, the first 16 bytes of SHA-256 of i as 8 big-endian bytes.
+std::string Fingerprint(int i) {
+  unsigned char be[8];
+  for (int k = 0; k < 8; ++k) be[k] = static_cast<unsigned char>(static_cast<uint64_t>(i) >> (56 - 8 * k));
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(be, sizeof(be), digest);
+  unsigned char fp[SHA256_DIGEST_LENGTH];
+  SHA256(digest, 16, fp);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : fp) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+void NextConnect(std::mt19937_64& rng, Call* call) {
+  const int devices = absl::GetFlag(FLAGS_devices);
+  const int i = static_cast<int>(rng() % static_cast<uint64_t>(devices));
+  call->connect_request.set_sha256_fingerprint(Fingerprint(i));
+  call->expect_allowed = rng() % 4 != 0;
+  call->connect_request.set_client_id(
+      absl::StrCat("bench-", call->expect_allowed ? i : (i + 1) % devices));
+}
 
 // Next fills a request for a random device and one of the four questions.
 void Next(std::mt19937_64& rng, Call* call) {
@@ -120,12 +158,23 @@ int main(int argc, char** argv) {
       std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + 1);
       std::vector<double>& lat = latencies[static_cast<size_t>(c)];
       lat.reserve(1 << 20);
+      const bool connect = absl::GetFlag(FLAGS_method) == "AuthorizeConnect";
       auto start = [&](Call* call) {
-        Next(rng, call);
+        if (connect) {
+          NextConnect(rng, call);
+        } else {
+          Next(rng, call);
+        }
         call->start = Clock::now();
         call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-        call->reader = stub->AsyncCheckTopic(&call->context, call->request, &cq);
-        call->reader->Finish(&call->response, &call->status, call);
+        if (connect) {
+          call->connect_reader =
+              stub->AsyncAuthorizeConnect(&call->context, call->connect_request, &cq);
+          call->connect_reader->Finish(&call->connect_response, &call->status, call);
+        } else {
+          call->reader = stub->AsyncCheckTopic(&call->context, call->request, &cq);
+          call->reader->Finish(&call->response, &call->status, call);
+        }
       };
       int outstanding = 0;
       for (int k = 0; k < inflight; ++k, ++outstanding) start(new Call);
@@ -135,9 +184,17 @@ int main(int argc, char** argv) {
         auto* call = static_cast<Call*>(tag);
         const Clock::time_point now = Clock::now();
         if (!call->status.ok()) {
-          Die(absl::StrCat("CheckTopic: ", call->status.error_message()));
+          Die(absl::StrCat(absl::GetFlag(FLAGS_method), ": ", call->status.error_message()));
         }
-        if (call->response.allowed() != call->expect_allowed) {
+        if (connect) {
+          const v1::AuthorizeConnectResponse& r = call->connect_response;
+          if (r.allowed() != call->expect_allowed ||
+              (r.allowed() && (r.rules_size() != 2 || r.username() != call->connect_request.client_id())) ||
+              (!r.allowed() && r.deny_reason() != v1::CONNECT_DENY_REASON_CLIENT_ID_MISMATCH)) {
+            Die(absl::StrCat("AuthorizeConnect ", call->connect_request.client_id(), ": ",
+                             r.ShortDebugString()));
+          }
+        } else if (call->response.allowed() != call->expect_allowed) {
           Die(absl::StrCat("CheckTopic ", call->request.principal().id(), " ",
                            v1::TopicOperation_Name(call->request.operation()), " ",
                            call->request.topic(), ": allowed=", call->response.allowed()));
@@ -158,10 +215,11 @@ int main(int argc, char** argv) {
   std::vector<double> all;
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   const double seconds = absl::GetFlag(FLAGS_seconds);
-  std::printf("CheckTopic over gRPC, %d connections x %d in flight, %d devices: %zu calls in "
+  std::printf("%s over gRPC, %d connections x %d in flight, %d devices: %zu calls in "
               "%.1f s (%.0f/s): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms; every "
               "answer as expected\n",
-              channels, inflight, absl::GetFlag(FLAGS_devices), all.size(), seconds,
+              absl::GetFlag(FLAGS_method).c_str(), channels, inflight,
+              absl::GetFlag(FLAGS_devices), all.size(), seconds,
               static_cast<double>(all.size()) / seconds, Percentile(all, 0.5),
               Percentile(all, 0.9), Percentile(all, 0.99), Percentile(all, 1.0));
   return 0;

@@ -489,6 +489,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
                    {"identities", std::to_string(c.identities)},
                    {"profiles", std::to_string(c.profiles)},
                    {"assignments", std::to_string(c.assignments)},
+                   {"certificates", std::to_string(c.certificates)},
                    {"revision", std::to_string(domain.policy_index.revision())},
                    {"ms", std::to_string(absl::ToInt64Milliseconds(absl::Now() - start))}});
         }
