@@ -19,9 +19,31 @@ constexpr int kCertificatePage = 5000;
 
 }  // namespace
 
-PolicyIndex::CertificateEntry PolicyIndex::HoldCertificate(const storage::SyncCertificate& c) {
+std::optional<PolicyIndex::SerialKey> PolicyIndex::ToSerialKey(absl::string_view serial) {
+  if (serial.empty() || serial.size() > 20) return std::nullopt;
+  SerialKey k;
+  std::copy(serial.begin(), serial.end(), k.bytes.begin());
+  k.size = static_cast<uint8_t>(serial.size());
+  return k;
+}
+
+std::optional<PolicyIndex::FingerprintKey> PolicyIndex::ToFingerprintKey(
+    absl::string_view fingerprint) {
+  if (fingerprint.size() != 32) return std::nullopt;
+  FingerprintKey k;
+  std::copy(fingerprint.begin(), fingerprint.end(), k.begin());
+  return k;
+}
+
+void PolicyIndex::CertificateMaps::Put(const storage::SyncCertificate& c) {
+  const std::optional<SerialKey> serial = ToSerialKey(c.serial);
+  const std::optional<FingerprintKey> fingerprint = ToFingerprintKey(c.fingerprint);
+  if (!serial || !fingerprint) return;  // not what the database holds: never matches
   CertificateEntry e;
-  e.issuer_id = c.issuer_id;
+  e.serial = *serial;
+  auto issuer = std::find(issuer_ids.begin(), issuer_ids.end(), c.issuer_id);
+  if (issuer == issuer_ids.end()) issuer = issuer_ids.insert(issuer_ids.end(), c.issuer_id);
+  e.issuer = static_cast<uint16_t>(issuer - issuer_ids.begin());
   if (c.kind == storage::CertificateKind::kIdentity) {
     e.principal_type = PrincipalType::kIdentity;
     e.principal_id = c.identity_name;
@@ -30,21 +52,18 @@ PolicyIndex::CertificateEntry PolicyIndex::HoldCertificate(const storage::SyncCe
     e.principal_id = c.comm_id;
   }
   e.status = c.status;
-  e.not_after = c.not_after;
-  e.fingerprint = c.fingerprint;
-  return e;
+  e.not_after = absl::ToUnixSeconds(c.not_after);
+  fingerprint_by_serial[*serial] = *fingerprint;
+  by_fingerprint[*fingerprint] = std::move(e);
 }
 
-void PolicyIndex::PutCertificate(std::string serial, CertificateEntry entry) {
-  serial_by_fingerprint_[entry.fingerprint] = serial;
-  certificates_[std::move(serial)] = std::move(entry);
-}
-
-void PolicyIndex::DropCertificate(const std::string& serial) {
-  auto it = certificates_.find(serial);
-  if (it == certificates_.end()) return;
-  serial_by_fingerprint_.erase(it->second.fingerprint);
-  certificates_.erase(it);
+void PolicyIndex::CertificateMaps::Drop(absl::string_view serial) {
+  const std::optional<SerialKey> key = ToSerialKey(serial);
+  if (!key) return;
+  auto it = fingerprint_by_serial.find(*key);
+  if (it == fingerprint_by_serial.end()) return;
+  by_fingerprint.erase(it->second);
+  fingerprint_by_serial.erase(it);
 }
 
 absl::StatusOr<std::vector<std::string>> PolicyIndex::ReadClientIssuers() {
@@ -112,13 +131,12 @@ absl::Status PolicyIndex::Load() {
     if (page.size() < static_cast<size_t>(kLoadPage)) break;
     after = page.back();
   }
-  std::vector<std::pair<std::string, CertificateEntry>> certificates;
+  CertificateMaps certificates;
   for (std::string after;;) {
     ASSIGN_OR_RETURN(std::vector<storage::SyncObject> page,
                      sync_store_.List(storage::SyncKind::kCertificate, after, kCertificatePage));
     for (const storage::SyncObject& o : page) {
-      const auto& c = std::get<storage::SyncCertificate>(o.value);
-      certificates.emplace_back(c.serial, HoldCertificate(c));
+      certificates.Put(std::get<storage::SyncCertificate>(o.value));
     }
     if (page.size() < static_cast<size_t>(kCertificatePage)) break;
     after = page.back().key;
@@ -129,11 +147,7 @@ absl::Status PolicyIndex::Load() {
   identities_ = std::move(identities);
   profiles_ = std::move(profiles);
   assignments_ = std::move(assignments);
-  certificates_.clear();
-  serial_by_fingerprint_.clear();
-  certificates_.reserve(certificates.size());
-  serial_by_fingerprint_.reserve(certificates.size());
-  for (auto& [serial, entry] : certificates) PutCertificate(std::move(serial), std::move(entry));
+  certificates_ = std::move(certificates);
   client_issuer_ders_ = std::move(issuers);
   revision_ = head;
   loaded_ = true;
@@ -224,9 +238,9 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
         for (const storage::SyncObject& o : certificates) {
           const auto& c = std::get<storage::SyncCertificate>(o.value);
           if (o.deleted) {
-            DropCertificate(c.serial);  // expired: out of view
+            certificates_.Drop(c.serial);  // expired: out of view
           } else {
-            PutCertificate(c.serial, HoldCertificate(c));
+            certificates_.Put(c);
           }
         }
       });
@@ -265,7 +279,7 @@ PolicyIndex::Counts PolicyIndex::counts() const {
   c.identities = identities_.size();
   c.profiles = profiles_.size();
   for (const auto& [subject, rows] : assignments_) c.assignments += rows.size();
-  c.certificates = certificates_.size();
+  c.certificates = certificates_.by_fingerprint.size();
   return c;
 }
 
@@ -288,16 +302,18 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
   };
   // 1. A client certificate the inventory holds.
   const CertificateEntry* entry = nullptr;
-  std::string serial = certificate.serial;
+  std::optional<FingerprintKey> fingerprint;
   if (!certificate.fingerprint.empty()) {
-    auto f = serial_by_fingerprint_.find(certificate.fingerprint);
-    if (f != serial_by_fingerprint_.end()) serial = f->second;
-    else serial.clear();
+    fingerprint = ToFingerprintKey(certificate.fingerprint);
+  } else if (std::optional<SerialKey> serial = ToSerialKey(certificate.serial)) {
+    auto f = certificates_.fingerprint_by_serial.find(*serial);
+    if (f != certificates_.fingerprint_by_serial.end()) fingerprint = f->second;
   }
-  if (!serial.empty()) {
-    auto it = certificates_.find(serial);
-    if (it != certificates_.end() &&
-        (certificate.issuer_id.empty() || certificate.issuer_id == it->second.issuer_id)) {
+  if (fingerprint) {
+    auto it = certificates_.by_fingerprint.find(*fingerprint);
+    if (it != certificates_.by_fingerprint.end() &&
+        (certificate.issuer_id.empty() ||
+         certificate.issuer_id == certificates_.issuer_ids[it->second.issuer])) {
       entry = &it->second;
     }
   }
@@ -305,15 +321,17 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
     return deny(ConnectVerdict::kCertificateUnknown,
                 "the certificate is not an unexpired client certificate of this CA");
   }
-  answer.serial = serial;
-  answer.issuer_id = entry->issuer_id;
+  answer.serial.assign(reinterpret_cast<const char*>(entry->serial.bytes.data()),
+                       entry->serial.size);
+  answer.issuer_id = certificates_.issuer_ids[entry->issuer];
   answer.principal_type = entry->principal_type;
   answer.principal_id = entry->principal_id;
   const char* what = entry->principal_type == PrincipalType::kDevice ? "device" : "identity";
   // 2. Within its validity, neither revoked nor held.
-  if (now >= entry->not_after) {
+  if (absl::ToUnixSeconds(now) >= entry->not_after) {
     return deny(ConnectVerdict::kCertificateExpired,
-                absl::StrCat("the certificate expired at ", absl::FormatTime(entry->not_after)));
+                absl::StrCat("the certificate expired at ",
+                             absl::FormatTime(absl::FromUnixSeconds(entry->not_after))));
   }
   if (entry->status == storage::CertificateStatus::kRevoked) {
     return deny(ConnectVerdict::kCertificateRevoked, "the certificate is revoked");
