@@ -13,6 +13,13 @@
 
 namespace fleetca::storage {
 
+// What the replicas recorded of a broker's Watch streams (broker_streams).
+struct BrokerSyncRecord {
+  int streams = 0;                     // open streams, over the replicas alive
+  int64_t sent_revision = 0;           // the highest revision any replica sent it
+  std::optional<absl::Time> last_seen;  // when a replica last sent it something
+};
+
 struct Broker {
   std::string name;
   std::string display_name;
@@ -20,6 +27,15 @@ struct Broker {
   std::vector<std::string> allowed_ip_addresses;  // textual, canonical
   int64_t version = 0;
   absl::Time create_time, update_time;
+  BrokerSyncRecord sync;  // read only (ignored by Create and Update)
+};
+
+// One replica's streams to one broker, as it records them.
+struct BrokerStreams {
+  std::string broker;
+  int streams = 0;
+  int64_t sent_revision = 0;
+  absl::Time last_seen;
 };
 
 struct BrokerUpdate {
@@ -44,6 +60,9 @@ class BrokerStore {
   // Delete: NOT_FOUND; ABORTED as Update; FAILED_PRECONDITION when certificates name it.
   virtual absl::Status Delete(const std::string& name, std::optional<int64_t> expected_version,
                               const RequestContext& ctx) = 0;
+  // RecordStreams upserts this replica's rows (brokers deleted meanwhile are skipped).
+  virtual absl::Status RecordStreams(const std::string& replica_id,
+                                     const std::vector<BrokerStreams>& states) = 0;
 };
 
 }  // namespace fleetca::storage

@@ -12,10 +12,18 @@
 namespace fleetca::storage {
 namespace {
 
+// With the sync state the replicas recorded (broker_streams; rows older than 60 s are
+// replicas gone).
 #define FLEETCA_BROKER_COLUMNS                                                         \
   "name, display_name, allowed_dns_names, allowed_ip_addresses, version, "             \
   "(extract(epoch FROM created_at) * 1000000)::bigint, "                               \
-  "(extract(epoch FROM updated_at) * 1000000)::bigint"
+  "(extract(epoch FROM updated_at) * 1000000)::bigint, "                               \
+  "(SELECT coalesce(sum(s.streams) FILTER (WHERE s.updated_at > now() - interval "     \
+  "'60 seconds'), 0) FROM broker_streams s WHERE s.broker_name = brokers.name), "       \
+  "(SELECT coalesce(max(s.sent_revision), 0) FROM broker_streams s "                   \
+  " WHERE s.broker_name = brokers.name), "                                             \
+  "(SELECT (extract(epoch FROM max(s.last_seen_at)) * 1000000)::bigint "                \
+  " FROM broker_streams s WHERE s.broker_name = brokers.name)"
 
 constexpr char kInsertSql[] =
     "INSERT INTO brokers (name, display_name, allowed_dns_names, allowed_ip_addresses) "
@@ -43,6 +51,9 @@ Broker FromRow(const pqxx::row& row) {
   b.version = row[4].as<int64_t>();
   b.create_time = FromMicros(row[5].as<int64_t>());
   b.update_time = FromMicros(row[6].as<int64_t>());
+  b.sync.streams = row[7].as<int>();
+  b.sync.sent_revision = row[8].as<int64_t>();
+  if (!row[9].is_null()) b.sync.last_seen = FromMicros(row[9].as<int64_t>());
   return b;
 }
 
@@ -154,6 +165,37 @@ absl::Status PgBrokerStore::Delete(const std::string& name,
         "broker \"", name, "\" has certificates and cannot be deleted; revoke them first"));
   }
   return st;
+}
+
+absl::Status PgBrokerStore::RecordStreams(const std::string& replica_id,
+                                          const std::vector<BrokerStreams>& states) {
+  if (states.empty()) return absl::OkStatus();
+  std::string items = "[";
+  for (const BrokerStreams& st : states) {
+    if (items.size() > 1) items += ",";
+    absl::StrAppend(&items, "{\"broker\":", JsonString(st.broker), ",\"streams\":", st.streams,
+                    ",\"sent\":", st.sent_revision, ",\"seen\":", ToMicros(st.last_seen), "}");
+  }
+  items += "]";
+  // Brokers deleted meanwhile are skipped (their rows went with them).
+  return pool_.Transact(
+      "record broker streams", TxMode::kReadWrite, [&](pqxx::transaction_base& tx) -> absl::Status {
+        tx.exec_params(
+            "INSERT INTO broker_streams AS s (broker_name, replica_id, streams, sent_revision, "
+            "  last_seen_at, updated_at) "
+            "SELECT x.broker, $1, x.streams, x.sent, "
+            "       timestamptz 'epoch' + x.seen * interval '1 microsecond', now() "
+            "FROM jsonb_to_recordset($2::jsonb) AS x (broker text, streams int, sent bigint, "
+            "  seen bigint) "
+            "WHERE EXISTS (SELECT 1 FROM brokers b WHERE b.name = x.broker) "
+            "ORDER BY x.broker "
+            "ON CONFLICT (broker_name, replica_id) DO UPDATE SET streams = excluded.streams, "
+            "  sent_revision = greatest(s.sent_revision, excluded.sent_revision), "
+            "  last_seen_at = greatest(s.last_seen_at, excluded.last_seen_at), "
+            "  updated_at = now()",
+            replica_id, items);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace fleetca::storage

@@ -17,6 +17,8 @@ class PgBrokerStore final : public BrokerStore {
                                 const RequestContext& ctx) override;
   absl::Status Delete(const std::string& name, std::optional<int64_t> expected_version,
                       const RequestContext& ctx) override;
+  absl::Status RecordStreams(const std::string& replica_id,
+                             const std::vector<BrokerStreams>& states) override;
 
  private:
   ConnectionPool& pool_;

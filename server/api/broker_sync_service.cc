@@ -18,7 +18,7 @@ storage::Broker FromProto(const v1::Broker& b) {
   return out;
 }
 
-void ToProto(const storage::Broker& b, v1::Broker* out) {
+void ToProto(const storage::Broker& b, int64_t head, v1::Broker* out) {
   out->set_broker_id(b.name);
   out->set_display_name(b.display_name);
   for (const auto& d : b.allowed_dns_names) out->add_allowed_dns_names(d);
@@ -26,6 +26,12 @@ void ToProto(const storage::Broker& b, v1::Broker* out) {
   out->set_etag(registry::Etag(b.version));
   SetTimestamp(b.create_time, out->mutable_create_time());
   SetTimestamp(b.update_time, out->mutable_update_time());
+  v1::BrokerSyncState* sync = out->mutable_sync();
+  sync->set_watching(b.sync.streams > 0);
+  sync->set_stream_count(b.sync.streams);
+  sync->set_sent_revision(b.sync.sent_revision);
+  sync->set_head_revision(head);
+  if (b.sync.last_seen) SetTimestamp(*b.sync.last_seen, sync->mutable_last_seen_time());
 }
 
 }  // namespace
@@ -38,7 +44,7 @@ grpc::Status BrokerSyncService::RegisterBroker(grpc::ServerContext* context,
   }
   auto b = registry_.Register(FromProto(request->broker()), RequestContextFor(*context));
   if (!b.ok()) return ToGrpcStatus(b.status());
-  ToProto(*b, response->mutable_broker());
+  ToProto(*b, feed_.head(), response->mutable_broker());
   return grpc::Status::OK;
 }
 
@@ -53,7 +59,7 @@ grpc::Status BrokerSyncService::GetBroker(grpc::ServerContext* context,
   }
   auto b = registry_.Get(request->broker_id());
   if (!b.ok()) return ToGrpcStatus(b.status());
-  ToProto(*b, response->mutable_broker());
+  ToProto(*b, feed_.head(), response->mutable_broker());
   return grpc::Status::OK;
 }
 
@@ -62,7 +68,7 @@ grpc::Status BrokerSyncService::ListBrokers(grpc::ServerContext*,
                                             v1::ListBrokersResponse* response) {
   auto page = registry_.List(request->page_size(), request->page_token());
   if (!page.ok()) return ToGrpcStatus(page.status());
-  for (const auto& b : page->brokers) ToProto(b, response->add_brokers());
+  for (const auto& b : page->brokers) ToProto(b, feed_.head(), response->add_brokers());
   response->set_next_page_token(page->next_page_token);
   return grpc::Status::OK;
 }
@@ -78,7 +84,7 @@ grpc::Status BrokerSyncService::UpdateBroker(grpc::ServerContext* context,
   const std::string& etag = request->etag().empty() ? request->broker().etag() : request->etag();
   auto b = registry_.Update(FromProto(request->broker()), fields, etag, RequestContextFor(*context));
   if (!b.ok()) return ToGrpcStatus(b.status());
-  ToProto(*b, response->mutable_broker());
+  ToProto(*b, feed_.head(), response->mutable_broker());
   return grpc::Status::OK;
 }
 
@@ -103,6 +109,8 @@ grpc::Status BrokerSyncService::Watch(grpc::ServerContext* context,
     return ToGrpcStatus(st);
   }
   WatchOptions options;
+  options.broker_id = request->broker_id();
+  options.tracker = &tracker_;
   if (request->since_revision() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "since_revision: must not be negative");

@@ -11,8 +11,8 @@ namespace fleetca::api {
 
 class BrokerSyncService final : public v1::BrokerSyncService::Service {
  public:
-  BrokerSyncService(brokers::BrokerRegistry& registry, SyncFeed& feed)
-      : registry_(registry), feed_(feed) {}
+  BrokerSyncService(brokers::BrokerRegistry& registry, SyncFeed& feed, StreamTracker& tracker)
+      : registry_(registry), feed_(feed), tracker_(tracker) {}
 
   grpc::Status RegisterBroker(grpc::ServerContext* context, const v1::RegisterBrokerRequest* request,
                               v1::RegisterBrokerResponse* response) override;
@@ -30,6 +30,7 @@ class BrokerSyncService final : public v1::BrokerSyncService::Service {
  private:
   brokers::BrokerRegistry& registry_;
   SyncFeed& feed_;
+  StreamTracker& tracker_;
 };
 
 }  // namespace fleetca::api

@@ -381,7 +381,98 @@ bool SyncFeed::shutting_down() const {
   return shutdown_;
 }
 
-absl::Status RunWatch(SyncFeed& feed, const WatchOptions& options, WatchSink& sink) {
+void StreamTracker::Opened(const std::string& broker) {
+  absl::MutexLock lock(&mu_);
+  State& st = brokers_[broker];
+  ++st.streams;
+  st.last_seen = absl::Now();
+  st.changed = true;
+}
+
+void StreamTracker::Sent(const std::string& broker, int64_t revision) {
+  absl::MutexLock lock(&mu_);
+  State& st = brokers_[broker];
+  st.sent_revision = std::max(st.sent_revision, revision);
+  st.last_seen = absl::Now();
+  st.changed = true;
+}
+
+void StreamTracker::Closed(const std::string& broker) {
+  absl::MutexLock lock(&mu_);
+  State& st = brokers_[broker];
+  if (st.streams > 0) --st.streams;
+  st.changed = true;
+}
+
+std::vector<storage::BrokerStreams> StreamTracker::Take() {
+  absl::MutexLock lock(&mu_);
+  std::vector<storage::BrokerStreams> out;
+  for (auto it = brokers_.begin(); it != brokers_.end();) {
+    State& st = it->second;
+    if (st.streams > 0 || st.changed) {
+      out.push_back({it->first, st.streams, st.sent_revision, st.last_seen});
+      st.changed = false;
+    }
+    if (st.streams == 0) {
+      brokers_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// TrackedSink tells the tracker what each message delivered up to.
+class TrackedSink final : public WatchSink {
+ public:
+  TrackedSink(WatchSink& sink, const WatchOptions& options) : sink_(sink), options_(options) {
+    if (options_.tracker != nullptr) options_.tracker->Opened(options_.broker_id);
+  }
+  ~TrackedSink() override {
+    if (options_.tracker != nullptr) options_.tracker->Closed(options_.broker_id);
+  }
+  bool Write(const v1::WatchResponse& message) override {
+    if (!sink_.Write(message)) return false;
+    if (options_.tracker != nullptr) {
+      // The revision the broker can resume from once it applied the message (none inside
+      // a snapshot before snapshot_end, nor within a continued transaction).
+      int64_t revision = 0;
+      if (message.has_snapshot_begin()) {
+        in_snapshot_ = true;
+      } else if (message.has_snapshot_end()) {
+        in_snapshot_ = false;
+        revision = message.snapshot_end().revision();
+      } else if (message.has_changes() && !in_snapshot_ && !message.changes().continued()) {
+        revision = message.changes().revision();
+      } else if (message.has_heartbeat()) {
+        revision = message.heartbeat().revision();
+      }
+      options_.tracker->Sent(options_.broker_id, revision);
+    }
+    return true;
+  }
+  bool Cancelled() override { return sink_.Cancelled(); }
+
+ private:
+  WatchSink& sink_;
+  const WatchOptions& options_;
+  bool in_snapshot_ = false;
+};
+
+absl::Status RunWatchTracked(SyncFeed& feed, const WatchOptions& options, WatchSink& sink);
+
+}  // namespace
+
+absl::Status RunWatch(SyncFeed& feed, const WatchOptions& options, WatchSink& outer) {
+  TrackedSink sink(outer, options);
+  return RunWatchTracked(feed, options, sink);
+}
+
+namespace {
+
+absl::Status RunWatchTracked(SyncFeed& feed, const WatchOptions& options, WatchSink& sink) {
   // Where to start: a snapshot unless the broker's revision can be caught up from.
   ASSIGN_OR_RETURN(const int64_t head, feed.log().Head());
   int64_t position = options.since_revision;
@@ -453,5 +544,7 @@ absl::Status RunWatch(SyncFeed& feed, const WatchOptions& options, WatchSink& si
     feed.WaitBeyond(position, std::min(options.heartbeat_interval - idle, absl::Seconds(1)));
   }
 }
+
+}  // namespace
 
 }  // namespace fleetca::api

@@ -22,10 +22,12 @@
 #include <set>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fleetca/v1/broker_sync.pb.h"
+#include "storage/broker_store.h"
 #include "storage/change_log.h"
 #include "storage/sync_store.h"
 
@@ -99,6 +101,29 @@ class SyncFeed {
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// StreamTracker: this replica's Watch streams per broker, which a thread of the caller's
+// records for the other replicas (storage::BrokerStore::RecordStreams) every few seconds:
+// GetBroker's sync state.
+class StreamTracker {
+ public:
+  void Opened(const std::string& broker);
+  void Sent(const std::string& broker, int64_t revision);
+  void Closed(const std::string& broker);
+  // Take: every broker with open streams or a change since the last call (a broker whose
+  // last stream closed is reported once more, with 0 streams, then forgotten).
+  std::vector<storage::BrokerStreams> Take();
+
+ private:
+  struct State {
+    int streams = 0;
+    int64_t sent_revision = 0;
+    absl::Time last_seen;
+    bool changed = false;
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, State> brokers_ ABSL_GUARDED_BY(mu_);
+};
+
 // A Watch stream's output: the gRPC writer, or a test's.
 class WatchSink {
  public:
@@ -109,6 +134,8 @@ class WatchSink {
 };
 
 struct WatchOptions {
+  std::string broker_id;
+  StreamTracker* tracker = nullptr;  // told of the stream and of what it sends, if set
   int64_t since_revision = 0;
   absl::Duration heartbeat_interval = absl::Seconds(10);
   std::set<storage::SyncKind> kinds;  // empty: every kind

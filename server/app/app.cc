@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -78,6 +79,17 @@ constexpr absl::Duration kPolicyRefreshPause = absl::Milliseconds(50);
 // The sync feed's least pause between two reads of the change log (brokers' deltas wait for
 // it at most, beyond their NOTIFY).
 constexpr absl::Duration kSyncFeedPause = absl::Milliseconds(10);
+// How often a replica records its brokers' streams (readers ignore a record older than 60 s).
+constexpr absl::Duration kStreamRecordInterval = absl::Seconds(5);
+
+// ReplicaId names this process among the replicas: host name, pid and a random part.
+std::string ReplicaId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = 0;
+  absl::BitGen gen;
+  return absl::StrCat(std::string(host).substr(0, 40), "/", getpid(), "/",
+                      absl::Hex(absl::Uniform<uint32_t>(gen)));
+}
 
 absl::StatusOr<std::unique_ptr<storage::ConnectionPool>> OpenPool(const Config& config) {
   storage::PoolOptions options;
@@ -259,7 +271,8 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   api::CertificateAuthorityService certificate_authority_service(domain.ca);
   api::IssuanceService issuance_service(domain.issuance);
   api::SyncFeed sync_feed(domain.change_log, domain.sync_store, api::SyncFeed::Options{});
-  api::BrokerSyncService broker_sync_service(domain.brokers, sync_feed);
+  api::StreamTracker stream_tracker;
+  api::BrokerSyncService broker_sync_service(domain.brokers, sync_feed, stream_tracker);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
   api::RevocationService revocation_service(domain.revocations, domain.crls, domain.issuance,
                                             domain.registry);
@@ -409,6 +422,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
 
   // Health: SERVING while the database answers, NOT_SERVING otherwise.
   absl::Notification stopping;
+  absl::Notification server_done;  // server->Wait() returned: every call has ended
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   // Implemented services report health by name too (the unimplemented ones stay unknown).
   for (const char* name :
@@ -528,6 +542,23 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
       changed.Wait(absl::Seconds(1));
     }
   });
+  // This replica's Watch streams, recorded for GetBroker's sync state (every few seconds,
+  // and once more at exit).
+  std::thread stream_record_thread([&] {
+    const std::string replica_id = ReplicaId();
+    bool failing = false;
+    auto record = [&] {
+      const absl::Status st =
+          domain.broker_store.RecordStreams(replica_id, stream_tracker.Take());
+      if (!st.ok() && !failing) {
+        LogWarning("cannot record the brokers' streams", {{"error", std::string(st.message())}});
+      }
+      failing = !st.ok();
+    };
+    while (!stopping.WaitForNotificationWithTimeout(kStreamRecordInterval)) record();
+    server_done.WaitForNotification();  // the streams have ended: record that
+    record();
+  });
   // ... and stored for the other replicas by a thread of their own (the last ones at exit,
   // once crl_thread is done).
   auto store_crls = [&](absl::Duration wait, bool* failing) {
@@ -599,6 +630,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   });
 
   server->Wait();
+  server_done.Notify();
   http_server.Stop();
   signal_thread.join();
   health_thread.join();
@@ -606,6 +638,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   crl_thread.join();
   policy_thread.join();
   sync_feed_thread.join();
+  stream_record_thread.join();
   crl_store_thread.join();
   bool store_failing = false;
   store_crls(absl::ZeroDuration(), &store_failing);

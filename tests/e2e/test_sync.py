@@ -79,6 +79,17 @@ class SyncTest(IssuanceTestCase):
             for c in m.get("changes", {}).get("changes", []):
                 pending.append((m["changes"], c))
 
+    def wait_sync(self, client, broker_id, predicate, timeout=20):
+        """Polls GetBroker until its sync state satisfies predicate; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sync = self.ok(client.call("GetBroker", {"brokerId": broker_id},
+                                       service=BROKERS))["broker"]["sync"]
+            if predicate(sync):
+                return sync
+            self.assertLess(time.monotonic(), deadline, f"sync state: {sync}")
+            time.sleep(0.5)
+
     def test_snapshot_then_deltas_heartbeats_and_resume(self):
         db, server, client = self.serve("sync")
         self.register_broker(client, "mqtt-1")
@@ -120,6 +131,13 @@ class SyncTest(IssuanceTestCase):
         self.assertEqual(len(certs), self.count(
             db, where="kind IN ('device', 'identity') AND not_after > now()"))
 
+        # The replicas record the broker's stream (every 5 s): GetBroker shows it.
+        sync = self.wait_sync(client, "mqtt-1", lambda s: s.get("watching") and
+                              int(s["sentRevision"]) >= revision)
+        self.assertEqual(sync["streamCount"], 1)
+        self.assertGreaterEqual(int(sync["headRevision"]), revision)
+        self.assertIn("lastSeenTime", sync)
+
         # A profile change made with a reflection client arrives as a delta.
         t0 = time.monotonic()
         self.ok(client.call("AssignAclProfile", {"assignment": {
@@ -159,6 +177,9 @@ class SyncTest(IssuanceTestCase):
         self.assertGreaterEqual(int(beat["heartbeat"]["revision"]), last)
         resume = int(beat["heartbeat"]["revision"])
         stream.close()
+        sync = self.wait_sync(client, "mqtt-1", lambda s: not s.get("watching"))
+        self.assertEqual(sync["streamCount"], 0)
+        self.assertGreaterEqual(int(sync["sentRevision"]), resume)
 
         # Resuming from that revision: no snapshot, only what was missed.
         self.ok(client.call("UpdateDevice", {"device": {"commId": "imei-2", "groups": ["g2"]},
