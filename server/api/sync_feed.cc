@@ -260,20 +260,16 @@ absl::StatusOr<ChangeBatch> ReadChanges(storage::ChangeLogReader& log, storage::
   ASSIGN_OR_RETURN(std::vector<storage::ChangeRow> rows, log.After(after, max_revisions));
   if (rows.empty()) return batch;
   batch.revision = rows.back().revision;
-  // Each (kind, key) once, at its last revision in the range.
+  // Each changed object read once (one statement per kind), then one change per change-log
+  // key, at its revision: what a replica sends never depends on how it batched its reads
+  // (a key changed twice is sent twice, with the state read, at both revisions).
   std::map<SyncKind, std::vector<std::string>> keys;
-  absl::flat_hash_map<std::pair<int, std::string>, int64_t> last;
-  std::vector<std::pair<SyncKind, const storage::ChangeRow*>> order;
+  absl::flat_hash_map<std::pair<int, std::string>, bool> wanted;
   for (const storage::ChangeRow& row : rows) {
     const std::optional<SyncKind> kind = storage::SyncKindOfChange(row.entity_type);
-    if (!kind) continue;
-    auto [it, inserted] = last.try_emplace({static_cast<int>(*kind), row.key}, row.revision);
-    if (inserted) {
+    if (kind && wanted.try_emplace({static_cast<int>(*kind), row.key}, true).second) {
       keys[*kind].push_back(row.key);
-    } else {
-      it->second = row.revision;
     }
-    order.emplace_back(*kind, &row);
   }
   absl::flat_hash_map<std::pair<int, std::string>, SyncObject> objects;
   for (auto& [kind, kind_keys] : keys) {
@@ -283,15 +279,15 @@ absl::StatusOr<ChangeBatch> ReadChanges(storage::ChangeLogReader& log, storage::
       objects.emplace(std::move(k), std::move(o));
     }
   }
-  for (const auto& [kind, row] : order) {
-    std::pair<int, std::string> k{static_cast<int>(kind), row->key};
-    if (last.at(k) != row->revision) continue;  // sent at its later revision
-    auto it = objects.find(k);
+  for (const storage::ChangeRow& row : rows) {
+    const std::optional<SyncKind> kind = storage::SyncKindOfChange(row.entity_type);
+    if (!kind) continue;
+    auto it = objects.find(std::pair<int, std::string>{static_cast<int>(*kind), row.key});
     if (it == objects.end()) continue;  // not an object brokers see
     auto change = std::make_shared<FeedChange>();
-    change->revision = row->revision;
-    change->kind = kind;
-    ToSyncChange(it->second, row->revision, &change->message);
+    change->revision = row.revision;
+    change->kind = *kind;
+    ToSyncChange(it->second, row.revision, &change->message);
     change->bytes = change->message.ByteSizeLong();
     batch.changes.push_back(std::move(change));
   }

@@ -47,8 +47,8 @@ using FeedChangePtr = std::shared_ptr<const FeedChange>;
 void ToSyncChange(const storage::SyncObject& object, int64_t revision, v1::SyncChange* out);
 
 // ReadChanges reads the changes of up to `max_revisions` revisions after `after` from the
-// database, each key's object read once (one statement per kind) and sent once, at its last
-// revision in the range. `revision` is the last revision read, which may be past the last
+// database: one change per change-log key, at its revision, with the object's state as read
+// (each object read once, one statement per kind). `revision` is the last revision read, which may be past the last
 // change returned (changes brokers do not see are skipped); `after` when nothing is new.
 struct ChangeBatch {
   std::vector<FeedChangePtr> changes;

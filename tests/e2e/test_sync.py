@@ -325,6 +325,57 @@ class SyncTest(IssuanceTestCase):
         self.assertIsNone(mosq.proc.poll())
         self.assertIn("\"broker_signalled\":\"yes\"", agent_text())
 
+    def test_two_replicas_send_the_same_sequence(self):
+        """Two servers on one database: brokers following either, from the same revision,
+        get the same changes at the same revisions, in the same order, ending in the same
+        state; and a broker may resume on the other replica where it stopped."""
+        db, server, client = self.serve("syncreplicas")
+        self.register_broker(client, "mqtt-1")
+        other = self.start_server(db.url, name="replica-2").wait_ready()
+        start = int(db.query("SELECT max(revision) FROM change_log"))
+        streams = [self.watch(c, "mqtt-1", since=start, heartbeat="1s") for c in (client, other)]
+        # Changes through both replicas, interleaved.
+        for i in range(12):
+            c = client if i % 2 == 0 else other
+            self.ok(c.call("RegisterDevice", {"device": {"commId": f"r-{i}"}}))
+            if i % 3 == 0:
+                self.ok(c.call("UpdateDevice", {"device": {"commId": f"r-{i}", "groups": ["g"]},
+                                                "updateMask": "groups"}))
+        self.ok(other.call("AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_GROUP", "subjectId": "g",
+            "profileName": "watcher"}}, service=ACL))
+        head = int(db.query("SELECT max(revision) FROM change_log"))
+
+        def collect(stream):
+            """(revision, kind, key) of every change up to head, and the final states."""
+            seen, state = [], {}
+            while True:
+                m = stream.next()
+                self.assertIsNotNone(m, "the stream ended")
+                self.assertNotIn("snapshotBegin", m)
+                if "heartbeat" in m and int(m["heartbeat"]["revision"]) >= head:
+                    return seen, state
+                for c in m.get("changes", {}).get("changes", []):
+                    kind = kind_of(c)
+                    obj = c[kind]
+                    key = obj.get("commId") or obj.get("name") or obj.get("issuerId") or (
+                        obj.get("subjectType"), obj.get("subjectId"), obj.get("profileName"))
+                    seen.append((int(c["revision"]), kind, str(key)))
+                    state[(kind, str(key))] = obj
+        (seen_1, state_1), (seen_2, state_2) = collect(streams[0]), collect(streams[1])
+        self.assertEqual(seen_1, seen_2)
+        self.assertEqual(state_1, state_2)
+        self.assertEqual([r for r, _, _ in seen_1], sorted(r for r, _, _ in seen_1))
+        self.assertIn((head, "aclAssignment", str(("ACL_SUBJECT_TYPE_GROUP", "g", "watcher"))),
+                      seen_1)
+        # Each change once, at its revision: 12 registrations and 4 updates.
+        self.assertEqual(len([k for k in seen_1 if k[1] == "device"]), 16, seen_1)
+        # Resume on the other replica from the middle: only what came after.
+        middle = seen_1[len(seen_1) // 2][0]
+        resumed = self.watch(other, "mqtt-1", since=middle, heartbeat="1s")
+        rest, _ = collect(resumed)
+        self.assertEqual(rest, [k for k in seen_1 if k[0] > middle])
+
     def test_refusals(self):
         db, server, client = self.serve("syncerr")
         self.register_broker(client, "mqtt-1")
