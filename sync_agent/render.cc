@@ -129,7 +129,7 @@ void AppendUserBlock(const PolicyView& view, const Principal& p, std::string* ou
     for (const storage::AclAssignmentRow& a : it->second) {
       auto profile = view.profiles.find(a.profile_name);
       if (profile == view.profiles.end()) continue;  // not (or no longer) known: as the server
-      assigned.push_back({a, &profile->second.rules, &profile->second.parsed});
+      assigned.push_back({&a, &profile->second.rules, &profile->second.parsed});
     }
   }
   // 2. The server's resolution: substitution (%c, %u, %{attribute}), DENY first.

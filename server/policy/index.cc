@@ -385,7 +385,7 @@ bool PolicyIndex::ResolveLocked(PrincipalType type, const std::string& id, Resol
     for (const AclAssignmentRow& row : a->second) {
       auto p = profiles_.find(row.profile_name);
       if (p != profiles_.end()) {
-        assigned.push_back({row, &p->second.row.rules, &p->second.parsed});
+        assigned.push_back({&row, &p->second.row.rules, &p->second.parsed});
       }
     }
   }

@@ -239,7 +239,7 @@ absl::StatusOr<Resolution> Policy::Resolve(PrincipalType type, const std::string
       if (!profile.ok()) return profile.status();
       it = profiles.emplace(a.profile_name, *std::move(profile)).first;
     }
-    assigned.push_back({a, &it->second.rules});
+    assigned.push_back({&a, &it->second.rules});
   }
   ResolveRules(id, device ? &device->attributes : nullptr, assigned, &out);
   return out;
@@ -280,7 +280,7 @@ void ResolveRules(const std::string& id, const std::map<std::string, std::string
   values.attributes = source ? &*source : nullptr;
   std::set<std::string> seen;
   for (const AssignedProfile& p : profiles) {
-    const AclAssignmentRow& a = p.assignment;
+    const AclAssignmentRow& a = *p.assignment;
     if (p.rules == nullptr || !seen.insert(a.profile_name).second) continue;
     for (size_t i = 0; i < p.rules->size(); ++i) {
       const storage::AclRuleRow& rule = (*p.rules)[i];

@@ -104,7 +104,7 @@ class Policy {
 
 // A profile in effect for a principal: the assignment that brings it in, and its rules.
 struct AssignedProfile {
-  storage::AclAssignmentRow assignment;
+  const storage::AclAssignmentRow* assignment = nullptr;  // borrowed
   const std::vector<storage::AclRuleRow>* rules = nullptr;  // borrowed
   // The rules' patterns parsed, in the same order (borrowed; the index parses each once);
   // null: parsed here. A pattern that failed to parse is a nullopt.
