@@ -15,8 +15,7 @@ class PgSyncStore final : public SyncStore {
 
   absl::StatusOr<std::vector<SyncObject>> Read(SyncKind kind,
                                                const std::vector<std::string>& keys) override;
-  absl::StatusOr<std::vector<SyncObject>> List(SyncKind kind, const std::string& after,
-                                               int limit) override;
+  absl::StatusOr<SyncPage> List(SyncKind kind, const std::string& cursor, int limit) override;
   absl::StatusOr<int64_t> OldestRevision() override;
 
  private:
@@ -25,6 +24,7 @@ class PgSyncStore final : public SyncStore {
   absl::StatusOr<std::vector<SyncObject>> ReadAcl(SyncKind kind, const std::vector<std::string>& keys);
   absl::StatusOr<std::vector<SyncObject>> ListAcl(SyncKind kind, const std::string& after,
                                                   int limit);
+  absl::StatusOr<SyncPage> ScanCertificates(const std::string& cursor, int limit);
 
   ConnectionPool& pool_;
   AclStore& acls_;

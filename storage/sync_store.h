@@ -90,6 +90,11 @@ struct SyncObject {
       value;
 };
 
+struct SyncPage {
+  std::vector<SyncObject> objects;
+  std::string next;  // the next page's cursor; "" after the last page
+};
+
 class SyncStore {
  public:
   virtual ~SyncStore() = default;
@@ -98,10 +103,14 @@ class SyncStore {
   // objects brokers never see (a broker's own certificate) are left out.
   virtual absl::StatusOr<std::vector<SyncObject>> Read(SyncKind kind,
                                                        const std::vector<std::string>& keys) = 0;
-  // List returns up to `limit` objects of `kind` after the key `after` ("" from the start),
-  // in key order: a snapshot's page. Pass the last object's key to get the next page.
-  virtual absl::StatusOr<std::vector<SyncObject>> List(SyncKind kind, const std::string& after,
-                                                       int limit) = 0;
+  // List returns a page of the objects of `kind` for a snapshot or a load, from `cursor`
+  // ("" for the first page) to page.next ("" after the last page). Pages hold about
+  // `limit` objects (possibly none before the last). Devices, identities, issuers, CRLs,
+  // profiles and assignments come in key order; certificates in the table's physical
+  // order (a sequential read: key order would visit the heap at random). An object
+  // changed during the listing may be missed or listed twice: its change, after the
+  // revision read before the listing, brings it.
+  virtual absl::StatusOr<SyncPage> List(SyncKind kind, const std::string& cursor, int limit) = 0;
   // OldestRevision: the oldest revision the change log still holds (0 when empty); a
   // consumer behind it must take a snapshot.
   virtual absl::StatusOr<int64_t> OldestRevision() = 0;

@@ -119,13 +119,13 @@ absl::StatusOr<int64_t> SendSnapshot(SyncFeed& feed, const WatchOptions& options
         return feed.store().List(kind, after, size);
       });
     };
-    std::future<absl::StatusOr<std::vector<SyncObject>>> next = read("");
+    std::future<absl::StatusOr<storage::SyncPage>> next = read("");
     for (;;) {
-      absl::StatusOr<std::vector<SyncObject>> got = next.get();
+      absl::StatusOr<storage::SyncPage> got = next.get();
       if (!got.ok()) return got.status();
-      const std::vector<SyncObject> page = *std::move(got);
-      const bool last = page.size() < static_cast<size_t>(options.snapshot_page);
-      if (!last) next = read(page.back().key);
+      const storage::SyncPage page = *std::move(got);
+      const bool last = page.next.empty();
+      if (!last) next = read(page.next);
       // (An early return below waits for the page in flight: a future from std::async
       // joins its thread when destroyed.)
       if (feed.shutting_down()) return absl::UnavailableError("the server is shutting down");
@@ -133,7 +133,7 @@ absl::StatusOr<int64_t> SendSnapshot(SyncFeed& feed, const WatchOptions& options
         *broken = true;
         return revision;
       }
-      for (const SyncObject& object : page) {
+      for (const SyncObject& object : page.objects) {
         v1::SyncChange change;
         ToSyncChange(object, 0, &change);
         if (!out.Add(change, 0, change.ByteSizeLong())) {

@@ -68,9 +68,9 @@ void PolicyIndex::CertificateMaps::Drop(absl::string_view serial) {
 
 absl::StatusOr<std::vector<std::string>> PolicyIndex::ReadClientIssuers() {
   std::vector<std::string> ders;
-  ASSIGN_OR_RETURN(std::vector<storage::SyncObject> issuers,
+  ASSIGN_OR_RETURN(storage::SyncPage issuers,
                    sync_store_.List(storage::SyncKind::kIssuer, "", 1000));
-  for (const storage::SyncObject& o : issuers) {
+  for (const storage::SyncObject& o : issuers.objects) {
     const auto& i = std::get<storage::SyncIssuer>(o.value);
     if (i.purpose != storage::IssuerPurpose::kBrokers) ders.push_back(i.certificate_der);
   }
@@ -132,14 +132,14 @@ absl::Status PolicyIndex::Load() {
     after = page.back();
   }
   CertificateMaps certificates;
-  for (std::string after;;) {
-    ASSIGN_OR_RETURN(std::vector<storage::SyncObject> page,
-                     sync_store_.List(storage::SyncKind::kCertificate, after, kCertificatePage));
-    for (const storage::SyncObject& o : page) {
+  for (std::string cursor;;) {
+    ASSIGN_OR_RETURN(storage::SyncPage page,
+                     sync_store_.List(storage::SyncKind::kCertificate, cursor, kCertificatePage));
+    for (const storage::SyncObject& o : page.objects) {
       certificates.Put(std::get<storage::SyncCertificate>(o.value));
     }
-    if (page.size() < static_cast<size_t>(kCertificatePage)) break;
-    after = page.back().key;
+    if (page.next.empty()) break;
+    cursor = std::move(page.next);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> issuers, ReadClientIssuers());
   absl::MutexLock lock(&mu_);
