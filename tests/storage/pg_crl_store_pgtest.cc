@@ -217,6 +217,16 @@ TEST_F(PgCrlStoreTest, DeltaCrlsShareTheNumbersAndNameTheirBase) {
             "1,6,7,8");
   EXPECT_EQ(store_.Latest("devices-1", false, true)->der, "FULL-1");
   EXPECT_EQ(store_.Latest("devices-1", true, true)->der, "DELTA-8");
+  // Brokers' sync streams follow complete CRLs: each stored one is a 'crl' change (a CRL
+  // re-issued before its nextUpdate too), delta CRLs are not.
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'crl' "
+                     "AND entity_key = 'devices-1'"),
+            "1");
+  ASSERT_TRUE(Build(seen_.changes, CrlKind::kComplete));  // nothing revoked since: re-issued
+  ASSERT_TRUE(store_.StoreDer("devices-1", number_, "FULL-9").ok());
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM change_log WHERE entity_type = 'crl' "
+                     "AND entity_key = 'devices-1'"),
+            "2");
   // A delta with no complete CRL to update is refused before anything is read.
   db_.Exec("DELETE FROM crls WHERE base_crl_number IS NULL");
   bool built = true;
