@@ -24,38 +24,14 @@ scripts/build.sh fleetca-server policy_bench >/dev/null
 source bench/lib.sh
 bench_setup policy "$port"
 
-start=$(date +%s)
+bench_fleet "$devices"
 psql -X -q -v ON_ERROR_STOP=1 "$url" <<SQL
-INSERT INTO devices (comm_id, attributes, groups)
-SELECT 'bench-' || g, jsonb_build_object('site', 's' || (g % 10)), ARRAY['line-' || (g % 10)]
-FROM generate_series(0, $devices - 1) g;
-INSERT INTO certificates (serial, issuer_id, kind, comm_id, subject, key_algorithm, status,
-                          not_before, not_after, der, fingerprint_sha256, request_id)
-SELECT s, (SELECT id FROM issuers WHERE purpose = 'devices' AND state = 'active'), 'device',
-       'bench-' || g, 'CN=bench-' || g, 'ecdsa-p256', 'issued', now() - interval '1 day',
-       now() + interval '365 days', s, sha256(s), 'bench-' || g
-FROM (SELECT g, substr(sha256(int8send(g)), 1, 16) AS s FROM generate_series(0, $devices - 1) g) x;
 INSERT INTO acl_profiles (name, description, rules) VALUES
   ('site-alerts', 'bench', '[{"pattern": "sites/%{site}/alerts/#", "access": "read"}]');
 INSERT INTO acl_assignments (profile_name, subject_type, subject)
 SELECT 'site-alerts', 'group', 'line-' || g FROM generate_series(0, 9) g;
-ANALYZE devices;
 SQL
-echo "== put $devices devices and certificates in the database in $(( $(date +%s) - start )) s"
-
-server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
-            --listen=127.0.0.1:$grpc_port --http_listen=off)
-"${server_cmd[@]}" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 600); do
-  grep -q '"policy index loaded"' "$work/server.log" && break
-  sleep 0.5
-done
-grep '"policy index loaded"' "$work/server.log" | python3 -c '
-import json, sys
-r = json.loads(sys.stdin.readline())
-print("== server: policy index loaded: %s devices, %s certificates, %s profiles, %s assignments in %s ms"
-      % (r["devices"], r["certificates"], r["profiles"], r["assignments"], r["ms"]))'
+bench_serve "$grpc_port"
 
 bench_header
 echo "== server: ${server_cmd[*]}"

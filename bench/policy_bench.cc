@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "bench/bench_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "fleetca/v1/broker_auth.grpc.pb.h"
@@ -47,17 +48,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace v1 = fleetca::v1;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "policy_bench: %s\n", what.c_str());
-  std::exit(1);
-}
+[[noreturn]] void Die(const std::string& what) { fleetca::bench::Die("policy_bench", what); }
 
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
-  return v[i];
-}
+using fleetca::bench::Percentile;
 
 struct Call {
   v1::CheckTopicRequest request;

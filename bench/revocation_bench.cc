@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "bench/bench_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "fleetca/v1/revocation.grpc.pb.h"
@@ -61,10 +62,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace v1 = fleetca::v1;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "revocation_bench: %s\n", what.c_str());
-  std::exit(1);
-}
+[[noreturn]] void Die(const std::string& what) { fleetca::bench::Die("revocation_bench", what); }
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -88,12 +86,7 @@ void Revoke(v1::RevocationService::Stub& stub, const std::string& serial) {
   if (resp.already_revoked()) Die(absl::StrCat("serial ", serial, " was revoked already"));
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  return v[i];
-}
+using fleetca::bench::Percentile;
 
 // The DER INTEGER of a serial given in hex, as a CRL entry holds it.
 std::string SerialDer(const std::string& hex) {

@@ -19,30 +19,9 @@ scripts/build.sh fleetca-server sync_bench >/dev/null
 source bench/lib.sh
 bench_setup sync "$port"
 
-start=$(date +%s)
-issuer=$(psql_q "SELECT id FROM issuers WHERE purpose = 'devices' AND state = 'active'")
-psql -X -q -v ON_ERROR_STOP=1 "$url" <<SQL
-INSERT INTO devices (comm_id, attributes, groups)
-SELECT 'bench-' || g, jsonb_build_object('site', 's' || (g % 10)), ARRAY['line-' || (g % 10)]
-FROM generate_series(0, $devices - 1) g;
-INSERT INTO certificates (serial, issuer_id, kind, comm_id, subject, key_algorithm, status,
-                          not_before, not_after, der, fingerprint_sha256, request_id)
-SELECT s, '$issuer', 'device', 'bench-' || g, 'CN=bench-' || g, 'ecdsa-p256', 'issued',
-       now() - interval '1 day', now() + interval '365 days', s, sha256(s), 'bench-' || g
-FROM (SELECT g, substr(sha256(int8send(g)), 1, 16) AS s FROM generate_series(0, $devices - 1) g) x;
-INSERT INTO brokers (name) VALUES ('bench-broker');
-ANALYZE;
-SQL
-echo "== put $devices devices and certificates in the database in $(( $(date +%s) - start )) s"
-
-server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
-            --listen=127.0.0.1:$grpc_port --http_listen=off)
-"${server_cmd[@]}" 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 600); do
-  grep -q '"policy index loaded"' "$work/server.log" && break
-  sleep 0.5
-done
+bench_fleet "$devices"
+psql_q "INSERT INTO brokers (name) VALUES ('bench-broker')"
+bench_serve "$grpc_port"
 
 bench_header
 echo "== server: ${server_cmd[*]}"

@@ -13,16 +13,9 @@ scripts/build.sh fleetca-server fleetca-sync >/dev/null
 source bench/lib.sh
 bench_setup sync-agent "${BENCH_PG_PORT:-55496}"
 devices=${DEVICES:-1000000}
-psql -X -q -v ON_ERROR_STOP=1 "$url" <<SQL
-INSERT INTO devices (comm_id, attributes, groups)
-SELECT 'bench-' || g, jsonb_build_object('site', 's' || (g % 10)), ARRAY['line-' || (g % 10)]
-FROM generate_series(0, $devices - 1) g;
-INSERT INTO brokers (name) VALUES ('bench-broker');
-ANALYZE;
-SQL
-build/server/fleetca-server serve --insecure_plaintext --database_url="$url" --listen=127.0.0.1:${BENCH_GRPC_PORT:-50098} --http_listen=off 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 600); do grep -q '"policy index loaded"' "$work/server.log" && break; sleep 0.5; done
+bench_fleet "$devices"
+psql_q "INSERT INTO brokers (name) VALUES ('bench-broker')"
+bench_serve "${BENCH_GRPC_PORT:-50098}"
 mkdir -p "$work/m"
 t0=$(date +%s.%N)
 build/sync_agent/fleetca-sync --server=127.0.0.1:${BENCH_GRPC_PORT:-50098} --insecure_plaintext --broker_id=bench-broker \

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "bench/bench_util.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -45,17 +46,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace v1 = fleetca::v1;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "sync_bench: %s\n", what.c_str());
-  std::exit(1);
-}
+[[noreturn]] void Die(const std::string& what) { fleetca::bench::Die("sync_bench", what); }
 
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
-  return v[i];
-}
+using fleetca::bench::Percentile;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
