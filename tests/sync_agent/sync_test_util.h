@@ -206,46 +206,20 @@ inline v1::AclAssignment Assignment(v1::AclSubjectType type, const std::string& 
   return a;
 }
 
-inline v1::SyncChange Change(const v1::SyncIssuer& o, bool deleted = false) {
+// Change wraps an object (SyncIssuer, SyncCrl, SyncDevice, SyncIdentity, SyncCertificate,
+// SyncAclProfile or AclAssignment) in the SyncChange field of its type.
+inline v1::SyncChange Change(const google::protobuf::Message& o, bool deleted = false) {
   v1::SyncChange c;
   c.set_deleted(deleted);
-  *c.mutable_issuer() = o;
-  return c;
-}
-inline v1::SyncChange Change(const v1::SyncCrl& o, bool deleted = false) {
-  v1::SyncChange c;
-  c.set_deleted(deleted);
-  *c.mutable_crl() = o;
-  return c;
-}
-inline v1::SyncChange Change(const v1::SyncDevice& o, bool deleted = false) {
-  v1::SyncChange c;
-  c.set_deleted(deleted);
-  *c.mutable_device() = o;
-  return c;
-}
-inline v1::SyncChange Change(const v1::SyncIdentity& o, bool deleted = false) {
-  v1::SyncChange c;
-  c.set_deleted(deleted);
-  *c.mutable_identity() = o;
-  return c;
-}
-inline v1::SyncChange Change(const v1::SyncCertificate& o, bool deleted = false) {
-  v1::SyncChange c;
-  c.set_deleted(deleted);
-  *c.mutable_certificate() = o;
-  return c;
-}
-inline v1::SyncChange Change(const v1::SyncAclProfile& o, bool deleted = false) {
-  v1::SyncChange c;
-  c.set_deleted(deleted);
-  *c.mutable_acl_profile() = o;
-  return c;
-}
-inline v1::SyncChange Change(const v1::AclAssignment& o, bool deleted = false) {
-  v1::SyncChange c;
-  c.set_deleted(deleted);
-  *c.mutable_acl_assignment() = o;
+  const google::protobuf::OneofDescriptor* object = c.GetDescriptor()->FindOneofByName("object");
+  for (int i = 0; i < object->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = object->field(i);
+    if (field->message_type() == o.GetDescriptor()) {
+      c.GetReflection()->MutableMessage(&c, field)->CopyFrom(o);
+      return c;
+    }
+  }
+  ADD_FAILURE() << "SyncChange has no field of type " << o.GetTypeName();
   return c;
 }
 
