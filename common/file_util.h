@@ -1,10 +1,15 @@
 #pragma once
 
-// Reading and writing small files that hold secrets (KEKs, credentials).
+// Reading and writing small files: secrets (KEKs, credentials), and files another process
+// reads (mosquitto's cafile, crlfile, acl_file; the plugin's policy cache) replaced so that
+// it only ever sees the old content or the new one, whole, and durably.
+
+#include <sys/types.h>
 
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace fleetca {
 
@@ -13,9 +18,26 @@ namespace fleetca {
 // is readable by group or others.
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path);
 
-// WriteFileAtomically writes content to path with `mode` (e.g. 0600) by a rename from a
-// temporary file in the same directory: readers see the old file or the new one, never a
-// part. The mode is set at creation, so a secret is never readable by others.
+// WriteFileAtomically is ReplaceFileIfChanged without the answer (e.g. mode 0600 for a
+// secret: the temporary file is created 0600, so a secret is never readable by others).
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content, int mode);
+
+// ReadFileToString reads a whole file. NOT_FOUND when it does not exist; PERMISSION_DENIED
+// or UNAVAILABLE (naming the path and errno's text) when it cannot be read.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// ReplaceFileIfChanged makes `path` hold `content` with permissions `mode`, and returns
+// whether it wrote. When the file already holds exactly `content` with that mode, nothing is
+// written (false). Otherwise (true):
+// 1. a temporary file is created beside it (same directory, so the rename stays on one
+//    file system), written, chmod'ed to `mode` (0644 by default: mosquitto reads it after
+//    dropping its privileges) and fsync'ed;
+// 2. it is renamed over `path` (atomic: a reader opens the old file or the new one);
+// 3. the directory is fsync'ed, so that the rename survives a crash.
+// On failure the temporary file is removed and `path` is left as it was; the status
+// (PERMISSION_DENIED, NOT_FOUND for a missing directory, UNAVAILABLE otherwise) names the
+// path, the step and errno's text.
+absl::StatusOr<bool> ReplaceFileIfChanged(const std::string& path, absl::string_view content,
+                                          mode_t mode = 0644);
 
 }  // namespace fleetca

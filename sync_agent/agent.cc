@@ -9,7 +9,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "google/protobuf/duration.pb.h"
+#include "sync_client/connection.h"
 
 namespace fleetca::sync_agent {
 namespace {
@@ -20,39 +20,16 @@ constexpr size_t kMaxNotesLogged = 50;
 // How often a failed SIGHUP is retried.
 constexpr absl::Duration kReloadRetry = absl::Seconds(1);
 
-// SlowRetry: errors that retrying soon will not fix (a configuration or deployment problem).
-bool SlowRetry(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kUnimplemented:
-    case absl::StatusCode::kFailedPrecondition:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string Seconds(absl::Duration d) { return absl::StrCat(absl::ToDoubleSeconds(d), "s"); }
 
 }  // namespace
 
 v1::WatchRequest Agent::WatchRequestFor(const AgentOptions& options, int64_t since_revision) {
-  v1::WatchRequest request;
-  request.set_broker_id(options.broker_id);
-  request.set_since_revision(since_revision);
-  const int64_t ms = absl::ToInt64Milliseconds(options.heartbeat_interval);
-  request.mutable_heartbeat_interval()->set_seconds(ms / 1000);
-  request.mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>((ms % 1000) * 1000000));
-  for (v1::SyncObjectType type :
-       {v1::SYNC_OBJECT_TYPE_ISSUER, v1::SYNC_OBJECT_TYPE_CRL, v1::SYNC_OBJECT_TYPE_DEVICE,
-        v1::SYNC_OBJECT_TYPE_IDENTITY, v1::SYNC_OBJECT_TYPE_ACL_PROFILE,
-        v1::SYNC_OBJECT_TYPE_ACL_ASSIGNMENT}) {
-    request.add_object_types(type);
-  }
-  return request;
+  return sync_client::WatchRequestFor(
+      options.broker_id, since_revision, options.heartbeat_interval,
+      {v1::SYNC_OBJECT_TYPE_ISSUER, v1::SYNC_OBJECT_TYPE_CRL, v1::SYNC_OBJECT_TYPE_DEVICE,
+       v1::SYNC_OBJECT_TYPE_IDENTITY, v1::SYNC_OBJECT_TYPE_ACL_PROFILE,
+       v1::SYNC_OBJECT_TYPE_ACL_ASSIGNMENT});
 }
 
 AgentStats Agent::stats() const {
@@ -83,7 +60,7 @@ void Agent::Run() {
     if (stopping_) break;
     if (heard) backoff = options_.initial_backoff;
     absl::Duration delay;
-    if (SlowRetry(status.code())) {
+    if (sync_client::SlowRetry(status.code())) {
       delay = options_.slow_retry;
       LogError("Watch refused; retrying slowly",
                {{"error", status.ToString()}, {"retry_in", Seconds(delay)}});

@@ -101,20 +101,13 @@ int Main(int argc, char** argv) {
     LogError("bad configuration", {{"error", std::string(status.message())}});
     return 2;
   }
-  auto credentials = fleetca::sync_agent::ChannelCredentialsFor(config);
+  auto credentials = fleetca::sync_client::ChannelCredentialsFor(config);
   if (!credentials.ok()) {
     LogError("cannot load the TLS files", {{"error", credentials.status().ToString()}});
     return 2;
   }
 
-  grpc::ChannelArguments channel_args;
-  // A complete CRL of a million entries is about 35 MiB, in one message.
-  channel_args.SetMaxReceiveMessageSize(-1);
-  if (!config.tls_server_name.empty()) {
-    channel_args.SetSslTargetNameOverride(config.tls_server_name);
-  }
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(config.server, *credentials, channel_args);
+  std::shared_ptr<grpc::Channel> channel = fleetca::sync_client::NewChannel(config, *credentials);
   std::unique_ptr<fleetca::v1::BrokerSyncService::Stub> stub =
       fleetca::v1::BrokerSyncService::NewStub(channel);
 

@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "pki/openssl_util.h"
-#include "sync_agent/file_replace.h"
+#include "common/file_util.h"
 #include "sync_agent/validate.h"
 
 namespace fleetca::sync_agent {

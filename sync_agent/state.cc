@@ -1,14 +1,9 @@
 #include "sync_agent/state.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/logging.h"
 
 namespace fleetca::sync_agent {
 namespace {
-
-absl::Status EmptyKey(absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("a ", what, " change without its key"));
-}
 
 std::tuple<int, std::string, std::string> AssignmentKey(const v1::AclAssignment& a) {
   return {static_cast<int>(a.subject_type()), a.subject_id(), a.profile_name()};
@@ -31,43 +26,7 @@ size_t PolicyState::ObjectCount() const {
          acl_profiles.size() + acl_assignments.size();
 }
 
-absl::Status ValidateChange(const v1::SyncChange& change) {
-  switch (change.object_case()) {
-    case v1::SyncChange::kIssuer:
-      if (change.issuer().issuer_id().empty()) return EmptyKey("issuer");
-      return absl::OkStatus();
-    case v1::SyncChange::kCrl:
-      if (change.crl().issuer_id().empty()) return EmptyKey("crl");
-      return absl::OkStatus();
-    case v1::SyncChange::kDevice:
-      if (change.device().comm_id().empty()) return EmptyKey("device");
-      return absl::OkStatus();
-    case v1::SyncChange::kIdentity:
-      if (change.identity().name().empty()) return EmptyKey("identity");
-      return absl::OkStatus();
-    case v1::SyncChange::kCertificate:
-      if (change.certificate().issuer_id().empty() || change.certificate().serial().empty()) {
-        return EmptyKey("certificate");
-      }
-      return absl::OkStatus();
-    case v1::SyncChange::kAclProfile:
-      if (change.acl_profile().name().empty()) return EmptyKey("acl_profile");
-      return absl::OkStatus();
-    case v1::SyncChange::kAclAssignment: {
-      const v1::AclAssignment& a = change.acl_assignment();
-      if (a.profile_name().empty() || a.subject_type() == v1::ACL_SUBJECT_TYPE_UNSPECIFIED ||
-          (a.subject_id().empty() && a.subject_type() != v1::ACL_SUBJECT_TYPE_ALL_DEVICES)) {
-        return EmptyKey("acl_assignment");
-      }
-      return absl::OkStatus();
-    }
-    case v1::SyncChange::OBJECT_NOT_SET:
-      // "Always set": an object of a kind a newer server added lands in the unknown fields.
-      // Skipped by ApplyChange, not an error, so that an old agent keeps working.
-      return absl::OkStatus();
-  }
-  return absl::OkStatus();
-}
+bool PolicyState::Apply(const v1::SyncChange& change) { return ApplyChange(change, this); }
 
 bool ApplyChange(const v1::SyncChange& change, PolicyState* state) {
   const bool deleted = change.deleted();
@@ -100,101 +59,6 @@ bool ApplyChange(const v1::SyncChange& change, PolicyState* state) {
       return false;
   }
   return false;
-}
-
-absl::StatusOr<StreamApplier::Outcome> StreamApplier::Apply(const v1::WatchResponse& response) {
-  switch (response.event_case()) {
-    case v1::WatchResponse::kSnapshotBegin:
-      // A new snapshot replaces whatever was on its way: a snapshot begun earlier on this
-      // stream (the server may restart one at any time) and an unfinished `continued` run.
-      building_.emplace();
-      building_->revision = response.snapshot_begin().revision();
-      pending_.clear();
-      LogInfo("snapshot begins",
-              {{"revision", absl::StrCat(building_->revision)},
-               {"reason", v1::SnapshotReason_Name(response.snapshot_begin().reason())}});
-      return Outcome::kNothing;
-    case v1::WatchResponse::kChanges:
-      return ApplyChanges(response.changes());
-    case v1::WatchResponse::kSnapshotEnd:
-      return EndSnapshot(response.snapshot_end());
-    case v1::WatchResponse::kHeartbeat:
-      // The heartbeat's revision is a resume point only for a consumer that applied
-      // everything received: not in the middle of a snapshot or of a `continued` run.
-      if (has_state_ && !building_ && pending_.empty()) {
-        resume_revision_ = response.heartbeat().revision();
-      }
-      return Outcome::kNothing;
-    case v1::WatchResponse::EVENT_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError("a Watch message without an event");
-}
-
-absl::StatusOr<StreamApplier::Outcome> StreamApplier::ApplyChanges(const v1::SyncChanges& changes) {
-  // 1. Check every change first: a message is applied whole or not at all.
-  for (const v1::SyncChange& change : changes.changes()) {
-    if (absl::Status status = ValidateChange(change); !status.ok()) {
-      return status;
-    }
-  }
-  // 2. Inside a snapshot: into the snapshot being built, counted.
-  if (building_) {
-    for (const v1::SyncChange& change : changes.changes()) {
-      ApplyChange(change, &building_->state);
-      ++building_->count;
-    }
-    return Outcome::kNothing;
-  }
-  if (!has_state_) {
-    return absl::InvalidArgumentError("changes before the first snapshot");
-  }
-  // 3. A `continued` run is held back until its last message, then applied together.
-  pending_.insert(pending_.end(), changes.changes().begin(), changes.changes().end());
-  if (changes.continued()) {
-    return Outcome::kNothing;
-  }
-  int unknown = 0;
-  for (const v1::SyncChange& change : pending_) {
-    if (!ApplyChange(change, &state_)) ++unknown;
-  }
-  if (unknown > 0) {
-    LogWarning("skipped changes of an unknown object kind (a newer server?)",
-               {{"count", absl::StrCat(unknown)}, {"revision", absl::StrCat(changes.revision())}});
-  }
-  const bool changed = pending_.size() > static_cast<size_t>(unknown);
-  pending_.clear();
-  resume_revision_ = changes.revision();
-  return changed ? Outcome::kChanged : Outcome::kNothing;
-}
-
-absl::StatusOr<StreamApplier::Outcome> StreamApplier::EndSnapshot(const v1::SnapshotEnd& end) {
-  if (!building_) {
-    return absl::InvalidArgumentError("snapshot_end without snapshot_begin");
-  }
-  Building building = std::move(*building_);
-  building_.reset();
-  if (end.revision() != building.revision) {
-    return absl::InvalidArgumentError(absl::StrCat("snapshot_end revision ", end.revision(),
-                                                   " differs from snapshot_begin's ",
-                                                   building.revision));
-  }
-  if (end.object_count() != building.count) {
-    return absl::DataLossError(absl::StrCat("the snapshot at revision ", building.revision,
-                                            " held ", building.count,
-                                            " objects, the server counted ", end.object_count()));
-  }
-  state_ = std::move(building.state);
-  has_state_ = true;
-  resume_revision_ = end.revision();
-  LogInfo("snapshot swapped in", {{"revision", absl::StrCat(resume_revision_)},
-                                  {"objects", absl::StrCat(building.count)}});
-  return Outcome::kSnapshotSwapped;
-}
-
-void StreamApplier::StreamEnded() {
-  building_.reset();
-  pending_.clear();
 }
 
 }  // namespace fleetca::sync_agent

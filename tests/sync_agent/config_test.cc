@@ -78,11 +78,11 @@ TEST(CheckConfigTest, RefusalsNameTheFlag) {
 TEST(CheckConfigTest, LoopbackTargets) {
   for (const char* t : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051", "[::1]:50051",
                         "unix:/run/fleetca.sock"}) {
-    EXPECT_TRUE(IsLoopbackTarget(t)) << t;
+    EXPECT_TRUE(sync_client::IsLoopbackTarget(t)) << t;
   }
   for (const char* t : {"10.0.0.1:50051", "fleetca.example.com:50051", "[::2]:1", "0.0.0.0:1",
                         "localhost.example.com:1"}) {
-    EXPECT_FALSE(IsLoopbackTarget(t)) << t;
+    EXPECT_FALSE(sync_client::IsLoopbackTarget(t)) << t;
   }
 }
 
@@ -95,9 +95,9 @@ TEST(ChannelCredentialsTest, KeyReadableByOthersIsRefused) {
   c.tls_ca = dir + "/ca.pem";
   c.tls_cert = dir + "/cert.pem";
   c.tls_key = dir + "/key.pem";
-  EXPECT_EQ(ChannelCredentialsFor(c).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sync_client::ChannelCredentialsFor(c).status().code(), absl::StatusCode::kFailedPrecondition);
   c.tls_ca = dir + "/missing.pem";
-  EXPECT_EQ(ChannelCredentialsFor(c).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(sync_client::ChannelCredentialsFor(c).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

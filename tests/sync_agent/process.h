@@ -17,7 +17,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "sync_agent/file_replace.h"
+#include "common/file_util.h"
 
 extern char** environ;
 

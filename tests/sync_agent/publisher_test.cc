@@ -14,7 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "sync_agent/file_replace.h"
+#include "common/file_util.h"
 #include "tests/sync_agent/sync_test_util.h"
 
 namespace fleetca::sync_agent {

@@ -21,7 +21,7 @@
 #include "pki/key_store.h"
 #include "pki/keys.h"
 #include "pki/openssl_util.h"
-#include "sync_agent/file_replace.h"
+#include "common/file_util.h"
 
 namespace fleetca::sync_agent::testing {
 
