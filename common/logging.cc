@@ -12,6 +12,7 @@ namespace fleetca {
 namespace {
 
 std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<LogSink> sink{nullptr};
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -46,8 +47,14 @@ bool ParseLogLevel(absl::string_view text, LogLevel* level) {
 
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
+void SetLogSink(LogSink s) { sink.store(s); }
+
 void Log(LogLevel level, absl::string_view msg, const std::vector<LogField>& fields) {
   if (static_cast<int>(level) < min_level.load(std::memory_order_relaxed)) return;
+  if (LogSink s = sink.load(std::memory_order_acquire); s != nullptr) {
+    s(level, msg, fields);
+    return;
+  }
   std::string line = "{\"ts\":\"";
   line += absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone());
   line += "\",\"level\":\"";

@@ -23,6 +23,11 @@ bool ParseLogLevel(absl::string_view text, LogLevel* level);
 // SetMinLogLevel sets the level below which lines are dropped (default kInfo). Thread-safe.
 void SetMinLogLevel(LogLevel level);
 
+// LogSink receives the lines instead of stderr once set (SetLogSink): the mosquitto plugin
+// hands them to the broker's log. It must be thread-safe; null restores stderr.
+using LogSink = void (*)(LogLevel level, absl::string_view msg, const std::vector<LogField>& fields);
+void SetLogSink(LogSink sink);
+
 // Log writes one line if level is at or above the minimum. Thread-safe; one write(2) per line.
 void Log(LogLevel level, absl::string_view msg, const std::vector<LogField>& fields = {});
 

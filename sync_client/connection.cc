@@ -94,6 +94,10 @@ std::shared_ptr<grpc::Channel> NewChannel(const ConnectionConfig& config,
                                           std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
+  // gRPC's own reconnection backoff grows to 120 s by default: a server down for a minute
+  // would keep the stream away for two more. Followers retry on their own schedule.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   if (!config.tls_server_name.empty()) args.SetSslTargetNameOverride(config.tls_server_name);
   return grpc::CreateCustomChannel(config.server, std::move(credentials), args);
 }

@@ -51,7 +51,8 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
 
 // NewChannel: a channel to config.server with these credentials, no limit on the size of
 // a received message (a complete CRL of a million entries is about 35 MiB, in one
-// message), and tls_server_name as the expected server name when set.
+// message), tls_server_name as the expected server name when set, and gRPC's reconnection
+// backoff capped at 5 s (a follower reconnects soon after the server is back).
 std::shared_ptr<grpc::Channel> NewChannel(const ConnectionConfig& config,
                                           std::shared_ptr<grpc::ChannelCredentials> credentials);
 

@@ -52,8 +52,9 @@ absl::Status ValidateChange(const v1::SyncChange& change) {
   return absl::OkStatus();
 }
 
-StreamApplier::StreamApplier(std::function<std::unique_ptr<SyncState>()> new_state)
-    : new_state_(std::move(new_state)), state_(new_state_()) {}
+StreamApplier::StreamApplier(std::function<std::unique_ptr<SyncState>()> new_state,
+                             bool log_snapshots)
+    : new_state_(std::move(new_state)), log_snapshots_(log_snapshots), state_(new_state_()) {}
 
 void StreamApplier::Restore(std::unique_ptr<SyncState> state, int64_t revision) {
   building_.reset();
@@ -61,6 +62,16 @@ void StreamApplier::Restore(std::unique_ptr<SyncState> state, int64_t revision) 
   state_ = std::move(state);
   has_state_ = true;
   resume_revision_ = revision;
+}
+
+std::unique_ptr<SyncState> StreamApplier::ReleaseState() {
+  std::unique_ptr<SyncState> state = std::move(state_);
+  state_ = new_state_();
+  building_.reset();
+  pending_.clear();
+  has_state_ = false;
+  resume_revision_ = 0;
+  return state;
 }
 
 absl::StatusOr<StreamApplier::Outcome> StreamApplier::Apply(const v1::WatchResponse& response) {
@@ -72,7 +83,7 @@ absl::StatusOr<StreamApplier::Outcome> StreamApplier::Apply(const v1::WatchRespo
       building_->state = new_state_();
       building_->revision = response.snapshot_begin().revision();
       pending_.clear();
-      LogInfo("snapshot begins",
+      if (log_snapshots_) LogInfo("snapshot begins",
               {{"revision", absl::StrCat(building_->revision)},
                {"reason", v1::SnapshotReason_Name(response.snapshot_begin().reason())}});
       return Outcome::kNothing;
@@ -149,7 +160,7 @@ absl::StatusOr<StreamApplier::Outcome> StreamApplier::EndSnapshot(const v1::Snap
   state_ = std::move(building.state);
   has_state_ = true;
   resume_revision_ = end.revision();
-  LogInfo("snapshot swapped in", {{"revision", absl::StrCat(resume_revision_)},
+  if (log_snapshots_) LogInfo("snapshot swapped in", {{"revision", absl::StrCat(resume_revision_)},
                                   {"objects", absl::StrCat(building.count)}});
   return Outcome::kSnapshotSwapped;
 }

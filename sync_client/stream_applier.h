@@ -46,7 +46,10 @@ class StreamApplier {
   };
 
   // new_state makes an empty state: the initial one, and one per snapshot received.
-  explicit StreamApplier(std::function<std::unique_ptr<SyncState>()> new_state);
+  // log_snapshots: log a line when a snapshot begins and when it is swapped in (off when
+  // replaying a persisted copy).
+  explicit StreamApplier(std::function<std::unique_ptr<SyncState>()> new_state,
+                         bool log_snapshots = true);
 
   // Apply applies one message. On error the stream must be abandoned (reconnect): the
   // state and resume revision are left as they were before the snapshot or `continued`
@@ -63,6 +66,9 @@ class StreamApplier {
   // Restore installs a state obtained otherwise (a persisted copy) as if a snapshot at
   // `revision` had been swapped in: the next Watch resumes from it.
   void Restore(std::unique_ptr<SyncState> state, int64_t revision);
+
+  // ReleaseState hands the current state over; the applier starts again empty (as if new).
+  std::unique_ptr<SyncState> ReleaseState();
 
   // state is the current state (the last snapshot with the deltas applied since; empty
   // before the first snapshot). Never null.
@@ -82,6 +88,7 @@ class StreamApplier {
   absl::StatusOr<Outcome> EndSnapshot(const v1::SnapshotEnd& end);
 
   std::function<std::unique_ptr<SyncState>()> new_state_;
+  const bool log_snapshots_;
   std::unique_ptr<SyncState> state_;
   bool has_state_ = false;
   int64_t resume_revision_ = 0;

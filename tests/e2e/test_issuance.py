@@ -209,9 +209,12 @@ class Mosquitto:
     to the mosquitto user after reading its configuration; the files are world-readable
     anyway)."""
 
-    def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None, files=None):
+    def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None, files=None,
+                 extra_lines=(), identity_as_username=True):
         """files: {"cafile", "crlfile", "acl_file", "pid_file"} paths kept by someone else
-        (fleetca-sync) instead of cafile_pem and crl_pem."""
+        (fleetca-sync) instead of cafile_pem and crl_pem. extra_lines are appended to the
+        configuration (a plugin and its options); identity_as_username=False leaves the
+        username to a plugin (mosquitto then calls its BASIC_AUTH)."""
         for tool in (MOSQUITTO, MOSQUITTO_PUB):
             if not os.access(tool, os.X_OK):
                 raise AssertionError(f"{tool} not found: run scripts/deps.sh (Debian packages mosquitto, "
@@ -237,8 +240,9 @@ class Mosquitto:
             f"certfile {certfile}",
             f"keyfile {keyfile}",
             "require_certificate true",
-            "use_identity_as_username true",
         ]
+        if identity_as_username:
+            lines.append("use_identity_as_username true")
         self.crlfile = files.get("crlfile")
         if crl_pem is not None:
             self.crlfile = write(os.path.join(folder, "crl.pem"), crl_pem)
@@ -248,11 +252,20 @@ class Mosquitto:
             lines.append(f"acl_file {files['acl_file']}")
         if files.get("pid_file"):
             lines.append(f"pid_file {files['pid_file']}")
+        lines.extend(extra_lines)
         if os.geteuid() == 0:
             lines.insert(0, "user root")
         self.conf = write(os.path.join(folder, "mosquitto.conf"), "\n".join(lines) + "\n")
         self.log_path = os.path.join(folder, "mosquitto.log")
-        self._log = open(self.log_path, "w")
+        self._log = None
+        self.start()
+
+    def start(self):
+        """Starts the broker (again, after stop(): same configuration, same port; the log
+        is appended to)."""
+        if self._log is not None:
+            self._log.close()
+        self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
@@ -289,7 +302,7 @@ class Mosquitto:
             cmd += ["--cert", cert_path, "--key", key_path]
         return run(cmd, check=False, timeout=60)
 
-    def close(self):
+    def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -297,6 +310,9 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=20)
+
+    def close(self):
+        self.stop()
         self._log.close()
 
 
