@@ -206,6 +206,7 @@ absl::string_view VerdictName(Verdict verdict) {
     case Verdict::kPrincipalUnknown: return "principal_unknown";
     case Verdict::kPrincipalInactive: return "principal_inactive";
     case Verdict::kNoPolicy: return "no_policy";
+    case Verdict::kUnavailable: return "fleetca_unavailable";
   }
   return "unknown";
 }

@@ -44,6 +44,7 @@ enum class Verdict {
   kPrincipalUnknown,     // no such device or identity
   kPrincipalInactive,    // suspended, decommissioned, disabled ...
   kNoPolicy,             // no policy snapshot yet
+  kUnavailable,          // query mode: fleetca did not answer in time
 };
 
 struct Decision {

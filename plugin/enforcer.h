@@ -69,7 +69,24 @@ struct Kick {
   std::string reason;
 };
 
-class Enforcer {
+// BrokerPolicy: what the broker thread asks, whichever way it is answered (Enforcer: the
+// stream's policy in memory; QueryPolicy: AuthorizeConnect per connection).
+class BrokerPolicy {
+ public:
+  virtual ~BrokerPolicy() = default;
+  // OnConnect decides a CONNECT (cert borrowed, may be null) and, when allowed, remembers
+  // the client under `client` (mosquitto's pointer, unique among live connections).
+  virtual Decision OnConnect(const void* client, const std::string& client_id, X509* cert) = 0;
+  // Allowed answers an ACL check.
+  virtual bool Allowed(const void* client, absl::string_view client_id, acl::Operation op,
+                       absl::string_view topic) = 0;
+  // OnDisconnect forgets the client.
+  virtual void OnDisconnect(const void* client) = 0;
+  // OnTick returns the clients to kick (called about every 100 ms).
+  virtual std::vector<Kick> OnTick() = 0;
+};
+
+class Enforcer final : public BrokerPolicy {
  public:
   Enforcer(SnapshotBox& box, EnforcerOptions options,
            std::function<absl::Time()> clock = [] { return absl::Now(); })
@@ -79,20 +96,20 @@ class Enforcer {
   // the client under `client` (mosquitto's pointer, unique among live connections). Takes a
   // newer snapshot first, so a client is never decided on an older policy than its ACL
   // checks will be.
-  Decision OnConnect(const void* client, const std::string& client_id, X509* cert);
+  Decision OnConnect(const void* client, const std::string& client_id, X509* cert) override;
 
   // Allowed answers an ACL check. A client not remembered (an offline persistent session
   // receiving a queued message) is decided by its client id: a registered ACTIVE device
   // of that comm-ID, else an ACTIVE identity of that name, with its rules.
   bool Allowed(const void* client, absl::string_view client_id, acl::Operation op,
-               absl::string_view topic);
+               absl::string_view topic) override;
 
   // OnDisconnect forgets the client.
-  void OnDisconnect(const void* client);
+  void OnDisconnect(const void* client) override;
 
   // OnTick takes a newer snapshot if there is one, decides again the clients it concerns
   // (all of them every full_recheck_interval) and returns those to kick.
-  std::vector<Kick> OnTick();
+  std::vector<Kick> OnTick() override;
 
   bool has_policy() const { return policy_ != nullptr; }
   int64_t revision() const { return revision_; }

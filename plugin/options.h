@@ -23,7 +23,8 @@ enum class Mode {
 
 struct PluginOptions {
   Mode mode = Mode::kStream;
-  FollowerOptions follower;  // connection, heartbeat_interval, cache_path, cache_interval
+  // connection (both modes), heartbeat_interval, cache_path, cache_interval (stream mode)
+  FollowerOptions follower;
   EnforcerOptions enforcer;  // admit_without_policy
   absl::Duration query_timeout = absl::Milliseconds(500);
   LogLevel log_level = LogLevel::kInfo;

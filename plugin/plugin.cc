@@ -1,14 +1,18 @@
-// fleetca_auth.so: the mosquitto 2.0 plugin (v5 API). It follows fleetca's Watch stream on
-// a background thread and decides CONNECT and every ACL check in memory on the broker's
-// thread; revoked, suspended or narrowed clients are kicked from MOSQ_EVT_TICK. The logic
-// is in the fleetca_plugin library (Enforcer, Follower); this file only wires mosquitto's
-// callbacks to it. docs/mosquitto-plugin.md says how to run it.
+// fleetca_auth.so: the mosquitto 2.0 plugin (v5 API). In stream mode (the default) it
+// follows fleetca's Watch stream on a background thread and decides CONNECT and every ACL
+// check in memory on the broker's thread; revoked, suspended or narrowed clients are kicked
+// from MOSQ_EVT_TICK. In query mode it asks AuthorizeConnect per CONNECT under a deadline.
+// The logic is in the fleetca_plugin library (Enforcer, Follower, QueryPolicy); this file
+// only wires mosquitto's callbacks to it. docs/mosquitto-plugin.md says how to run it.
 
 // mosquitto_broker.h before mosquitto_plugin.h (the latter uses the former's types).
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 #include <openssl/x509.h>
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
 
 #include <cstring>
 #include <deque>
@@ -19,11 +23,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "fleetca/v1/broker_auth.grpc.pb.h"
 #include "common/logging.h"
 #include "plugin/cache.h"
 #include "plugin/enforcer.h"
 #include "plugin/follower.h"
 #include "plugin/options.h"
+#include "plugin/query.h"
+#include "sync_client/connection.h"
 
 #define FLEETCA_PLUGIN_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -88,15 +96,65 @@ void DrainLogs() {
   }
 }
 
+// QueryClient: the query mode's connection to fleetca. The channel is made on the first
+// call, and every call runs with all signals blocked: threads gRPC starts meanwhile inherit
+// that mask, so mosquitto's signals keep reaching mosquitto's thread.
+class QueryClient {
+ public:
+  explicit QueryClient(sync_client::ConnectionConfig config) : config_(std::move(config)) {}
+
+  grpc::Status Call(const v1::AuthorizeConnectRequest& request,
+                    v1::AuthorizeConnectResponse* response, absl::Time deadline) {
+    const sigset_t previous = BlockAllSignals();
+    grpc::Status status;
+    if (stub_ == nullptr) {
+      auto credentials = sync_client::ChannelCredentialsFor(config_);
+      if (credentials.ok()) {
+        stub_ = v1::BrokerAuthService::NewStub(
+            sync_client::NewChannel(config_, *std::move(credentials)));
+      } else {
+        status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              std::string(credentials.status().message()));
+      }
+    }
+    if (stub_ != nullptr) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(deadline));
+      status = stub_->AuthorizeConnect(&context, request, response);
+    }
+    RestoreSignals(previous);
+    return status;
+  }
+
+ private:
+  const sync_client::ConnectionConfig config_;
+  std::unique_ptr<v1::BrokerAuthService::Stub> stub_;
+};
+
 struct Plugin {
-  explicit Plugin(PluginOptions o)
-      : options(std::move(o)), enforcer(box, options.enforcer), follower(options.follower, box) {}
+  explicit Plugin(PluginOptions o) : options(std::move(o)) {
+    if (options.mode == Mode::kStream) {
+      policy = std::make_unique<Enforcer>(box, options.enforcer);
+      follower = std::make_unique<Follower>(options.follower, box);
+    } else {
+      query = std::make_unique<QueryClient>(options.follower.connection);
+      QueryOptions q;
+      q.timeout = options.query_timeout;
+      policy = std::make_unique<QueryPolicy>(
+          [client = query.get()](const v1::AuthorizeConnectRequest& request,
+                                 v1::AuthorizeConnectResponse* response, absl::Time deadline) {
+            return client->Call(request, response, deadline);
+          },
+          q);
+    }
+  }
 
   mosquitto_plugin_id_t* id = nullptr;
   PluginOptions options;
   SnapshotBox box;
-  Enforcer enforcer;
-  Follower follower;
+  std::unique_ptr<BrokerPolicy> policy;
+  std::unique_ptr<Follower> follower;   // stream mode
+  std::unique_ptr<QueryClient> query;   // query mode
 };
 
 int OnBasicAuth(int, void* event_data, void* userdata) {
@@ -105,7 +163,7 @@ int OnBasicAuth(int, void* event_data, void* userdata) {
   const char* id = mosquitto_client_id(event->client);
   const std::string client_id = id != nullptr ? id : "";
   X509* cert = static_cast<X509*>(mosquitto_client_certificate(event->client));
-  const Decision decision = plugin->enforcer.OnConnect(event->client, client_id, cert);
+  const Decision decision = plugin->policy->OnConnect(event->client, client_id, cert);
   X509_free(cert);
   if (!decision.allowed()) {
     const char* address = mosquitto_client_address(event->client);
@@ -146,13 +204,13 @@ int OnAclCheck(int, void* event_data, void* userdata) {
   }
   const char* id = mosquitto_client_id(event->client);
   if (event->topic == nullptr || id == nullptr) return MOSQ_ERR_ACL_DENIED;
-  return plugin->enforcer.Allowed(event->client, id, op, event->topic) ? MOSQ_ERR_SUCCESS
+  return plugin->policy->Allowed(event->client, id, op, event->topic) ? MOSQ_ERR_SUCCESS
                                                                         : MOSQ_ERR_ACL_DENIED;
 }
 
 int OnTick(int, void*, void* userdata) {
   auto* plugin = static_cast<Plugin*>(userdata);
-  for (const Kick& kick : plugin->enforcer.OnTick()) {
+  for (const Kick& kick : plugin->policy->OnTick()) {
     LogInfo("disconnecting client", {{"client_id", kick.client_id}, {"reason", kick.reason}});
     mosquitto_kick_client_by_clientid(kick.client_id.c_str(), false);
   }
@@ -162,7 +220,7 @@ int OnTick(int, void*, void* userdata) {
 
 int OnDisconnect(int, void* event_data, void* userdata) {
   auto* event = static_cast<mosquitto_evt_disconnect*>(event_data);
-  static_cast<Plugin*>(userdata)->enforcer.OnDisconnect(event->client);
+  static_cast<Plugin*>(userdata)->policy->OnDisconnect(event->client);
   return MOSQ_ERR_SUCCESS;
 }
 
@@ -190,12 +248,6 @@ int Init(mosquitto_plugin_id_t* identifier, void** userdata, mosquitto_opt* opts
                          std::string(parsed.status().message()).c_str());
     return MOSQ_ERR_INVAL;
   }
-  if (parsed->mode == Mode::kQuery) {
-    mosquitto_log_printf(MOSQ_LOG_ERR,
-                         "fleetca_auth: plugin_opt_mode: query is not available in this build; "
-                         "use stream");
-    return MOSQ_ERR_NOT_SUPPORTED;
-  }
   SetMinLogLevel(parsed->log_level);
   SetLogSink(QueueLine);
   auto plugin = std::make_unique<Plugin>(*std::move(parsed));
@@ -203,13 +255,13 @@ int Init(mosquitto_plugin_id_t* identifier, void** userdata, mosquitto_opt* opts
 
   // The last policy persisted, if any, is enforced until the stream delivers a newer one.
   const std::string& cache_path = plugin->options.follower.cache_path;
-  if (!cache_path.empty()) {
+  if (plugin->follower != nullptr && !cache_path.empty()) {
     absl::StatusOr<LoadedCache> cache = LoadCache(cache_path);
     if (cache.ok()) {
       LogInfo("cached policy loaded", {{"path", cache_path},
                                        {"revision", absl::StrCat(cache->revision)},
                                        {"objects", absl::StrCat(cache->objects)}});
-      plugin->follower.Restore(*std::move(cache));
+      plugin->follower->Restore(*std::move(cache));
     } else if (absl::IsNotFound(cache.status())) {
       LogInfo("no cached policy yet", {{"path", cache_path}});
     } else {
@@ -230,8 +282,9 @@ int Init(mosquitto_plugin_id_t* identifier, void** userdata, mosquitto_opt* opts
       return rc;
     }
   }
-  plugin->follower.Start();
-  LogInfo("started", {{"server", plugin->options.follower.connection.server},
+  if (plugin->follower != nullptr) plugin->follower->Start();
+  LogInfo("started", {{"mode", plugin->options.mode == Mode::kStream ? "stream" : "query"},
+                      {"server", plugin->options.follower.connection.server},
                       {"broker_id", plugin->options.follower.connection.broker_id},
                       {"cache", cache_path.empty() ? "none" : cache_path}});
   DrainLogs();
@@ -245,7 +298,7 @@ int Cleanup(void* userdata) {
   for (const Registration& r : kCallbacks) {
     mosquitto_callback_unregister(plugin->id, r.event, r.callback, nullptr);
   }
-  plugin->follower.Stop();  // writes the cache if changes are unsaved
+  if (plugin->follower != nullptr) plugin->follower->Stop();  // writes the cache if unsaved
   LogInfo("stopped");
   DrainLogs();
   SetLogSink(nullptr);

@@ -210,11 +210,13 @@ class Mosquitto:
     anyway)."""
 
     def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None, files=None,
-                 extra_lines=(), identity_as_username=True):
+                 extra_lines=(), identity_as_username=True, config=None):
         """files: {"cafile", "crlfile", "acl_file", "pid_file"} paths kept by someone else
         (fleetca-sync) instead of cafile_pem and crl_pem. extra_lines are appended to the
         configuration (a plugin and its options); identity_as_username=False leaves the
-        username to a plugin (mosquitto then calls its BASIC_AUTH)."""
+        username to a plugin (mosquitto then calls its BASIC_AUTH). config, when given, is
+        called with the listener port, the clients' cafile, the broker's certfile and keyfile
+        paths, and returns the whole configuration's lines instead."""
         for tool in (MOSQUITTO, MOSQUITTO_PUB):
             if not os.access(tool, os.X_OK):
                 raise AssertionError(f"{tool} not found: run scripts/deps.sh (Debian packages mosquitto, "
@@ -253,6 +255,8 @@ class Mosquitto:
         if files.get("pid_file"):
             lines.append(f"pid_file {files['pid_file']}")
         lines.extend(extra_lines)
+        if config is not None:
+            lines = config(self.port, cafile, certfile, keyfile)
         if os.geteuid() == 0:
             lines.insert(0, "user root")
         self.conf = write(os.path.join(folder, "mosquitto.conf"), "\n".join(lines) + "\n")

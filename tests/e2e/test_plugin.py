@@ -24,6 +24,8 @@ from test_security import IDENTITY, SecurityTestCase
 
 PLUGIN = os.environ.get("FLEETCA_PLUGIN") or os.path.join(
     os.path.dirname(os.path.dirname(SERVER)), "plugin", "fleetca_auth.so")
+DEPLOY_CONF = os.path.join(os.environ.get("FLEETCA_SOURCE_DIR", os.path.join(
+    os.path.dirname(__file__), "..", "..")), "deploy", "mosquitto-plugin.conf")
 ACL = "fleetca.v1.AclService"
 REVOCATION = "fleetca.v1.RevocationService"
 NOT_AUTHORIZED = 135  # MQTT v5 reason code 0x87
@@ -90,9 +92,9 @@ class PluginTest(SecurityTestCase):
 
     # -- the world of one test -----------------------------------------------------------
 
-    def start_world(self, label):
+    def start_world(self, label, mode="stream"):
         """A TLS fleetca with a broker mqtt-1, its identity's credential for the plugin, and
-        a mosquitto with the plugin."""
+        a mosquitto with the plugin in this mode."""
         self.db, self.server, self.admin = self.serve_tls(label)
         self.register_broker(self.admin, "mqtt-1", dns=["localhost"], ips=["127.0.0.1"])
         body = self.ok(self.admin.call("IssueIdentity", {
@@ -119,23 +121,39 @@ class PluginTest(SecurityTestCase):
         self.foreign = (foreign_key, foreign_cert)
         self.clients_ca = self.trust_bundle(
             self.admin, "TRUST_BUNDLE_SCOPE_CLIENT_AUTH")["bundlePem"] + read(foreign_cert)
-        self.mosq = self.start_mosquitto()
+        self.mosq = self.start_mosquitto(mode)
 
-    def start_mosquitto(self):
-        lines = [
-            f"plugin {PLUGIN}",
-            f"plugin_opt_server localhost:{self.server.port}",
-            "plugin_opt_broker_id mqtt-1",
-            f"plugin_opt_tls_ca {self.admin.tls['cacert']}",
-            f"plugin_opt_tls_cert {self.plugin_cert}",
-            f"plugin_opt_tls_key {self.plugin_key}",
-            f"plugin_opt_cache_dir {self.cache_dir}",
-            "plugin_opt_cache_interval 1",
-            "plugin_opt_heartbeat_interval 1",
-        ]
+    def start_mosquitto(self, mode="stream"):
+        """mosquitto configured by the example deploy/mosquitto-plugin.conf, with this test's
+        paths, ports and shorter intervals: the example is what is tested."""
+        def config(port, cafile, certfile, keyfile):
+            values = {
+                "listener": f"{port} 127.0.0.1", "cafile": cafile, "certfile": certfile,
+                "keyfile": keyfile, "plugin": PLUGIN, "persistence": "false",
+                "log_dest": "stderr", "plugin_opt_mode": mode,
+                "plugin_opt_server": f"localhost:{self.server.port}",
+                "plugin_opt_tls_ca": self.admin.tls["cacert"],
+                "plugin_opt_tls_cert": self.plugin_cert, "plugin_opt_tls_key": self.plugin_key,
+                "plugin_opt_cache_dir": self.cache_dir, "plugin_opt_cache_interval": "1",
+                "plugin_opt_heartbeat_interval": "1",
+            }
+            lines, seen = [], set()
+            for line in read(DEPLOY_CONF).splitlines():
+                if not line.strip() or line.startswith("#"):
+                    continue
+                key, _, value = line.partition(" ")
+                if key in ("persistence_location", "log_type"):
+                    continue
+                seen.add(key)
+                lines.append(f"{key} {values.get(key, value)}")
+            lines.append("log_type all")
+            missing = set(values) - seen
+            self.assertFalse(missing, f"{DEPLOY_CONF} lacks {missing}")
+            return lines
+
         mosq = Mosquitto(os.path.join(self.tmpdir, "mosquitto"), self.clients_ca,
                          self.broker_cert["certificatePem"] + self.broker_cert["chainPem"],
-                         self.broker_key, extra_lines=lines, identity_as_username=False)
+                         self.broker_key, config=config)
         self.addCleanup(mosq.close)
         return mosq
 
@@ -432,6 +450,34 @@ class PluginTest(SecurityTestCase):
         self.assert_refused(cert_a, key_a, "imei-a", "principal_inactive")
         self.assertNotIn("snapshot begins", self.mosq.log_text()[mark:],
                          "a resume, not a new snapshot")
+
+
+    def test_query_mode(self):
+        """plugin_opt_mode query: AuthorizeConnect per CONNECT under a deadline, ACL checks
+        from the rules it returns; fail closed when fleetca does not answer."""
+        self.start_world("plugin-query", mode="query")
+        cert_a, key_a, _ = self.device("imei-a")
+        cert_b, key_b, _ = self.device("imei-b")
+        cert_c, key_c, _ = self.device("imei-c")
+        self.ok(self.admin.call("AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_DEVICE", "subjectId": "imei-b",
+            "profileName": "watcher"}}, service=ACL))
+        sub, lines = self.subscriber(cert_b, key_b, "imei-b", "#")
+        self.delivered(cert_a, key_a, "imei-a", "devices/imei-a/up", "query-1", lines)
+        self.assert_publish_denied(cert_a, key_a, "imei-a", "devices/imei-b/cmd")
+        self.assert_refused(cert_a, key_a, "imei-b", "client_id_mismatch")
+        self.ok(self.admin.call("SetDeviceStatus", {"commId": "imei-c",
+                                                    "status": "DEVICE_STATUS_SUSPENDED",
+                                                    "reason": "e2e"}))
+        self.assert_refused(cert_c, key_c, "imei-c", "principal_inactive")
+        self.assertIn("mode=query", self.mosq.log_text())
+        self.assertNotIn("opening Watch", self.mosq.log_text())
+        # fleetca gone: a client with no fresh cached answer is refused at once (fail
+        # closed), and the broker stays responsive.
+        self.assertEqual(self.server.stop(), 0)
+        started = time.monotonic()
+        self.assert_refused(cert_c, key_c, "imei-c", "fleetca_unavailable")
+        self.assertLess(time.monotonic() - started, 10)
 
 
 if __name__ == "__main__":
