@@ -111,6 +111,10 @@ size_t Policy::ObjectCount() const {
          profiles_->size() + assignments;
 }
 
+void Policy::Touch(absl::flat_hash_set<std::string>& keys, std::string key) {
+  if (!touched_.all) keys.insert(std::move(key));
+}
+
 Touched Policy::TakeTouched() {
   Touched out = std::move(touched_);
   touched_ = Touched();
@@ -126,7 +130,7 @@ bool Policy::Apply(const v1::SyncChange& change) {
       return true;
     case v1::SyncChange::kDevice: {
       const v1::SyncDevice& d = change.device();
-      touched_.devices.insert(d.comm_id());
+      Touch(touched_.devices, d.comm_id());
       if (deleted) {
         devices_.Erase(d.comm_id());
         return true;
@@ -144,7 +148,7 @@ bool Policy::Apply(const v1::SyncChange& change) {
     }
     case v1::SyncChange::kIdentity: {
       const v1::SyncIdentity& i = change.identity();
-      touched_.identities.insert(i.name());
+      Touch(touched_.identities, i.name());
       if (deleted) {
         identities_.Erase(i.name());
       } else {
@@ -167,7 +171,7 @@ bool Policy::Apply(const v1::SyncChange& change) {
         cert.not_after = c.has_not_after() ? Seconds(c.not_after()) : 0;
         certificates_.Put(key, std::move(cert));
       }
-      touched_.certificates.insert(std::move(key));
+      Touch(touched_.certificates, std::move(key));
       return true;
     }
     case v1::SyncChange::kAclProfile: {
@@ -237,10 +241,10 @@ void Policy::ApplyAssignment(const v1::AclAssignment& a, bool deleted) {
   }
   switch (a.subject_type()) {
     case v1::ACL_SUBJECT_TYPE_DEVICE:
-      touched_.devices.insert(a.subject_id());
+      Touch(touched_.devices, a.subject_id());
       break;
     case v1::ACL_SUBJECT_TYPE_IDENTITY:
-      touched_.identities.insert(a.subject_id());
+      Touch(touched_.identities, a.subject_id());
       break;
     default:
       touched_.all = true;

@@ -101,7 +101,10 @@ std::string SubjectKey(v1::AclSubjectType type, absl::string_view subject_id);
 
 class Policy final : public sync_client::SyncState {
  public:
-  Policy() = default;
+  // A new Policy counts as all touched (it replaces whatever was before): nothing is
+  // recorded key by key until the first TakeTouched, so receiving a snapshot of a million
+  // devices builds no set of a million keys.
+  Policy() { touched_.all = true; }
   // A copy shares every table with the original until either changes; touched() is not
   // copied.
   Policy(const Policy& other);
@@ -139,6 +142,8 @@ class Policy final : public sync_client::SyncState {
  private:
   using ProfileMap = absl::flat_hash_map<std::string, std::shared_ptr<const Profile>>;
 
+  // Touch records a touched key, unless everything counts as touched already.
+  void Touch(absl::flat_hash_set<std::string>& keys, std::string key);
   void ApplyIssuer(const v1::SyncIssuer& issuer, bool deleted);
   void ApplyAssignment(const v1::AclAssignment& a, bool deleted);
 

@@ -210,13 +210,15 @@ class Mosquitto:
     anyway)."""
 
     def __init__(self, folder, cafile_pem, cert_pem, key_path, crl_pem=None, files=None,
-                 extra_lines=(), identity_as_username=True, config=None):
+                 extra_lines=(), identity_as_username=True, config=None, user="root"):
         """files: {"cafile", "crlfile", "acl_file", "pid_file"} paths kept by someone else
         (fleetca-sync) instead of cafile_pem and crl_pem. extra_lines are appended to the
         configuration (a plugin and its options); identity_as_username=False leaves the
         username to a plugin (mosquitto then calls its BASIC_AUTH). config, when given, is
         called with the listener port, the clients' cafile, the broker's certfile and keyfile
-        paths, and returns the whole configuration's lines instead."""
+        paths, and returns the whole configuration's lines instead. user: when the tests run
+        as root, the user mosquitto runs as after reading its configuration ("mosquitto":
+        the privilege drop of a production broker)."""
         for tool in (MOSQUITTO, MOSQUITTO_PUB):
             if not os.access(tool, os.X_OK):
                 raise AssertionError(f"{tool} not found: run scripts/deps.sh (Debian packages mosquitto, "
@@ -258,7 +260,7 @@ class Mosquitto:
         if config is not None:
             lines = config(self.port, cafile, certfile, keyfile)
         if os.geteuid() == 0:
-            lines.insert(0, "user root")
+            lines.insert(0, f"user {user}")
         self.conf = write(os.path.join(folder, "mosquitto.conf"), "\n".join(lines) + "\n")
         self.log_path = os.path.join(folder, "mosquitto.log")
         self._log = None

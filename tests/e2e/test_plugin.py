@@ -15,6 +15,7 @@ import re
 import subprocess
 import threading
 import time
+import unittest
 
 import paho.mqtt.client as mqtt
 
@@ -92,7 +93,7 @@ class PluginTest(SecurityTestCase):
 
     # -- the world of one test -----------------------------------------------------------
 
-    def start_world(self, label, mode="stream"):
+    def start_world(self, label, mode="stream", user="root"):
         """A TLS fleetca with a broker mqtt-1, its identity's credential for the plugin, and
         a mosquitto with the plugin in this mode."""
         self.db, self.server, self.admin = self.serve_tls(label)
@@ -121,9 +122,16 @@ class PluginTest(SecurityTestCase):
         self.foreign = (foreign_key, foreign_cert)
         self.clients_ca = self.trust_bundle(
             self.admin, "TRUST_BUNDLE_SCOPE_CLIENT_AUTH")["bundlePem"] + read(foreign_cert)
-        self.mosq = self.start_mosquitto(mode)
+        if user != "root":
+            # What the mosquitto user reads or writes after the privilege drop.
+            import pwd
+            account = pwd.getpwnam(user)
+            os.chmod(self.tmpdir, 0o755)
+            for path in (self.plugin_key, self.cache_dir):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        self.mosq = self.start_mosquitto(mode, user)
 
-    def start_mosquitto(self, mode="stream"):
+    def start_mosquitto(self, mode="stream", user="root"):
         """mosquitto configured by the example deploy/mosquitto-plugin.conf, with this test's
         paths, ports and shorter intervals: the example is what is tested."""
         def config(port, cafile, certfile, keyfile):
@@ -153,7 +161,7 @@ class PluginTest(SecurityTestCase):
 
         mosq = Mosquitto(os.path.join(self.tmpdir, "mosquitto"), self.clients_ca,
                          self.broker_cert["certificatePem"] + self.broker_cert["chainPem"],
-                         self.broker_key, config=config)
+                         self.broker_key, config=config, user=user)
         self.addCleanup(mosq.close)
         return mosq
 
@@ -480,6 +488,28 @@ class PluginTest(SecurityTestCase):
         self.assertLess(time.monotonic() - started, 10)
 
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to let mosquitto drop to its user")
+    def test_after_the_privilege_drop(self):
+        """mosquitto started as root drops to the mosquitto user after reading its
+        configuration: the plugin's threads, TLS files and cache work as that user."""
+        self.start_world("plugin-drop", user="mosquitto")
+        cert_a, key_a, _ = self.device("imei-a")
+        cert_b, key_b, _ = self.device("imei-b")
+        self.ok(self.admin.call("AssignAclProfile", {"assignment": {
+            "subjectType": "ACL_SUBJECT_TYPE_DEVICE", "subjectId": "imei-b",
+            "profileName": "watcher"}}, service=ACL))
+        sub, lines = self.subscriber(cert_b, key_b, "imei-b", "#")
+        self.delivered(cert_a, key_a, "imei-a", "devices/imei-a/up", "as-mosquitto", lines)
+        self.assert_publish_denied(cert_a, key_a, "imei-a", "devices/imei-b/cmd")
+        cache = os.path.join(self.cache_dir, "fleetca-policy.cache")
+        deadline = time.monotonic() + 20
+        while not os.path.exists(cache):
+            self.assertLess(time.monotonic(), deadline, "no cache written:\n" + self.mosq.log_text())
+            time.sleep(0.1)
+        import pwd
+        self.assertEqual(pwd.getpwuid(os.stat(cache).st_uid).pw_name, "mosquitto")
+        self.assertIn("Watch stream established", self.mosq.log_text())
+
+
 if __name__ == "__main__":
-    import unittest
     unittest.main()
