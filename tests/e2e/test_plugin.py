@@ -12,6 +12,7 @@ resumes from its revision; a watcher identity subscribes to everything and canno
 
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -314,6 +315,11 @@ class PluginTest(SecurityTestCase):
         # The watcher publishes nothing (last: its publisher takes over the subscriber's
         # session, both being watch-1).
         self.assert_publish_denied(cert_w, key_w, "watch-1", "devices/imei-a/cmd")
+        # SIGHUP (mosquitto reloads its configuration and TLS files): the plugin carries on.
+        self.mosq.proc.send_signal(signal.SIGHUP)
+        self.wait_mosq_log("Reloading config")
+        self.assert_publish_denied(cert_a, key_a, "imei-a", "devices/imei-b/up")
+        self.assert_refused(cert_a, key_a, "imei-b", "client_id_mismatch")
         self.assertIsNone(self.mosq.proc.poll())
 
 
