@@ -45,10 +45,36 @@ bool ReadClientCertificate(const Policy& policy, X509* cert, ClientCertificate* 
     *refusal = Refuse(Verdict::kNoCertificate, "the client sent no certificate");
     return false;
   }
+  absl::StatusOr<pki::CertificateInfo> info = pki::InspectCertificate(cert);
+  const int length = i2d_X509(cert, nullptr);
+  if (!info.ok() || length <= 0) {
+    pki::ClearOpenSslErrors();
+    *refusal = Refuse(Verdict::kCertificateUnknown, "the certificate cannot be read");
+    return false;
+  }
+  std::string der(static_cast<size_t>(length), '\0');
+  unsigned char* p = reinterpret_cast<unsigned char*>(der.data());
+  i2d_X509(cert, &p);
+  const std::string digest = pki::Sha256(der);
+  std::memcpy(out->fingerprint.data(), digest.data(), std::min<size_t>(digest.size(), 32));
+  out->serial = pki::SerialToHex(info->serial);
+  out->common_name = info->common_name;
+  out->not_after = absl::ToUnixSeconds(info->not_after);
+
+  // The issuer: a client CA of the policy whose name (and key identifier) the certificate
+  // names. A certificate in the inventory with this very fingerprint is one fleetca
+  // issued: no signature check needed (mosquitto's TLS layer checked the chain too). Any
+  // other is checked against the candidate's key, so that a CA merely sharing the name
+  // (a foreign CA in the broker's cafile) gets nobody in.
   const Issuer* signer = nullptr;
   for (const auto& issuer : policy.issuers()) {
     if (issuer->certificate == nullptr || !IssuesClientCertificates(*issuer)) continue;
     if (X509_check_issued(issuer->certificate.get(), cert) != X509_V_OK) continue;
+    const Certificate* known = policy.FindCertificate(issuer->id, out->serial);
+    if (known != nullptr && known->has_fingerprint && known->fingerprint == out->fingerprint) {
+      signer = issuer.get();
+      break;
+    }
     EVP_PKEY* key = X509_get0_pubkey(issuer->certificate.get());
     if (key != nullptr && X509_verify(cert, key) == 1) {
       signer = issuer.get();
@@ -62,22 +88,7 @@ bool ReadClientCertificate(const Policy& policy, X509* cert, ClientCertificate* 
                       "fleetca trusts");
     return false;
   }
-  absl::StatusOr<pki::CertificateInfo> info = pki::InspectCertificate(cert);
-  const int length = i2d_X509(cert, nullptr);
-  if (!info.ok() || length <= 0) {
-    pki::ClearOpenSslErrors();
-    *refusal = Refuse(Verdict::kCertificateUnknown, "the certificate cannot be read");
-    return false;
-  }
-  std::string der(static_cast<size_t>(length), '\0');
-  unsigned char* p = reinterpret_cast<unsigned char*>(der.data());
-  i2d_X509(cert, &p);
-  const std::string digest = pki::Sha256(der);
   out->issuer_id = signer->id;
-  out->serial = pki::SerialToHex(info->serial);
-  std::memcpy(out->fingerprint.data(), digest.data(), std::min<size_t>(digest.size(), 32));
-  out->common_name = info->common_name;
-  out->not_after = absl::ToUnixSeconds(info->not_after);
   return true;
 }
 

@@ -58,9 +58,10 @@ struct Decision {
 };
 
 // ReadClientCertificate finds the policy issuer (purpose DEVICES or OPERATORS, or an
-// external CA) whose certificate signed `cert` (name match and signature check) and reads
-// its serial, fingerprint, CN and expiry. kNoCertificate or kUntrustedIssuer (in *refusal)
-// when it cannot.
+// external CA) that issued `cert` (name and key identifier match, then: the inventory
+// holds this very certificate, or its signature verifies with the issuer's key) and reads
+// its serial, fingerprint, CN and expiry. kNoCertificate, kCertificateUnknown (unreadable)
+// or kUntrustedIssuer (in *refusal) when it cannot.
 bool ReadClientCertificate(const Policy& policy, X509* cert, ClientCertificate* out,
                            Decision* refusal);
 

@@ -1,9 +1,10 @@
 #pragma once
 
-// CowMap: a string-keyed hash map split into 256 shards that copies share until one is
+// CowMap: a string-keyed hash map split into 4,096 shards that copies share until one is
 // written. The plugin's policy is an immutable snapshot that broker callbacks read while
-// the sync thread prepares the next one: copying a CowMap copies 256 pointers, and a
-// change copies only the shard it touches (a 1M-entry map has about 4k entries a shard).
+// the sync thread prepares the next one: copying a CowMap copies one pointer, and the first
+// change after a copy copies the shard directory and the one shard it touches (a 1M-entry
+// map has about 250 entries a shard).
 
 #include <array>
 #include <atomic>
@@ -22,18 +23,16 @@ namespace fleetca::plugin {
 template <typename V>
 class CowMap {
  public:
-  static constexpr size_t kShards = 256;
-
-  CowMap() {
-    for (auto& shard : shards_) shard = std::make_shared<Shard>();
-  }
+  static constexpr size_t kShards = 4096;
 
   // Find returns the value of key, or null. The pointer is valid while this map (or a copy
   // sharing the shard) is alive and unchanged.
   const V* Find(absl::string_view key) const {
-    const Shard& shard = *shards_[ShardOf(key)];
-    auto it = shard.find(key);
-    return it == shard.end() ? nullptr : &it->second;
+    if (dir_ == nullptr) return nullptr;
+    const Shard* shard = dir_->shards[ShardOf(key)].get();
+    if (shard == nullptr) return nullptr;
+    auto it = shard->find(key);
+    return it == shard->end() ? nullptr : &it->second;
   }
 
   // Put inserts or replaces key's value.
@@ -43,27 +42,34 @@ class CowMap {
 
   // Erase removes key; false when it was not there (nothing copied then).
   bool Erase(absl::string_view key) {
-    const size_t i = ShardOf(key);
-    if (!shards_[i]->contains(key)) return false;
-    return Mutable(i).erase(key) > 0;
+    if (Find(key) == nullptr) return false;
+    return Mutable(ShardOf(key)).erase(key) > 0;
   }
 
   size_t size() const {
     size_t n = 0;
-    for (const auto& shard : shards_) n += shard->size();
+    if (dir_ == nullptr) return 0;
+    for (const auto& shard : dir_->shards) n += shard != nullptr ? shard->size() : 0;
     return n;
   }
 
   // ForEach calls f(key, value) for every entry, in no particular order.
   template <typename F>
   void ForEach(F&& f) const {
-    for (const auto& shard : shards_) {
+    if (dir_ == nullptr) return;
+    for (const auto& shard : dir_->shards) {
+      if (shard == nullptr) continue;
       for (const auto& [key, value] : *shard) f(key, value);
     }
   }
 
  private:
   using Shard = absl::flat_hash_map<std::string, V>;
+  // The directory is shared too: copying a map copies one pointer, whatever its size. The
+  // first change after a copy copies the directory (kShards pointers) and the shard.
+  struct Directory {
+    std::array<std::shared_ptr<Shard>, kShards> shards;  // null: an empty shard
+  };
 
   // The shard is chosen by a hash other than the one inside the shard (absl's): with the
   // same hash, every key of a shard would share the low bits its table probes with.
@@ -71,19 +77,34 @@ class CowMap {
     return std::hash<std::string_view>{}(std::string_view(key.data(), key.size())) % kShards;
   }
 
-  // Mutable returns shard i for writing, copying it first when a copy of this map shares
-  // it. Only the thread that owns this map copies it, so a count of one cannot grow under
-  // us; the fence pairs with the release of the last reader's reference.
-  Shard& Mutable(size_t i) {
-    if (shards_[i].use_count() != 1) {
-      shards_[i] = std::make_shared<Shard>(*shards_[i]);
-    } else {
-      std::atomic_thread_fence(std::memory_order_acquire);
-    }
-    return *shards_[i];
+  // Unshared: whether this map holds the only reference. Only the thread that owns this map
+  // copies it, so a count of one cannot grow under us; the fence pairs with the release of
+  // the last reader's reference.
+  template <typename T>
+  static bool Unshared(const std::shared_ptr<T>& p) {
+    if (p.use_count() != 1) return false;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return true;
   }
 
-  std::array<std::shared_ptr<Shard>, kShards> shards_;
+  // Mutable returns shard i for writing, copying the directory and the shard first when a
+  // copy of this map shares them.
+  Shard& Mutable(size_t i) {
+    if (dir_ == nullptr) {
+      dir_ = std::make_shared<Directory>();
+    } else if (!Unshared(dir_)) {
+      dir_ = std::make_shared<Directory>(*dir_);
+    }
+    std::shared_ptr<Shard>& shard = dir_->shards[i];
+    if (shard == nullptr) {
+      shard = std::make_shared<Shard>();
+    } else if (!Unshared(shard)) {
+      shard = std::make_shared<Shard>(*shard);
+    }
+    return *shard;
+  }
+
+  std::shared_ptr<Directory> dir_;
 };
 
 }  // namespace fleetca::plugin

@@ -15,7 +15,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,11 @@ class SnapshotBox {
   // Latest: the newest snapshot and its revision (null before the first), for the cache.
   std::pair<std::shared_ptr<const Policy>, int64_t> Latest() const;
 
+  // Retire: the broker thread hands back a snapshot it no longer reads, so that the sync
+  // thread frees it (at its next Publish): freeing copied shards takes milliseconds at a
+  // million devices, which mosquitto's thread must not spend.
+  void Retire(std::shared_ptr<const Policy> policy);
+
  private:
   std::atomic<uint64_t> published_{0};
   uint64_t taken_ = 0;  // the broker thread's
@@ -50,6 +57,7 @@ class SnapshotBox {
   std::shared_ptr<const Policy> latest_ ABSL_GUARDED_BY(mu_);
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   Touched touched_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<const Policy>> retired_ ABSL_GUARDED_BY(mu_);
 };
 
 struct EnforcerOptions {
@@ -58,9 +66,8 @@ struct EnforcerOptions {
   // snapshot arrives (then they are all kicked and reconnect under the policy). Off by
   // default: such a broker refuses everyone.
   bool admit_without_policy = false;
-  // Every connected client is decided again this often even when nothing touched it
-  // (certificates expire).
-  absl::Duration full_recheck_interval = absl::Seconds(60);
+  // The most offline sessions whose rules are kept between snapshots (Allowed).
+  size_t max_offline_cached = 100000;
 };
 
 // A kick the broker thread must carry out, and why.
@@ -108,7 +115,8 @@ class Enforcer final : public BrokerPolicy {
   void OnDisconnect(const void* client) override;
 
   // OnTick takes a newer snapshot if there is one, decides again the clients it concerns
-  // (all of them every full_recheck_interval) and returns those to kick.
+  // (found through indexes by principal and by certificate, not by visiting every client),
+  // and returns those to kick, with those whose certificate has expired.
   std::vector<Kick> OnTick() override;
 
   bool has_policy() const { return policy_ != nullptr; }
@@ -116,20 +124,37 @@ class Enforcer final : public BrokerPolicy {
   size_t client_count() const { return clients_.size(); }
 
  private:
-  struct Client {
-    std::string client_id;
+  using ExpiryIndex = std::multimap<int64_t, const void*>;
+
+  // What deciding a client again needs (cold: not read by ACL checks).
+  struct ClientFacts {
     ClientCertificate cert;
+    std::string cert_key;  // cert.key()
     v1::PrincipalType principal_type = v1::PRINCIPAL_TYPE_UNSPECIFIED;
     std::string principal_id;
+    std::optional<ExpiryIndex::iterator> expiry;
+  };
+  // A connected client: what an ACL check reads, inline in the table; the rest apart.
+  struct Client {
+    std::string client_id;
     std::vector<acl::ResolvedRule> rules;
     bool permissive = false;  // admitted without a policy: everything allowed
     bool kicked = false;      // a kick was returned: denied until it is gone
+    std::unique_ptr<ClientFacts> facts = std::make_unique<ClientFacts>();
   };
 
+  // Rules of an offline session, by client id: nullopt when it may receive nothing.
+  using OfflineRules = std::optional<std::vector<acl::ResolvedRule>>;
+
   // TakeSnapshot: true when a newer snapshot was taken; what it touched is merged into
-  // pending_.
+  // pending_, the snapshot dropped goes back to the sync thread.
   bool TakeSnapshot();
   void Recheck(std::vector<Kick>* kicks);
+  void KickExpired(std::vector<Kick>* kicks);
+  void Remember(const void* client, Client entry);
+  void Forget(const void* client);
+  const OfflineRules& OfflineRulesFor(absl::string_view client_id);
+  static std::string PrincipalKey(v1::PrincipalType type, absl::string_view id);
 
   SnapshotBox& box_;
   const EnforcerOptions options_;
@@ -137,8 +162,13 @@ class Enforcer final : public BrokerPolicy {
   std::shared_ptr<const Policy> policy_;
   int64_t revision_ = 0;
   Touched pending_;
-  absl::Time next_full_recheck_ = absl::InfinitePast();
   absl::flat_hash_map<const void*, Client> clients_;
+  // Indexes over clients_: by PrincipalKey, by certificate key, by the certificate's
+  // notAfter.
+  absl::flat_hash_map<std::string, std::vector<const void*>> by_principal_;
+  absl::flat_hash_map<std::string, std::vector<const void*>> by_certificate_;
+  ExpiryIndex expiry_;
+  absl::flat_hash_map<std::string, OfflineRules> offline_;  // emptied with each snapshot
 };
 
 }  // namespace fleetca::plugin

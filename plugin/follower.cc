@@ -83,6 +83,8 @@ void Follower::PublishLocked() {
                std::move(touched));
   ++stats_.snapshots_published;
   cache_dirty_ = true;
+  publish_pending_ = false;
+  last_publish_ = absl::Now();
 }
 
 bool Follower::CacheDueLocked(absl::Time now) const {
@@ -135,6 +137,7 @@ void Follower::Run() {
     {
       absl::MutexLock lock(&mu_);
       applier_.StreamEnded();
+      if (publish_pending_) PublishLocked();
       save = cache_dirty_ && !options_.cache_path.empty();
     }
     if (save) WriteCache();
@@ -209,7 +212,8 @@ absl::Status Follower::RunStream(v1::BrokerSyncService::Stub& stub, bool* heard)
         cache_urgent_ = true;
         cv_.SignalAll();
       } else if (*outcome == sync_client::StreamApplier::Outcome::kChanged) {
-        PublishLocked();
+        publish_pending_ = true;
+        if (absl::Now() >= last_publish_ + options_.min_publish_interval) PublishLocked();
         cv_.SignalAll();
       }
     }
@@ -235,6 +239,9 @@ absl::Status Follower::RunStream(v1::BrokerSyncService::Stub& stub, bool* heard)
         context.TryCancel();
         cancelled = true;
       }
+      if (publish_pending_ && now >= last_publish_ + options_.min_publish_interval) {
+        PublishLocked();
+      }
       if (CacheDueLocked(now)) {
         mu_.Unlock();
         WriteCache();
@@ -242,6 +249,9 @@ absl::Status Follower::RunStream(v1::BrokerSyncService::Stub& stub, bool* heard)
         continue;
       }
       absl::Time deadline = cancelled ? absl::InfiniteFuture() : last_heard_ + silence;
+      if (publish_pending_) {
+        deadline = std::min(deadline, last_publish_ + options_.min_publish_interval);
+      }
       if (cache_dirty_ && !options_.cache_path.empty()) {
         deadline = std::min(deadline, cache_urgent_ ? now : last_save_ + options_.cache_interval);
       }

@@ -5,7 +5,8 @@
 // snapshot to the SnapshotBox after every snapshot swapped in and every delta, and keeps
 // the cache file current (at once after a snapshot, at most every cache_interval after
 // deltas, and when stopping). The stream is reopened after any error, from the last
-// resume revision, after a backoff.
+// resume revision, after a backoff. Deltas are published at most every
+// min_publish_interval.
 //
 // Threads: Start runs a control thread (reconnects, watches for silence, writes the cache)
 // and, per stream, a reader thread. Both start with every signal blocked, and gRPC, which
@@ -37,6 +38,9 @@ struct FollowerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(10);
   std::string cache_path;  // empty: no cache
   absl::Duration cache_interval = absl::Seconds(10);
+  // Deltas are published at most this often (a burst shares one snapshot; the broker
+  // thread looks every 100 ms anyway); a snapshot swapped in is published at once.
+  absl::Duration min_publish_interval = absl::Milliseconds(10);
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(10);
   absl::Duration slow_retry = absl::Seconds(30);
@@ -92,6 +96,9 @@ class Follower {
   absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
   // cache_dirty_: published and not saved; cache_urgent_: a snapshot not saved yet.
   bool cache_dirty_ ABSL_GUARDED_BY(mu_) = false;
+  // publish_pending_: deltas applied and not published yet.
+  bool publish_pending_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_publish_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool cache_urgent_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time last_save_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   FollowerStats stats_ ABSL_GUARDED_BY(mu_);
