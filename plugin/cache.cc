@@ -80,6 +80,7 @@ absl::StatusOr<LoadedCache> ParseCache(const std::string& content) {
   bool complete = false;
   while (!complete) {
     bool clean_eof = false;
+    message.Clear();  // parsing merges into the message: each one must start empty
     if (!google::protobuf::util::ParseDelimitedFromCodedStream(&message, &input, &clean_eof)) {
       return absl::DataLossError(clean_eof ? "the cache ends before its snapshot does"
                                            : "a message of the cache does not parse");

@@ -37,7 +37,7 @@ inline constexpr char kCacheFileName[] = "fleetca-policy.cache";
 //   server, broker_id, tls_ca, tls_cert, tls_key, tls_server_name, insecure_plaintext
 //     (sync_client::CheckConnection's rules);
 //   mode: stream (default) or query;
-//   cache_dir: directory of the policy cache (written by the mosquitto user); none: no cache;
+//   cache_dir: directory of the policy cache (written by the mosquitto user); unset: no cache;
 //   cache_interval: seconds between two cache writes of deltas (1 to 3600, default 10);
 //   heartbeat_interval: seconds (1 to 60, default 10);
 //   admit_without_policy: true or false (default false);

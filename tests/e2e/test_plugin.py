@@ -395,6 +395,9 @@ class PluginTest(SecurityTestCase):
 
     def test_fleetca_down_cached_policy_and_resume(self):
         self.start_world("plugin-down")
+        # A fleet large enough that the cache spans many messages (1,024 changes each).
+        self.ok(self.admin.call("BatchRegisterDevices", {"devices": [
+            {"commId": f"fleet-{i:05d}"} for i in range(3000)]}))
         cert_a, key_a, _ = self.device("imei-a")
         cert_b, key_b, _ = self.device("imei-b")
         self.ok(self.admin.call("AssignAclProfile", {"assignment": {
@@ -422,9 +425,11 @@ class PluginTest(SecurityTestCase):
         mark = len(self.mosq.log_text())
         self.mosq.start()
         self.wait_mosq_log("cached policy loaded", since=mark)
-        revision = int(re.search(r"cached policy loaded .*revision=(\d+)",
-                                 self.mosq.log_text()[mark:]).group(1))
+        loaded = re.search(r"cached policy loaded .*revision=(\d+) objects=(\d+)",
+                           self.mosq.log_text()[mark:])
+        revision = int(loaded.group(1))
         self.assertGreater(revision, 0)
+        self.assertGreater(int(loaded.group(2)), 3000)
         sub.kill()  # mosquitto_sub reconnects by itself: one imei-b at a time
         sub, lines = self.subscriber(cert_b, key_b, "imei-b", "#")
         self.delivered(cert_a, key_a, "imei-a", "devices/imei-a/up", "from-cache", lines)
