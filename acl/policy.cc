@@ -21,24 +21,9 @@ bool Grants(Access access, Operation op) {
   return false;
 }
 
-}  // namespace
-
-absl::string_view ReasonText(Decision::Reason reason) {
-  switch (reason) {
-    case Decision::Reason::kAllowed:
-      return "allowed by a rule";
-    case Decision::Reason::kDenyRule:
-      return "denied by a DENY rule";
-    case Decision::Reason::kNoMatchingRule:
-      return "no rule grants the operation";
-    case Decision::Reason::kMalformedInput:
-      return "malformed topic or filter";
-  }
-  return "unknown reason";
-}
-
-Decision Evaluate(const std::vector<ResolvedRule>& rules, Operation op,
-                  absl::string_view topic_or_filter) {
+// EvaluateRules: Evaluate over any sequence of rules with .filter and .access.
+template <typename Rules>
+Decision EvaluateRules(const Rules& rules, Operation op, absl::string_view topic_or_filter) {
   // The matchers assume valid input; a broker passing anything else is refused here, so a
   // malformed topic can never slip past a DENY rule by failing to match it.
   bool valid;
@@ -60,7 +45,7 @@ Decision Evaluate(const std::vector<ResolvedRule>& rules, Operation op,
   // the first granting match is remembered, and later granting rules need no matching.
   int granted_by = -1;
   for (size_t i = 0; i < rules.size(); ++i) {
-    const ResolvedRule& rule = rules[i];
+    const auto& rule = rules[i];
     const bool deny = rule.access == Access::kDeny;
     if (!deny && (granted_by >= 0 || !Grants(rule.access, op))) continue;
     const bool matches = op == Operation::kSubscribe
@@ -72,6 +57,32 @@ Decision Evaluate(const std::vector<ResolvedRule>& rules, Operation op,
   }
   if (granted_by >= 0) return {true, granted_by, Decision::Reason::kAllowed};
   return {false, -1, Decision::Reason::kNoMatchingRule};
+}
+
+}  // namespace
+
+absl::string_view ReasonText(Decision::Reason reason) {
+  switch (reason) {
+    case Decision::Reason::kAllowed:
+      return "allowed by a rule";
+    case Decision::Reason::kDenyRule:
+      return "denied by a DENY rule";
+    case Decision::Reason::kNoMatchingRule:
+      return "no rule grants the operation";
+    case Decision::Reason::kMalformedInput:
+      return "malformed topic or filter";
+  }
+  return "unknown reason";
+}
+
+Decision Evaluate(const std::vector<ResolvedRule>& rules, Operation op,
+                  absl::string_view topic_or_filter) {
+  return EvaluateRules(rules, op, topic_or_filter);
+}
+
+Decision Evaluate(absl::Span<const RuleView> rules, Operation op,
+                  absl::string_view topic_or_filter) {
+  return EvaluateRules(rules, op, topic_or_filter);
 }
 
 }  // namespace fleetca::acl

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace fleetca::acl {
 
@@ -66,6 +67,15 @@ absl::string_view ReasonText(Decision::Reason reason);
 // Rule filters are trusted to be valid, as Substitute makes them; a rule with an unknown
 // access grants nothing. Never allocates.
 Decision Evaluate(const std::vector<ResolvedRule>& rules, Operation op,
+                  absl::string_view topic_or_filter);
+
+// RuleView is a ResolvedRule whose filter lives elsewhere (the plugin keeps a client's
+// rules in one allocation); Evaluate over views decides exactly as above.
+struct RuleView {
+  absl::string_view filter;
+  Access access;
+};
+Decision Evaluate(absl::Span<const RuleView> rules, Operation op,
                   absl::string_view topic_or_filter);
 
 }  // namespace fleetca::acl

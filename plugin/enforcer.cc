@@ -67,7 +67,7 @@ bool Enforcer::TakeSnapshot() {
   box_.Retire(std::exchange(policy_, std::move(policy)));
   revision_ = revision;
   pending_.Merge(std::move(touched));
-  offline_.clear();
+  ++snapshots_taken_;
   return true;
 }
 
@@ -134,14 +134,16 @@ Decision Enforcer::OnConnect(const void* client, const std::string& client_id, X
   if (!decision.allowed()) return decision;
   facts.principal_type = decision.principal_type;
   facts.principal_id = decision.principal_id;
-  entry.rules = decision.rules;
+  facts.rules = decision.rules;
+  entry.rules = CompiledRules(facts.rules);
   Remember(client, std::move(entry));
   return decision;
 }
 
 const Enforcer::OfflineRules& Enforcer::OfflineRulesFor(absl::string_view client_id) {
-  if (auto it = offline_.find(client_id); it != offline_.end()) return it->second;
-  if (offline_.size() >= options_.max_offline_cached) offline_.clear();
+  auto it = offline_.find(client_id);
+  if (it != offline_.end() && it->second.generation == snapshots_taken_) return it->second.rules;
+  if (it == offline_.end() && offline_.size() >= options_.max_offline_cached) offline_.clear();
   OfflineRules rules;
   const std::string id(client_id);
   if (const Device* device = policy_->FindDevice(id);
@@ -151,7 +153,10 @@ const Enforcer::OfflineRules& Enforcer::OfflineRulesFor(absl::string_view client
              identity != nullptr && identity->status == v1::IDENTITY_STATUS_ACTIVE) {
     rules = policy_->ResolveRules(v1::PRINCIPAL_TYPE_IDENTITY, id, nullptr);
   }
-  return offline_.emplace(id, std::move(rules)).first->second;
+  OfflineEntry& entry = offline_[id];
+  entry.generation = snapshots_taken_;
+  entry.rules = std::move(rules);
+  return entry.rules;
 }
 
 bool Enforcer::Allowed(const void* client, absl::string_view client_id, acl::Operation op,
@@ -161,7 +166,7 @@ bool Enforcer::Allowed(const void* client, absl::string_view client_id, acl::Ope
     const Client& c = it->second;
     if (c.kicked) return false;
     if (c.permissive) return true;
-    return acl::Evaluate(c.rules, op, topic).allowed;
+    return c.rules.Evaluate(op, topic).allowed;
   }
   // Not connected: an offline session's queued message, decided by its client id (an
   // ACTIVE device of that comm-ID, else an ACTIVE identity of that name).
@@ -234,13 +239,14 @@ void Enforcer::Recheck(std::vector<Kick>* kicks) {
     if (!decision.allowed()) {
       c.kicked = true;
       kicks->push_back({c.client_id, std::move(decision.message)});
-    } else if (LosesRights(c.rules, decision.rules)) {
+    } else if (LosesRights(c.facts->rules, decision.rules)) {
       c.kicked = true;
       kicks->push_back({c.client_id, absl::StrCat("the ACL rules of ", c.facts->principal_id,
                                                   " lost a right (reconnects under the new "
                                                   "rules)")});
     } else {
-      c.rules = std::move(decision.rules);
+      c.rules = CompiledRules(decision.rules);
+      c.facts->rules = std::move(decision.rules);
     }
   }
 }

@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "acl/policy.h"
 #include "plugin/authorizer.h"
+#include "plugin/compiled_rules.h"
 #include "plugin/policy.h"
 
 namespace fleetca::plugin {
@@ -129,6 +130,7 @@ class Enforcer final : public BrokerPolicy {
   // What deciding a client again needs (cold: not read by ACL checks).
   struct ClientFacts {
     ClientCertificate cert;
+    std::vector<acl::ResolvedRule> rules;  // as resolved (compared when they change)
     std::string cert_key;  // cert.key()
     v1::PrincipalType principal_type = v1::PRINCIPAL_TYPE_UNSPECIFIED;
     std::string principal_id;
@@ -137,7 +139,7 @@ class Enforcer final : public BrokerPolicy {
   // A connected client: what an ACL check reads, inline in the table; the rest apart.
   struct Client {
     std::string client_id;
-    std::vector<acl::ResolvedRule> rules;
+    CompiledRules rules;
     bool permissive = false;  // admitted without a policy: everything allowed
     bool kicked = false;      // a kick was returned: denied until it is gone
     std::unique_ptr<ClientFacts> facts = std::make_unique<ClientFacts>();
@@ -145,6 +147,10 @@ class Enforcer final : public BrokerPolicy {
 
   // Rules of an offline session, by client id: nullopt when it may receive nothing.
   using OfflineRules = std::optional<std::vector<acl::ResolvedRule>>;
+  struct OfflineEntry {
+    uint64_t generation = 0;  // snapshots_taken_ when resolved: stale after the next one
+    OfflineRules rules;
+  };
 
   // TakeSnapshot: true when a newer snapshot was taken; what it touched is merged into
   // pending_, the snapshot dropped goes back to the sync thread.
@@ -168,7 +174,10 @@ class Enforcer final : public BrokerPolicy {
   absl::flat_hash_map<std::string, std::vector<const void*>> by_principal_;
   absl::flat_hash_map<std::string, std::vector<const void*>> by_certificate_;
   ExpiryIndex expiry_;
-  absl::flat_hash_map<std::string, OfflineRules> offline_;  // emptied with each snapshot
+  // Offline sessions' rules, resolved again when a newer snapshot was taken since (not
+  // cleared on each snapshot: freeing many entries would stall mosquitto's thread).
+  absl::flat_hash_map<std::string, OfflineEntry> offline_;
+  uint64_t snapshots_taken_ = 0;
 };
 
 }  // namespace fleetca::plugin
