@@ -1,17 +1,17 @@
 #pragma once
 
 // Follower: the plugin's sync thread. It follows BrokerSyncService.Watch for the broker
-// (mutual TLS with the broker's identity), applies the stream to a Policy, publishes a
-// snapshot to the SnapshotBox after every snapshot swapped in and every delta, and keeps
-// the cache file current (at once after a snapshot, at most every cache_interval after
-// deltas, and when stopping). The stream is reopened after any error, from the last
-// resume revision, after a backoff. Deltas are published at most every
-// min_publish_interval.
+// (sync_client::WatchFollower: mutual TLS with the broker's identity, resume, backoff,
+// silence), keeps the stream's objects in a Policy, publishes a snapshot to the SnapshotBox
+// after every snapshot swapped in and after deltas (at most every min_publish_interval),
+// and keeps the cache file current (at once after a snapshot, at most every
+// cache_interval after deltas, and when a stream ends or the plugin stops).
 //
-// Threads: Start runs a control thread (reconnects, watches for silence, writes the cache)
-// and, per stream, a reader thread. Both start with every signal blocked, and gRPC, which
-// is first touched on the control thread, starts its own threads from them: mosquitto's
-// signals (SIGHUP reload, SIGINT, SIGTERM, SIGUSR1) reach mosquitto's thread only.
+// Threads: Start runs the control thread (reconnects, silence, publications due, the
+// cache) and, per stream, a reader thread. Both start with every signal blocked, and gRPC,
+// first touched on the control thread (the channel is made there), starts its own threads
+// from them: mosquitto's signals (SIGHUP reload, SIGINT, SIGTERM, SIGUSR1) reach
+// mosquitto's thread only.
 
 #include <signal.h>
 
@@ -20,8 +20,6 @@
 #include <string>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fleetca/v1/broker_sync.grpc.pb.h"
@@ -29,7 +27,7 @@
 #include "plugin/enforcer.h"
 #include "plugin/policy.h"
 #include "sync_client/connection.h"
-#include "sync_client/stream_applier.h"
+#include "sync_client/watch_follower.h"
 
 namespace fleetca::plugin {
 
@@ -55,17 +53,17 @@ struct FollowerStats {
   bool has_state = false;
 };
 
-class Follower {
+class Follower final : private sync_client::WatchConsumer {
  public:
   Follower(FollowerOptions options, SnapshotBox& box);
-  ~Follower();  // Stop()
+  ~Follower() override;  // Stop()
 
   // Restore starts from a loaded cache: published at once; the first Watch resumes from its
   // revision. Call before Start.
   void Restore(LoadedCache cache);
 
-  // Start starts the threads. The channel is made on the control thread; an error reading
-  // the TLS files is logged and retried slowly (the files may be replaced).
+  // Start starts the control thread. The channel is made there; an error reading the TLS
+  // files is logged and retried slowly (the files may be replaced).
   void Start();
 
   // Stop cancels the stream, writes the cache if changes are unsaved, joins the threads.
@@ -74,34 +72,33 @@ class Follower {
   FollowerStats stats() const;
 
  private:
-  void Run();
-  absl::Status RunStream(v1::BrokerSyncService::Stub& stub, bool* heard);
-  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WriteCache() ABSL_LOCKS_EXCLUDED(mu_);
-  bool CacheDueLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Policy& PolicyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return *static_cast<Policy*>(applier_.state());
-  }
+  // WatchConsumer, called with the follower's mutex held (which guards the members below).
+  void Applied(sync_client::StreamApplier::Outcome outcome,
+               sync_client::StreamApplier& applier) override;
+  absl::Time Work(absl::Time now, sync_client::StreamApplier& applier, absl::Mutex& mu) override;
+  void StreamEnded(sync_client::StreamApplier& applier, absl::Mutex& mu) override;
+
+  void Publish(sync_client::StreamApplier& applier);
+  // WriteCache writes the newest published snapshot (the mutex released meanwhile).
+  void WriteCache(absl::Mutex& mu);
+  bool CacheDue(absl::Time now) const;
 
   const FollowerOptions options_;
   SnapshotBox& box_;
+  std::unique_ptr<v1::BrokerSyncService::Stub> stub_;  // the control thread's
+  mutable sync_client::WatchFollower follower_;
   std::thread thread_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar cv_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  sync_client::StreamApplier applier_ ABSL_GUARDED_BY(mu_);
-  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status protocol_error_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
+  // Guarded by the follower's mutex.
   // cache_dirty_: published and not saved; cache_urgent_: a snapshot not saved yet.
-  bool cache_dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool cache_dirty_ = false;
+  bool cache_urgent_ = false;
+  absl::Time last_save_ = absl::InfinitePast();
   // publish_pending_: deltas applied and not published yet.
-  bool publish_pending_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time last_publish_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  bool cache_urgent_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time last_save_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  FollowerStats stats_ ABSL_GUARDED_BY(mu_);
+  bool publish_pending_ = false;
+  absl::Time last_publish_ = absl::InfinitePast();
+  int64_t snapshots_published_ = 0;
+  int64_t cache_writes_ = 0;
 };
 
 // BlockAllSignals blocks every signal in the calling thread and returns the previous mask,

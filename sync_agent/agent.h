@@ -1,7 +1,7 @@
 #pragma once
 
-// Agent: follows BrokerSyncService.Watch for one broker and keeps mosquitto's files in step
-// with it: every message goes to a StreamApplier; the state is rendered and published
+// Agent: follows BrokerSyncService.Watch for one broker (sync_client::WatchFollower) and
+// keeps mosquitto's files in step with it: the state is rendered and published
 // (Publisher) at most once per min_write_interval, at once after a snapshot is swapped in,
 // and never later than min_write_interval after a change was applied. The stream is
 // reopened after any error, with since_revision = the last resume point, after a backoff.
@@ -13,13 +13,15 @@
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/status/status.h"
+#include <vector>
+
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fleetca/v1/broker_sync.grpc.pb.h"
 #include "sync_agent/publisher.h"
+#include "sync_agent/render.h"
 #include "sync_agent/state.h"
+#include "sync_client/watch_follower.h"
 
 namespace fleetca::sync_agent {
 
@@ -49,19 +51,18 @@ struct AgentStats {
   bool has_state = false;
 };
 
-class Agent {
+class Agent final : private sync_client::WatchConsumer {
  public:
   // stub and publisher are borrowed and must outlive the agent.
-  Agent(v1::BrokerSyncService::StubInterface& stub, Publisher& publisher, AgentOptions options)
-      : stub_(stub), publisher_(publisher), options_(std::move(options)) {}
+  Agent(v1::BrokerSyncService::StubInterface& stub, Publisher& publisher, AgentOptions options);
 
   // Run follows the stream until Stop: opens it, applies what arrives, publishes, and
   // reopens it after errors. Returns after Stop, once changes already applied are
   // published.
-  void Run();
+  void Run() { follower_.Run(); }
 
   // Stop makes Run return soon (cancels the open stream, interrupts a backoff wait).
-  void Stop();
+  void Stop() { follower_.Stop(); }
 
   AgentStats stats() const;
 
@@ -71,34 +72,29 @@ class Agent {
   static v1::WatchRequest WatchRequestFor(const AgentOptions& options, int64_t since_revision);
 
  private:
-  // RunStream opens one stream and follows it until it ends (error, silence, protocol
-  // violation, Stop). Returns the status to decide the next delay by, and sets
-  // *heard when the stream delivered at least one message.
-  absl::Status RunStream(bool* heard);
-  // PublishLocked renders the state and publishes it (outside the lock).
-  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether a render is due now, and when the next one will be.
-  bool RenderDueLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // WatchConsumer, called with the follower's mutex held (which guards the members below).
+  void Applied(sync_client::StreamApplier::Outcome outcome,
+               sync_client::StreamApplier& applier) override;
+  absl::Time Work(absl::Time now, sync_client::StreamApplier& applier, absl::Mutex& mu) override;
+  void StreamEnded(sync_client::StreamApplier& applier, absl::Mutex& mu) override;
 
-  v1::BrokerSyncService::StubInterface& stub_;
+  // Publish renders the state and publishes it (the mutex released meanwhile).
+  void Publish(sync_client::StreamApplier& applier, absl::Mutex& mu);
+  bool RenderDue(absl::Time now) const;
+
   Publisher& publisher_;
   const AgentOptions options_;
+  mutable sync_client::WatchFollower follower_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar cv_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  StreamApplier applier_ ABSL_GUARDED_BY(mu_);
+  // Guarded by the follower's mutex.
   // dirty_: changes applied and not rendered; urgent_: a snapshot was swapped in.
-  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
-  bool urgent_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time last_render_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
+  bool dirty_ = false;
+  bool urgent_ = false;
+  absl::Time last_render_ = absl::InfinitePast();
+  absl::Time next_reload_retry_ = absl::InfinitePast();
   // The notes logged by the last render: a note is logged when it first appears.
-  std::vector<RenderNote> logged_notes_ ABSL_GUARDED_BY(mu_);
-  AgentStats stats_ ABSL_GUARDED_BY(mu_);
-  // Set by the reader thread.
-  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status protocol_error_ ABSL_GUARDED_BY(mu_);
+  std::vector<RenderNote> logged_notes_;
+  AgentStats stats_;
 };
 
 }  // namespace fleetca::sync_agent
