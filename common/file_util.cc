@@ -76,12 +76,18 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
 
 absl::StatusOr<bool> ReplaceFileIfChanged(const std::string& path, absl::string_view content,
                                           mode_t mode) {
-  // 0. Unchanged (content and mode): nothing to do.
+  // Unchanged (content and mode): nothing to do.
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 07777) == mode) {
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 07777) == mode &&
+      static_cast<size_t>(st.st_size) == content.size()) {
     absl::StatusOr<std::string> current = ReadFileToString(path);
     if (current.ok() && *current == content) return false;
   }
+  if (absl::Status status = ReplaceFile(path, content, mode); !status.ok()) return status;
+  return true;
+}
+
+absl::Status ReplaceFile(const std::string& path, absl::string_view content, mode_t mode) {
   const auto [dir, base] = SplitPath(path);
 
   // 1. A temporary file beside the target, written whole, with its mode, on disk.
@@ -116,7 +122,7 @@ absl::StatusOr<bool> ReplaceFileIfChanged(const std::string& path, absl::string_
   const int err = errno;
   ::close(dir_fd);
   if (rc != 0) return ErrnoError(err, "fsync the directory of", path);
-  return true;
+  return absl::OkStatus();
 }
 
 

@@ -40,4 +40,9 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 absl::StatusOr<bool> ReplaceFileIfChanged(const std::string& path, absl::string_view content,
                                           mode_t mode = 0644);
 
+// ReplaceFile is ReplaceFileIfChanged without the comparison: it always writes (for content
+// that is known to differ, such as the plugin's policy cache, where reading the old file
+// back would double the I/O).
+absl::Status ReplaceFile(const std::string& path, absl::string_view content, mode_t mode);
+
 }  // namespace fleetca

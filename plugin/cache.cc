@@ -55,7 +55,7 @@ std::string SerializeCache(const Policy& policy, int64_t revision) {
 }
 
 absl::Status SaveCache(const std::string& path, const Policy& policy, int64_t revision) {
-  return ReplaceFileIfChanged(path, SerializeCache(policy, revision), 0600).status();
+  return ReplaceFile(path, SerializeCache(policy, revision), 0600);
 }
 
 absl::StatusOr<LoadedCache> ParseCache(const std::string& content) {

@@ -23,8 +23,8 @@ namespace fleetca::plugin {
 // SerializeCache: the cache file's content for `policy` at `revision`.
 std::string SerializeCache(const Policy& policy, int64_t revision);
 
-// SaveCache writes it to path, atomically (ReplaceFileIfChanged, mode 0600: the policy
-// names every device).
+// SaveCache writes it to path, atomically (ReplaceFile, mode 0600: the policy names every
+// device).
 absl::Status SaveCache(const std::string& path, const Policy& policy, int64_t revision);
 
 struct LoadedCache {

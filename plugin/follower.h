@@ -35,7 +35,7 @@ struct FollowerOptions {
   sync_client::ConnectionConfig connection;
   absl::Duration heartbeat_interval = absl::Seconds(10);
   std::string cache_path;  // empty: no cache
-  absl::Duration cache_interval = absl::Seconds(10);
+  absl::Duration cache_interval = absl::Seconds(60);
   // Deltas are published at most this often (a burst shares one snapshot; the broker
   // thread looks every 100 ms anyway); a snapshot swapped in is published at once.
   absl::Duration min_publish_interval = absl::Milliseconds(10);

@@ -38,7 +38,7 @@ inline constexpr char kCacheFileName[] = "fleetca-policy.cache";
 //     (sync_client::CheckConnection's rules);
 //   mode: stream (default) or query;
 //   cache_dir: directory of the policy cache (written by the mosquitto user); unset: no cache;
-//   cache_interval: seconds between two cache writes of deltas (1 to 3600, default 10);
+//   cache_interval: seconds between two cache writes of deltas (1 to 3600, default 60);
 //   heartbeat_interval: seconds (1 to 60, default 10);
 //   admit_without_policy: true or false (default false);
 //   query_timeout_ms: the deadline of a query (10 to 10000, default 500);

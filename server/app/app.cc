@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -403,7 +404,19 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   }
   // The plain-HTTP port of the CRL and CA-certificate URLs (before "serving": a test or
   // an operator that sees "serving" finds both ports up).
-  http::HttpServer http_server(domain.crls, domain.ca);
+  // Readiness (/readyz): the database answers (the health thread's last ping) and the CA's
+  // signing keys are loaded (the devices CA is active). Migrations were applied before
+  // serving began.
+  std::atomic<bool> database_ok{true};
+  auto readiness = [&]() -> absl::Status {
+    if (!database_ok.load()) return absl::UnavailableError("database unreachable");
+    if (!domain.ca.Active(storage::IssuerPurpose::kDevices).ok()) {
+      return absl::UnavailableError(
+          "no active devices CA with its key loaded (run fleetca-server init)");
+    }
+    return absl::OkStatus();
+  };
+  http::HttpServer http_server(domain.crls, domain.ca, readiness);
   if (config.http_listen != "off") {
     auto http_port = http_server.Start(config.http_host, config.http_port);
     if (!http_port.ok()) {
@@ -414,7 +427,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     }
     LogInfo("http serving", {{"address", config.http_listen},
                              {"port", std::to_string(*http_port)},
-                             {"paths", "/crl/<issuer>.crl /ca/<issuer>.crt"}});
+                             {"paths", "/crl/<issuer>.crl /ca/<issuer>.crt /healthz /readyz"}});
   }
   LogInfo("serving", {{"address", config.listen},
                       {"port", std::to_string(port)},
@@ -444,6 +457,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
           LogWarning("database unreachable", {{"error", std::string(st.message())}});
         }
       }
+      database_ok.store(last);
       health->SetServingStatus(last);  // "" and every service name set below
     } while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(2)));
   });

@@ -55,8 +55,27 @@ void Refuse(httplib::Response& res, const absl::Status& st) {
 
 }  // namespace
 
-HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca)
-    : crls_(crls), ca_(ca), server_(std::make_unique<httplib::Server>()) {
+HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca,
+                       std::function<absl::Status()> readiness)
+    : crls_(crls),
+      ca_(ca),
+      readiness_(std::move(readiness)),
+      server_(std::make_unique<httplib::Server>()) {
+  // Probes (Kubernetes liveness and readiness): no state, nothing secret in the answers.
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-store");
+    res.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-store");
+    const absl::Status st = readiness_ ? readiness_() : absl::OkStatus();
+    if (st.ok()) {
+      res.set_content("ready\n", "text/plain");
+      return;
+    }
+    res.status = 503;
+    res.set_content(absl::StrCat("not ready: ", st.message(), "\n"), "text/plain");
+  });
   // The complete CRL, and the delta CRL (its freshestCRL extension names that URL).
   for (const bool delta : {false, true}) {
     server_->Get(absl::StrCat(delta ? "/crl/delta/" : "/crl/", kIssuerPattern, "\\.crl"),

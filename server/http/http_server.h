@@ -3,9 +3,11 @@
 // HttpServer: the plain-HTTP port certificates point at (RFC 5280 CRL distribution point
 // and authorityInfoAccess caIssuers): GET /crl/<issuer_id>.crl (application/pkix-crl, the
 // newest CRL) and GET /ca/<issuer_id>.crt (application/pkix-cert), with ETag and
-// Cache-Control. Read-only and unauthenticated, like every CRL distribution point: what it
+// Cache-Control; and the probes: GET /healthz (200 while the process serves) and
+// GET /readyz (200 when the readiness check passes, else 503 with its reason). Read-only and unauthenticated, like every CRL distribution point: what it
 // serves is signed and public. Built on cpp-httplib (Debian's libcpp-httplib).
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,7 +24,10 @@ namespace fleetca::http {
 
 class HttpServer {
  public:
-  HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca);
+  // readiness answers /readyz: OK, or why this replica should not get traffic (a message
+  // without internals: "database unreachable", ...).
+  HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca,
+             std::function<absl::Status()> readiness);
   ~HttpServer();
 
   // Start listens on host:port (port 0: any free port) and serves on a thread of its own;
@@ -34,6 +39,7 @@ class HttpServer {
  private:
   revocation::CrlPublisher& crls_;
   ca::CertificateAuthority& ca_;
+  std::function<absl::Status()> readiness_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

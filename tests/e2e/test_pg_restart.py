@@ -1,9 +1,13 @@
 """PostgreSQL restarted under a running server: calls fail fast with UNAVAILABLE while it is
-down, succeed again soon after it is back (same server process), and nothing is lost. Uses a
-private PostgreSQL cluster so that no other test sees the restart."""
+down, succeed again soon after it is back (same server process), and nothing is lost; the
+HTTP probes say so (/healthz alive throughout, /readyz 503 while the database is down or the
+CA is not initialised). Uses a private PostgreSQL cluster so that no other test sees the
+restart."""
 
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 from fleetca_e2e import E2ETestCase, log, parallel
 
@@ -11,7 +15,26 @@ DOWN_CALL_BOUND = 30.0   # seconds a call may take to fail while PostgreSQL is d
 RECOVERY_BOUND = 30.0    # seconds after PostgreSQL is back until calls succeed again
 
 
+def probe(server, path):
+    """GET on the server's HTTP port: (status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 class PostgresRestartTest(E2ETestCase):
+
+    def wait_ready_probe(self, server, status, needle, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = probe(server, "/readyz")
+            if got[0] == status and needle in got[1]:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f"/readyz is not {status} {needle!r} after {timeout}s: {got!r}")
+            time.sleep(0.2)
 
     def wait_health(self, client, status, timeout):
         deadline = time.monotonic() + timeout
@@ -37,6 +60,11 @@ class PostgresRestartTest(E2ETestCase):
         server = self.start_server(cluster.url, args=["--db_connect_timeout=3s",
                                                       "--db_acquire_timeout=5s"])
         client = server.wait_ready()
+        # The probes: alive at once; ready only once the CA's keys are there.
+        self.assertEqual(probe(server, "/healthz"), (200, "ok\n"))
+        self.wait_ready_probe(server, 503, "no active devices CA")
+        self.ok(client.call("InitializeHierarchy", {}, service="fleetca.v1.CertificateAuthorityService"))
+        self.wait_ready_probe(server, 200, "ready")
 
         self.ok(client.call("BatchRegisterDevices", {"devices": [
             {"commId": f"before-{i:03d}"} for i in range(200)]}))
@@ -61,6 +89,8 @@ class PostgresRestartTest(E2ETestCase):
             self.assertCode(r, "UNAVAILABLE", f"{method} while PostgreSQL is down")
             self.assertLess(r.seconds, DOWN_CALL_BOUND, f"{method} took too long to fail: {r!r}")
         self.wait_health(client, "NOT_SERVING", 30)
+        self.wait_ready_probe(server, 503, "database unreachable")
+        self.assertEqual(probe(server, "/healthz"), (200, "ok\n"))  # alive: do not restart it
         self.assertIsNone(server.proc.poll(), "the server exited while PostgreSQL was down")
 
         log("starting PostgreSQL again")
@@ -84,6 +114,7 @@ class PostgresRestartTest(E2ETestCase):
         self.ok(client.call("RegisterDevice", {"device": {"commId": "after-1"}}))
         self.assertEqual(self.count(client), sorted(before + ["after-1"]))
         self.wait_health(client, "SERVING", 30)
+        self.wait_ready_probe(server, 200, "ready")
         self.assertIn("database reachable again", server.messages())
 
         self.assertEqual(server.stop(), 0, server.describe())

@@ -71,7 +71,7 @@ TEST(ParsePluginOptionsTest, Defaults) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->mode, Mode::kStream);
   EXPECT_EQ(parsed->follower.cache_path, "");  // no cache_dir: no cache
-  EXPECT_EQ(parsed->follower.cache_interval, absl::Seconds(10));
+  EXPECT_EQ(parsed->follower.cache_interval, absl::Seconds(60));
   EXPECT_EQ(parsed->follower.heartbeat_interval, absl::Seconds(10));
   EXPECT_FALSE(parsed->enforcer.admit_without_policy);
   EXPECT_EQ(parsed->enforcer.max_offline_cached, EnforcerOptions().max_offline_cached);
