@@ -144,6 +144,8 @@ absl::Status WatchFollower::RunStream(v1::BrokerSyncService::StubInterface& stub
       }
       const absl::Time next = consumer_.Work(now, applier_, mu_);
       if (stream_done_) break;
+      // Work may have released the mutex: a Stop meanwhile found nobody waiting.
+      if (!cancelled && stopping_) continue;
       absl::Time deadline = cancelled ? absl::InfiniteFuture() : last_heard_ + silence;
       deadline = std::min(deadline, next);
       if (deadline <= absl::Now()) continue;
