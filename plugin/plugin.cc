@@ -212,6 +212,7 @@ int OnTick(int, void*, void* userdata) {
   auto* plugin = static_cast<Plugin*>(userdata);
   for (const Kick& kick : plugin->policy->OnTick()) {
     LogInfo("disconnecting client", {{"client_id", kick.client_id}, {"reason", kick.reason}});
+    DrainLogs();  // the reason before mosquitto's own line about the disconnection
     mosquitto_kick_client_by_clientid(kick.client_id.c_str(), false);
   }
   DrainLogs();
