@@ -61,6 +61,14 @@ Decision EvaluateRules(const Rules& rules, Operation op, absl::string_view topic
 
 }  // namespace
 
+bool RuleOrder(const ResolvedRule& x, const ResolvedRule& y) {
+  const bool dx = x.access == Access::kDeny;
+  const bool dy = y.access == Access::kDeny;
+  if (dx != dy) return dx;
+  if (x.filter != y.filter) return x.filter < y.filter;
+  return x.access < y.access;
+}
+
 absl::string_view ReasonText(Decision::Reason reason) {
   switch (reason) {
     case Decision::Reason::kAllowed:

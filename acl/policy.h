@@ -35,6 +35,10 @@ struct ResolvedRule {
   Access access;
 };
 
+// RuleOrder is the order resolved rules are kept in: DENY first, then by filter, then by
+// access (a strict weak ordering for std::sort and std::binary_search).
+bool RuleOrder(const ResolvedRule& x, const ResolvedRule& y);
+
 // Decision is the outcome of Evaluate.
 struct Decision {
   // Reason mirrors TopicDenyReason where they overlap.

@@ -20,16 +20,8 @@ Decision Refuse(Verdict verdict, std::string message) {
   return d;
 }
 
-bool RuleLess(const acl::ResolvedRule& x, const acl::ResolvedRule& y) {
-  const bool dx = x.access == acl::Access::kDeny;
-  const bool dy = y.access == acl::Access::kDeny;
-  if (dx != dy) return dx;
-  if (x.filter != y.filter) return x.filter < y.filter;
-  return x.access < y.access;
-}
-
 bool Contains(const std::vector<acl::ResolvedRule>& rules, const acl::ResolvedRule& rule) {
-  return std::binary_search(rules.begin(), rules.end(), rule, RuleLess);
+  return std::binary_search(rules.begin(), rules.end(), rule, acl::RuleOrder);
 }
 
 bool IssuesClientCertificates(const Issuer& issuer) {
@@ -46,16 +38,13 @@ bool ReadClientCertificate(const Policy& policy, X509* cert, ClientCertificate* 
     return false;
   }
   absl::StatusOr<pki::CertificateInfo> info = pki::InspectCertificate(cert);
-  const int length = i2d_X509(cert, nullptr);
-  if (!info.ok() || length <= 0) {
+  absl::StatusOr<std::string> der = pki::CertificateToDer(cert);
+  if (!info.ok() || !der.ok()) {
     pki::ClearOpenSslErrors();
     *refusal = Refuse(Verdict::kCertificateUnknown, "the certificate cannot be read");
     return false;
   }
-  std::string der(static_cast<size_t>(length), '\0');
-  unsigned char* p = reinterpret_cast<unsigned char*>(der.data());
-  i2d_X509(cert, &p);
-  const std::string digest = pki::Sha256(der);
+  const std::string digest = pki::Sha256(*der);
   std::memcpy(out->fingerprint.data(), digest.data(), std::min<size_t>(digest.size(), 32));
   out->serial = pki::SerialToHex(info->serial);
   out->common_name = info->common_name;

@@ -74,8 +74,8 @@ Decision Decide(const Policy& policy, const ClientCertificate& cert, absl::strin
                 absl::Time now);
 
 // LosesRights: whether going from `before` to `after` takes anything away: a rule of
-// `before` that `after` lacks, or a DENY rule `after` adds. Both sorted as ResolveRules
-// sorts them.
+// `before` that `after` lacks, or a DENY rule `after` adds. Both sorted by acl::RuleOrder
+// (as ResolveRules sorts them).
 bool LosesRights(const std::vector<acl::ResolvedRule>& before,
                  const std::vector<acl::ResolvedRule>& after);
 

@@ -1,10 +1,12 @@
 #include "plugin/policy.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "pki/certificate_builder.h"
 #include "google/protobuf/timestamp.pb.h"
 
 namespace fleetca::plugin {
@@ -21,29 +23,10 @@ google::protobuf::Timestamp Timestamp(int64_t seconds) {
 // FromHex64: 64 hex digits into 32 bytes; false for anything else.
 bool FromHex64(absl::string_view hex, std::array<uint8_t, 32>* out) {
   if (hex.size() != 64) return false;
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < 32; ++i) {
-    const int hi = digit(hex[2 * i]);
-    const int lo = digit(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    (*out)[i] = static_cast<uint8_t>(hi * 16 + lo);
-  }
+  absl::StatusOr<std::string> bytes = pki::SerialFromHex(hex);
+  if (!bytes.ok() || bytes->size() != out->size()) return false;
+  std::memcpy(out->data(), bytes->data(), out->size());
   return true;
-}
-
-std::string ToHex(const std::array<uint8_t, 32>& bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (size_t i = 0; i < 32; ++i) {
-    out[2 * i] = kDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kDigits[bytes[i] & 15];
-  }
-  return out;
 }
 
 }  // namespace
@@ -301,14 +284,8 @@ std::vector<acl::ResolvedRule> Policy::ResolveRules(v1::PrincipalType type, absl
       rules.push_back({*std::move(filter), static_cast<acl::Access>(access)});
     }
   }
-  // 3. DENY first, then by filter (as the server orders them).
-  std::sort(rules.begin(), rules.end(), [](const acl::ResolvedRule& x, const acl::ResolvedRule& y) {
-    const bool dx = x.access == acl::Access::kDeny;
-    const bool dy = y.access == acl::Access::kDeny;
-    if (dx != dy) return dx;
-    if (x.filter != y.filter) return x.filter < y.filter;
-    return x.access < y.access;
-  });
+  // 3. DENY first, then by filter (acl::RuleOrder; the server orders them so too).
+  std::sort(rules.begin(), rules.end(), acl::RuleOrder);
   rules.erase(std::unique(rules.begin(), rules.end(),
                           [](const acl::ResolvedRule& x, const acl::ResolvedRule& y) {
                             return x.access == y.access && x.filter == y.filter;
@@ -357,7 +334,10 @@ void Policy::ForEachObject(const std::function<void(const v1::SyncChange&)>& f) 
     const size_t nul = key.find('\0');
     c->set_issuer_id(key.substr(0, nul));
     c->set_serial(key.substr(nul + 1));
-    if (cert.has_fingerprint) c->set_sha256_fingerprint(ToHex(cert.fingerprint));
+    if (cert.has_fingerprint) {
+      c->set_sha256_fingerprint(pki::SerialToHex(absl::string_view(
+          reinterpret_cast<const char*>(cert.fingerprint.data()), cert.fingerprint.size())));
+    }
     c->set_status(cert.status);
     c->set_revocation_reason(cert.revocation_reason);
     if (cert.principal_type != v1::PRINCIPAL_TYPE_UNSPECIFIED) {

@@ -51,30 +51,21 @@ Decision DecisionFromResponse(const v1::AuthorizeConnectResponse& response) {
     }
     d.rules.push_back({rule.topic_filter(), static_cast<acl::Access>(access)});
   }
-  std::sort(d.rules.begin(), d.rules.end(), [](const acl::ResolvedRule& x, const acl::ResolvedRule& y) {
-    const bool dx = x.access == acl::Access::kDeny;
-    const bool dy = y.access == acl::Access::kDeny;
-    if (dx != dy) return dx;
-    if (x.filter != y.filter) return x.filter < y.filter;
-    return x.access < y.access;
-  });
+  std::sort(d.rules.begin(), d.rules.end(), acl::RuleOrder);
   return d;
 }
 
 Decision QueryPolicy::OnConnect(const void* client, const std::string& client_id, X509* cert) {
   clients_.erase(client);
   Decision decision;
-  const int length = cert != nullptr ? i2d_X509(cert, nullptr) : 0;
-  if (length <= 0) {
-    pki::ClearOpenSslErrors();
+  absl::StatusOr<std::string> der =
+      cert != nullptr ? pki::CertificateToDer(cert) : absl::InvalidArgumentError("none");
+  if (!der.ok()) {
     decision.verdict = Verdict::kNoCertificate;
     decision.message = "the client sent no certificate";
     return decision;
   }
-  std::string der(static_cast<size_t>(length), '\0');
-  unsigned char* p = reinterpret_cast<unsigned char*>(der.data());
-  i2d_X509(cert, &p);
-  std::string key = pki::Sha256(der);
+  std::string key = pki::Sha256(*der);
   key.push_back('\0');
   key += client_id;
 
@@ -84,7 +75,7 @@ Decision QueryPolicy::OnConnect(const void* client, const std::string& client_id
     decision = cached->second.decision;
   } else {
     v1::AuthorizeConnectRequest request;
-    request.set_certificate_der(std::move(der));
+    request.set_certificate_der(*std::move(der));
     request.set_client_id(client_id);
     v1::AuthorizeConnectResponse response;
     ++calls_;

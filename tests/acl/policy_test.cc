@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -236,6 +238,26 @@ TEST(PolicyTest, EnumsMirrorTheProtoNumbers) {
   EXPECT_EQ(static_cast<int>(Operation::kPublish), 1);
   EXPECT_EQ(static_cast<int>(Operation::kSubscribe), 2);
   EXPECT_EQ(static_cast<int>(Operation::kReceive), 3);
+}
+
+TEST(PolicyTest, RuleOrderPutsDenyFirstThenFilterThenAccess) {
+  std::vector<ResolvedRule> rules = {{"b/#", Access::kRead},
+                                     {"a/#", Access::kWrite},
+                                     {"z/#", Access::kDeny},
+                                     {"a/#", Access::kRead},
+                                     {"c/#", Access::kDeny}};
+  std::sort(rules.begin(), rules.end(), RuleOrder);
+  const std::vector<std::pair<std::string, Access>> want = {{"c/#", Access::kDeny},
+                                                            {"z/#", Access::kDeny},
+                                                            {"a/#", Access::kRead},
+                                                            {"a/#", Access::kWrite},
+                                                            {"b/#", Access::kRead}};
+  ASSERT_EQ(rules.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(rules[i].filter, want[i].first) << i;
+    EXPECT_EQ(rules[i].access, want[i].second) << i;
+  }
+  EXPECT_FALSE(RuleOrder(rules[0], rules[0]));  // irreflexive
 }
 
 }  // namespace
