@@ -2,6 +2,8 @@
 
 #include <pqxx/pqxx>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/json.h"
@@ -392,6 +394,39 @@ absl::StatusOr<CertificateRecord> PgCertificateStore::GetByFingerprint(
 absl::StatusOr<CertificateRecord> PgCertificateStore::GetByRequestId(
     const std::string& request_id) {
   return GetOne(pool_, kByRequestIdSql, request_id, "request id");
+}
+
+absl::StatusOr<std::vector<PgCertificateStore::ExpiringCount>> PgCertificateStore::CountExpiring(
+    absl::Time now, const std::vector<absl::Duration>& windows) {
+  if (windows.empty()) return std::vector<ExpiringCount>{};
+  // SELECT kind, count(*) FILTER (WHERE not_after <= $1 + w1), ... over the longest window.
+  const int64_t start = ToMicros(now);
+  std::string sql = "SELECT kind";
+  int64_t longest = 0;
+  for (const absl::Duration w : windows) {
+    const int64_t micros = absl::ToInt64Microseconds(w);
+    longest = std::max(longest, micros);
+    absl::StrAppend(&sql, ", count(*) FILTER (WHERE not_after <= to_timestamp(", start + micros,
+                    " / 1000000.0))");
+  }
+  absl::StrAppend(&sql, " FROM certificates WHERE status = 'issued' AND not_after > to_timestamp(",
+                  start, " / 1000000.0) AND not_after <= to_timestamp(", start + longest,
+                  " / 1000000.0) GROUP BY kind ORDER BY kind");
+  std::vector<ExpiringCount> out;
+  RETURN_IF_ERROR(pool_.Transact(
+      "count expiring certificates", TxMode::kReadOnly,
+      [&](pqxx::transaction_base& tx) -> absl::Status {
+        out.clear();
+        for (const auto& row : tx.exec(sql)) {
+          ExpiringCount& c = out.emplace_back();
+          c.kind = row[0].as<std::string>();
+          for (size_t i = 0; i < windows.size(); ++i) {
+            c.within.push_back(row[static_cast<pqxx::row::size_type>(i + 1)].as<int64_t>());
+          }
+        }
+        return absl::OkStatus();
+      }));
+  return out;
 }
 
 absl::StatusOr<std::vector<CertificateRecord>> PgCertificateStore::List(

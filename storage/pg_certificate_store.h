@@ -28,6 +28,17 @@ class PgCertificateStore final : public CertificateStore {
                                                       const CertificateCursor& after,
                                                       int limit) override;
 
+  // CountExpiring: certificates issued and not revoked or on hold whose notAfter falls
+  // after `now` and within each of `windows` of it, by kind (the metrics' "expiring
+  // soon"; a certificate already renewed still counts until it expires). One index range
+  // scan over the longest window.
+  struct ExpiringCount {
+    std::string kind;
+    std::vector<int64_t> within;  // one per window
+  };
+  absl::StatusOr<std::vector<ExpiringCount>> CountExpiring(
+      absl::Time now, const std::vector<absl::Duration>& windows);
+
  private:
   struct Pending;
   static constexpr size_t kMaxBatch = 256;

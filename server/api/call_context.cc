@@ -20,7 +20,13 @@ std::string Property(const grpc::AuthContext* auth, const char* name) {
 
 }  // namespace
 
-RequestContext RequestContextFor(const grpc::ServerContext& context) {
+bool ValidRequestId(absl::string_view id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0x21 && static_cast<unsigned char>(c) <= 0x7e;
+  });
+}
+
+RequestContext RequestContextFor(const grpc::ServerContextBase& context) {
   RequestContext ctx;
   ctx.peer = context.peer();
   const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
@@ -42,11 +48,8 @@ RequestContext RequestContextFor(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("x-request-id");
   if (it != metadata.end()) {
-    const grpc::string_ref v = it->second;
-    const bool printable = std::all_of(v.begin(), v.end(), [](char c) {
-      return static_cast<unsigned char>(c) >= 0x21 && static_cast<unsigned char>(c) <= 0x7e;
-    });
-    if (v.size() <= 128 && printable) ctx.request_id.assign(v.data(), v.size());
+    const absl::string_view v(it->second.data(), it->second.size());
+    if (ValidRequestId(v)) ctx.request_id = std::string(v);
   }
   return ctx;
 }

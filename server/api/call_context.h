@@ -14,7 +14,11 @@ namespace fleetca::api {
 // device) AuthProcessor recorded, or "anonymous" with role admin on a development server
 // without TLS (the only case where no processor runs). The request id comes from the
 // "x-request-id" metadata (at most 128 printable ASCII characters; otherwise ignored).
-RequestContext RequestContextFor(const grpc::ServerContext& context);
+// Takes the base class so that interceptors (RpcObserver) can name the caller too.
+RequestContext RequestContextFor(const grpc::ServerContextBase& context);
+
+// ValidRequestId: at most 128 printable ASCII characters, none of them a space.
+bool ValidRequestId(absl::string_view id);
 
 // RequireSelfOrRole: PERMISSION_DENIED unless the caller has one of `roles` or is the
 // named principal (`name`, for rules like "any identity for its own name"; "" for none).

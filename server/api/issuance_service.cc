@@ -113,6 +113,7 @@ grpc::Status IssuanceService::SignDeviceCsr(grpc::ServerContext* context,
   req.profile = request->profile();
   if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
   auto issued = issuance_.SignDeviceCsr(req, RequestContextFor(*context));
+  if (metrics_ != nullptr) metrics_->Issued("device", issued);
   if (!issued.ok()) return ToGrpcStatus(issued.status());
   ToProto(*issued, response->mutable_certificate());
   response->set_replayed(issued->replayed);
@@ -129,6 +130,7 @@ grpc::Status IssuanceService::SignBrokerCsr(grpc::ServerContext* context,
   req.ip_addresses.assign(request->ip_addresses().begin(), request->ip_addresses().end());
   if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
   auto issued = issuance_.SignBrokerCsr(req, RequestContextFor(*context));
+  if (metrics_ != nullptr) metrics_->Issued("broker", issued);
   if (!issued.ok()) return ToGrpcStatus(issued.status());
   ToProto(*issued, response->mutable_certificate());
   response->set_replayed(issued->replayed);
@@ -158,6 +160,7 @@ grpc::Status IssuanceService::RenewDeviceCertificate(
     req.renew_from_serial = *serial;
   }
   auto issued = issuance_.RenewDeviceCertificate(req, ctx);
+  if (metrics_ != nullptr) metrics_->Issued("device_renewal", issued);
   if (!issued.ok()) return ToGrpcStatus(issued.status());
   ToProto(*issued, response->mutable_certificate());
   response->set_replayed(issued->replayed);

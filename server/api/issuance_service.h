@@ -5,6 +5,7 @@
 // RegisterExternalCertificate and ExportPkcs12 answer UNIMPLEMENTED.
 
 #include "fleetca/v1/issuance.grpc.pb.h"
+#include "server/api/service_metrics.h"
 #include "server/issuance/issuance.h"
 
 namespace fleetca::api {
@@ -15,7 +16,9 @@ void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out);
 
 class IssuanceService final : public v1::IssuanceService::Service {
  public:
-  explicit IssuanceService(issuance::Issuance& issuance) : issuance_(issuance) {}
+  // metrics may be null (nothing counted).
+  explicit IssuanceService(issuance::Issuance& issuance, ServiceMetrics* metrics = nullptr)
+      : issuance_(issuance), metrics_(metrics) {}
 
   grpc::Status SignDeviceCsr(grpc::ServerContext* context, const v1::SignDeviceCsrRequest* request,
                              v1::SignDeviceCsrResponse* response) override;
@@ -35,6 +38,7 @@ class IssuanceService final : public v1::IssuanceService::Service {
 
  private:
   issuance::Issuance& issuance_;
+  ServiceMetrics* metrics_;
 };
 
 }  // namespace fleetca::api

@@ -46,6 +46,7 @@ grpc::Status RevocationService::RevokeCertificate(grpc::ServerContext* context,
   auto out = revocations_.Revoke(*serial, request->issuer_id(), request->reason(), invalidity,
                                  request->comment(), RequestContextFor(*context));
   if (!out.ok()) return ToGrpcStatus(out.status());
+  if (metrics_ != nullptr && out->changed) metrics_->Revoked(request->reason(), 1);
   response->set_already_revoked(!out->changed);
   return Certificate(out->state, response->mutable_certificate());
 }
@@ -60,6 +61,9 @@ grpc::Status RevocationService::RevokeDeviceCertificates(
                                        request->comment(), request->suspend_device(),
                                        RequestContextFor(*context));
   if (!out.ok()) return ToGrpcStatus(out.status());
+  if (metrics_ != nullptr) {
+    metrics_->Revoked(request->reason(), static_cast<int64_t>(out->revoked_serials.size()));
+  }
   for (const std::string& serial : out->revoked_serials) {
     auto c = issuance_.GetBySerial(serial);
     if (!c.ok()) return ToGrpcStatus(c.status());
@@ -82,6 +86,7 @@ grpc::Status RevocationService::HoldCertificate(grpc::ServerContext* context,
   auto out = revocations_.Hold(*serial, request->issuer_id(), request->comment(),
                                RequestContextFor(*context));
   if (!out.ok()) return ToGrpcStatus(out.status());
+  if (metrics_ != nullptr && out->changed) metrics_->Revoked(v1::REVOCATION_REASON_CERTIFICATE_HOLD, 1);
   response->set_already_on_hold(!out->changed);
   return Certificate(out->state, response->mutable_certificate());
 }

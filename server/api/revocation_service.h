@@ -5,6 +5,7 @@
 // answer for ImportCrl).
 
 #include "fleetca/v1/revocation.grpc.pb.h"
+#include "server/api/service_metrics.h"
 #include "server/issuance/issuance.h"
 #include "server/registry/registry.h"
 #include "server/revocation/crl_publisher.h"
@@ -15,8 +16,13 @@ namespace fleetca::api {
 class RevocationService final : public v1::RevocationService::Service {
  public:
   RevocationService(revocation::Revocations& revocations, revocation::CrlPublisher& crls,
-                    issuance::Issuance& issuance, registry::Registry& registry)
-      : revocations_(revocations), crls_(crls), issuance_(issuance), registry_(registry) {}
+                    issuance::Issuance& issuance, registry::Registry& registry,
+                    ServiceMetrics* metrics = nullptr)
+      : revocations_(revocations),
+        crls_(crls),
+        issuance_(issuance),
+        registry_(registry),
+        metrics_(metrics) {}
 
   grpc::Status RevokeCertificate(grpc::ServerContext* context,
                                  const v1::RevokeCertificateRequest* request,
@@ -44,6 +50,7 @@ class RevocationService final : public v1::RevocationService::Service {
   revocation::CrlPublisher& crls_;
   issuance::Issuance& issuance_;
   registry::Registry& registry_;
+  ServiceMetrics* metrics_;
 };
 
 }  // namespace fleetca::api

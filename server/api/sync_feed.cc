@@ -393,6 +393,15 @@ void StreamTracker::Sent(const std::string& broker, int64_t revision) {
   st.changed = true;
 }
 
+std::vector<StreamTracker::OpenBroker> StreamTracker::Open() {
+  std::vector<OpenBroker> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [broker, st] : brokers_) {
+    if (st.streams > 0) out.push_back({broker, st.streams, st.sent_revision});
+  }
+  return out;
+}
+
 void StreamTracker::Closed(const std::string& broker) {
   absl::MutexLock lock(&mu_);
   State& st = brokers_[broker];

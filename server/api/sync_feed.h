@@ -113,6 +113,15 @@ class StreamTracker {
   // last stream closed is reported once more, with 0 streams, then forgotten).
   std::vector<storage::BrokerStreams> Take();
 
+  // Open: the brokers with streams open here now, with the revision sent to each (the
+  // metrics' watchers and lag). Does not disturb Take.
+  struct OpenBroker {
+    std::string broker;
+    int streams = 0;
+    int64_t sent_revision = 0;
+  };
+  std::vector<OpenBroker> Open();
+
  private:
   struct State {
     int streams = 0;

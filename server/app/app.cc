@@ -43,7 +43,10 @@
 #include "server/api/identity_service.h"
 #include "server/api/issuance_service.h"
 #include "server/api/revocation_service.h"
+#include "server/api/rpc_observer.h"
+#include "server/api/service_metrics.h"
 #include "server/app/config.h"
+#include "server/app/server_metrics.h"
 #include "server/app/server_tls.h"
 #include "server/app/verify_audit.h"
 #include "server/auth/auth_processor.h"
@@ -268,18 +271,29 @@ int Init(const Config& config, Domain& domain) {
 }
 
 int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
+  // Metrics (GET /metrics on the HTTP port): calls by method and code, issuance and
+  // revocation counts, and what server_metrics.h reads from the components at scrape time.
+  metrics::Registry metrics;
+  api::ServiceMetrics service_metrics(metrics);
+  // Every call is counted, timed and logged (api/rpc_observer.h): by an interceptor, and
+  // for the calls AuthProcessor refuses before any interceptor runs, by its hook. The
+  // server owns the interceptor factory; the hook runs only while the server does.
+  auto observer = std::make_unique<api::RpcObserverFactory>(metrics, config.access_log);
+  api::RpcObserverFactory* const rpc_observer = observer.get();
   api::DeviceRegistryService device_registry_service(domain.registry);
   api::CertificateAuthorityService certificate_authority_service(domain.ca);
-  api::IssuanceService issuance_service(domain.issuance);
+  api::IssuanceService issuance_service(domain.issuance, &service_metrics);
   api::SyncFeed sync_feed(domain.change_log, domain.sync_store, api::SyncFeed::Options{});
   api::StreamTracker stream_tracker;
   api::BrokerSyncService broker_sync_service(domain.brokers, sync_feed, stream_tracker);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
   api::RevocationService revocation_service(domain.revocations, domain.crls, domain.issuance,
-                                            domain.registry);
+                                            domain.registry, &service_metrics);
   api::AuditService audit_service(domain.audit_store);
   api::AclService acl_service(domain.policy);
   api::BrokerAuthService broker_auth_service(domain.policy_index);
+  RegisterServerMetrics(metrics, {&pool, &domain.crls, &stream_tracker, &sync_feed,
+                                  &domain.policy_index, &domain.certificate_store});
 
   // Credentials: TLS with client authentication by default (auth/auth_processor.h), or
   // plaintext on loopback for development.
@@ -367,7 +381,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     // cipher list is AEAD-only with forward secrecy (docs/security.md has the scan).
     options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
     credentials = grpc::experimental::TlsServerCredentials(options);
-    processor = std::make_shared<auth::AuthProcessor>(domain.authenticator, issuance_limiter);
+    processor = std::make_shared<auth::AuthProcessor>(
+        domain.authenticator, issuance_limiter,
+        [rpc_observer](const auth::Refusal& refusal) { rpc_observer->Refused(refusal); });
     credentials->SetAuthMetadataProcessor(processor);
   }
 
@@ -387,6 +403,9 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   // than MAX_POLLERS (default 2) are idle: under steady load from many clients that is a
   // thread created and destroyed per few calls. Idle pollers are cheap; keep them.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+  observers.push_back(std::move(observer));
+  builder.experimental().SetInterceptorCreators(std::move(observers));
   builder.RegisterService(&device_registry_service);
   builder.RegisterService(&certificate_authority_service);
   builder.RegisterService(&issuance_service);
@@ -416,7 +435,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     }
     return absl::OkStatus();
   };
-  http::HttpServer http_server(domain.crls, domain.ca, readiness);
+  http::HttpServer http_server(domain.crls, domain.ca, readiness, &metrics);
   if (config.http_listen != "off") {
     auto http_port = http_server.Start(config.http_host, config.http_port);
     if (!http_port.ok()) {
@@ -427,7 +446,7 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
     }
     LogInfo("http serving", {{"address", config.http_listen},
                              {"port", std::to_string(*http_port)},
-                             {"paths", "/crl/<issuer>.crl /ca/<issuer>.crt /healthz /readyz"}});
+                             {"paths", "/crl/<issuer>.crl /ca/<issuer>.crt /healthz /readyz /metrics"}});
   }
   LogInfo("serving", {{"address", config.listen},
                       {"port", std::to_string(port)},

@@ -19,6 +19,9 @@ ABSL_FLAG(std::string, listen, "",
           "gRPC listen address (env FLEETCA_LISTEN; default 127.0.0.1:50051). TLS with client "
           "certificates; with --insecure_plaintext, a loopback address only.");
 ABSL_FLAG(std::string, log_level, "", "debug, info, warning or error (env FLEETCA_LOG_LEVEL)");
+ABSL_FLAG(std::string, access_log, "",
+          "one log line per gRPC call: all (default), errors (failed calls only) or off "
+          "(env FLEETCA_ACCESS_LOG)");
 ABSL_FLAG(int, db_max_connections, 0,
           "most PostgreSQL connections (env FLEETCA_DB_MAX_CONNECTIONS; default 16)");
 ABSL_FLAG(absl::Duration, db_acquire_timeout, absl::Seconds(5),
@@ -173,6 +176,13 @@ absl::StatusOr<Config> LoadConfig(int argc, char** argv) {
           "--log_level: expected debug, info, warning or error, got \"", l, "\""));
     }
   }
+  if (std::string a = Pick(absl::GetFlag(FLAGS_access_log), "FLEETCA_ACCESS_LOG"); !a.empty()) {
+    if (!api::ParseAccessLog(a, &c.access_log)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--access_log: expected all, errors or off, got \"", a, "\""));
+    }
+  }
+
   int max_conn = absl::GetFlag(FLAGS_db_max_connections);
   if (max_conn == 0) {
     if (const char* v = std::getenv("FLEETCA_DB_MAX_CONNECTIONS"); v != nullptr && *v != '\0') {

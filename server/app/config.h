@@ -9,6 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "server/api/rpc_observer.h"
 
 namespace fleetca::app {
 
@@ -17,6 +18,7 @@ struct Config {
   std::string database_url;       // --database_url / FLEETCA_DATABASE_URL (required)
   std::string listen = "127.0.0.1:50051";  // --listen / FLEETCA_LISTEN
   LogLevel log_level = LogLevel::kInfo;    // --log_level / FLEETCA_LOG_LEVEL
+  api::AccessLog access_log = api::AccessLog::kAll;  // --access_log / FLEETCA_ACCESS_LOG
   int db_max_connections = 16;             // --db_max_connections / FLEETCA_DB_MAX_CONNECTIONS
   absl::Duration db_acquire_timeout = absl::Seconds(5);
   absl::Duration db_connect_timeout = absl::Seconds(5);

@@ -22,42 +22,37 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata, grpc::Au
     pem.assign(v.data(), v.size());
   }
   if (pem.empty()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "no client certificate: call with a certificate from this fleetca's "
-                        "operators CA (an identity), or a device certificate");
+    return Refuse(method, grpc::StatusCode::UNAUTHENTICATED,
+                  "no client certificate: call with a certificate from this fleetca's "
+                  "operators CA (an identity), or a device certificate",
+                  nullptr, auth_metadata);
   }
   const absl::Time now = absl::Now();
   absl::StatusOr<Principal> principal = authenticator_.Authenticate(pem, now);
   if (!principal.ok()) {
-    const auto code = principal.status().code() == absl::StatusCode::kUnavailable
-                          ? grpc::StatusCode::UNAVAILABLE
-                          : grpc::StatusCode::UNAUTHENTICATED;
-    LogInfo("call refused", {{"method", method},
-                             {"code", code == grpc::StatusCode::UNAVAILABLE ? "UNAVAILABLE"
-                                                                            : "UNAUTHENTICATED"},
-                             {"reason", std::string(principal.status().message())}});
-    return grpc::Status(code, std::string(principal.status().message()));
+    return Refuse(method,
+                  principal.status().code() == absl::StatusCode::kUnavailable
+                      ? grpc::StatusCode::UNAVAILABLE
+                      : grpc::StatusCode::UNAUTHENTICATED,
+                  std::string(principal.status().message()), nullptr, auth_metadata);
   }
+  const char* role = RoleName(principal->role);
   if (!MayCall(principal->role, method)) {
-    const std::string message = absl::StrCat("role ", RoleName(principal->role), " (",
-                                             principal->name, ") may not call ", method);
-    LogWarning("call refused", {{"method", method},
-                                {"code", "PERMISSION_DENIED"},
-                                {"actor", principal->name},
-                                {"role", RoleName(principal->role)},
-                                {"serial", principal->serial_hex}});
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, message);
+    return Refuse(method, grpc::StatusCode::PERMISSION_DENIED,
+                  absl::StrCat("role ", role, " (", principal->name, ") may not call ", method),
+                  &*principal, auth_metadata);
   }
   if (IsIssuanceMethod(method)) {
     // Keyed by role and name: a device's comm-ID may spell an identity's name.
     const absl::Duration wait =
-        issuance_limiter_.Take(absl::StrCat(RoleName(principal->role), "/", principal->name), now);
+        issuance_limiter_.Take(absl::StrCat(role, "/", principal->name), now);
     if (wait > absl::ZeroDuration()) {
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
+      return Refuse(
+          method, grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("issuance rate limit of ", principal->name, " reached (",
                        issuance_limiter_.rate(), " per second, burst ", issuance_limiter_.burst(),
-                       "): retry in ", absl::FormatDuration(absl::Ceil(wait, absl::Milliseconds(1)))));
+                       "): retry in ", absl::FormatDuration(absl::Ceil(wait, absl::Milliseconds(1)))),
+          &*principal, auth_metadata);
     }
   }
   context->AddProperty(kNameProperty, principal->name);
@@ -65,6 +60,32 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata, grpc::Au
   context->AddProperty(kSerialProperty, principal->serial_hex);
   context->AddProperty(kIssuerProperty, principal->issuer_id);
   return grpc::Status::OK;
+}
+
+grpc::Status AuthProcessor::Refuse(const std::string& method, grpc::StatusCode code,
+                                   std::string message, const Principal* principal,
+                                   const InputMetadata& metadata) {
+  Refusal refusal;
+  refusal.method = method;
+  refusal.code = code;
+  refusal.message = std::move(message);
+  if (principal != nullptr) {
+    refusal.actor = principal->name;
+    refusal.role = RoleName(principal->role);
+    refusal.serial = principal->serial_hex;
+  }
+  if (auto it = metadata.find("x-request-id"); it != metadata.end()) {
+    refusal.request_id.assign(it->second.data(), it->second.size());
+  }
+  if (on_refusal_) {
+    on_refusal_(refusal);
+  } else {
+    LogWarning("call refused", {{"method", refusal.method},
+                                {"code", std::to_string(refusal.code)},
+                                {"actor", refusal.actor},
+                                {"error", refusal.message}});
+  }
+  return grpc::Status(refusal.code, refusal.message);
 }
 
 }  // namespace fleetca::auth

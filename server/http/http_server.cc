@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "pki/openssl_util.h"
 
@@ -45,6 +46,17 @@ void Serve(const httplib::Request& req, httplib::Response& res, std::shared_ptr<
       });
 }
 
+// The route a path took, for the metrics (a bounded set: never the path itself).
+std::string RouteOf(const std::string& path) {
+  for (const char* prefix : {"/crl/delta/", "/crl/", "/ca/"}) {
+    if (absl::StartsWith(path, prefix)) return std::string(prefix) + "*";
+  }
+  for (const char* exact : {"/healthz", "/readyz", "/metrics"}) {
+    if (path == exact) return exact;
+  }
+  return "other";
+}
+
 void Refuse(httplib::Response& res, const absl::Status& st) {
   res.status = HttpStatusFor(st);
   // The status message names the issuer or says to retry; never internals.
@@ -56,7 +68,7 @@ void Refuse(httplib::Response& res, const absl::Status& st) {
 }  // namespace
 
 HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority& ca,
-                       std::function<absl::Status()> readiness)
+                       std::function<absl::Status()> readiness, metrics::Registry* metrics)
     : crls_(crls),
       ca_(ca),
       readiness_(std::move(readiness)),
@@ -76,6 +88,18 @@ HttpServer::HttpServer(revocation::CrlPublisher& crls, ca::CertificateAuthority&
     res.status = 503;
     res.set_content(absl::StrCat("not ready: ", st.message(), "\n"), "text/plain");
   });
+  if (metrics != nullptr) {
+    server_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(metrics->Render(), metrics::kContentType);
+    });
+    metrics::CounterFamily& requests = metrics->AddCounter(
+        "fleetca_http_requests_total", "HTTP requests answered, by route and status code.",
+        {"route", "code"});
+    server_->set_logger([&requests](const httplib::Request& req, const httplib::Response& res) {
+      requests.With({RouteOf(req.path), std::to_string(res.status)}).Increment();
+    });
+  }
   // The complete CRL, and the delta CRL (its freshestCRL extension names that URL).
   for (const bool delta : {false, true}) {
     server_->Get(absl::StrCat(delta ? "/crl/delta/" : "/crl/", kIssuerPattern, "\\.crl"),

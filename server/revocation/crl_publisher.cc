@@ -247,6 +247,7 @@ absl::StatusOr<int> CrlPublisher::RunOnce(absl::Time now) {
     {
       absl::MutexLock lock(&mu_);
       latest_[key] = crl;
+      build_time_[key] = build_time;
     }
     {
       absl::MutexLock lock(&store_mu_);
@@ -371,8 +372,30 @@ absl::StatusOr<std::shared_ptr<const PublishedCrl>> CrlPublisher::Latest(
   shared->sha256_hex = pki::Sha256Hex(shared->der);
   absl::MutexLock lock(&mu_);
   std::shared_ptr<const PublishedCrl>& held = latest_[key];
-  if (held == nullptr || held->crl_number < shared->crl_number) held = shared;
+  if (held == nullptr || held->crl_number < shared->crl_number) {
+    held = shared;
+    build_time_.erase(key);
+  }
   return held;
+}
+
+std::vector<CrlPublisher::Served> CrlPublisher::ServedNow() {
+  std::vector<Served> out;
+  absl::MutexLock lock(&mu_);
+  out.reserve(latest_.size());
+  for (const auto& [key, crl] : latest_) {
+    Served& s = out.emplace_back();
+    s.issuer_id = key.first;
+    s.delta = key.second;
+    s.crl_number = crl->crl_number;
+    s.entries = crl->entries;
+    s.bytes = crl->der.size();
+    s.this_update = crl->this_update;
+    s.next_update = crl->next_update;
+    auto t = build_time_.find(key);
+    if (t != build_time_.end()) s.build_time = t->second;
+  }
+  return out;
 }
 
 }  // namespace fleetca::revocation

@@ -82,6 +82,19 @@ class CrlPublisher {
 
   bool deltas() const { return deltas_; }
 
+  // What this replica serves now, per issuer and kind (for the metrics): the CRLs it built
+  // or has served; build_time is zero for one built by another replica.
+  struct Served {
+    std::string issuer_id;
+    bool delta = false;
+    int64_t crl_number = 0;
+    int entries = 0;
+    size_t bytes = 0;
+    absl::Time this_update, next_update;
+    absl::Duration build_time;
+  };
+  std::vector<Served> ServedNow();
+
  private:
   // An issuer's revoked certificates as the builder last read them, each encoded once as
   // its CRL entry, by serial.
@@ -129,6 +142,8 @@ class CrlPublisher {
 
   absl::Mutex mu_;
   absl::flat_hash_map<Key, std::shared_ptr<const PublishedCrl>> latest_ ABSL_GUARDED_BY(mu_);
+  // Encoding and signing time of the CRL in latest_, when built here.
+  absl::flat_hash_map<Key, absl::Duration> build_time_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetca::revocation
