@@ -19,7 +19,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql python3 openssl
   mosquitto mosquitto-clients mosquitto-dev python3-paho-mqtt jq sslscan libcpp-httplib-dev curl
-  libcli11-dev golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+  libcli11-dev golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev python3-grpcio
 )
 
 log() { echo "deps.sh: $*" >&2; }

@@ -35,6 +35,12 @@ absl::StatusOr<std::string> SerialField(absl::string_view field, absl::string_vi
   if (!serial.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": a serial in hex, e.g. 3a9f..."));
   }
+  // The certificates table holds 1 to 20 octets (RFC 5280 4.1.2.2): anything longer names
+  // no certificate, and is a malformed request rather than an unknown one.
+  if (serial->size() > 20) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": at most 40 hex digits (RFC 5280: 20 octets), got ", hex.size()));
+  }
   return serial;
 }
 

@@ -97,8 +97,23 @@ class RpcObserver : public grpc::experimental::Interceptor {
         methods->GetSendInitialMetadata()->emplace(kRequestIdHeader, request_id_);
       }
     }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      // Null: the request's bytes did not parse as its message (malformed wire format, a
+      // string field that is not UTF-8, nesting beyond protobuf's limit).
+      if (methods->GetRecvMessage() == nullptr) undecodable_ = true;
+    }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      Record(methods->GetSendStatus());
+      grpc::Status status = methods->GetSendStatus();
+      // gRPC answers a request it cannot parse with INTERNAL and no message: it is the
+      // caller's mistake, and it deserves to be told which.
+      if (undecodable_ && status.error_code() == grpc::StatusCode::INTERNAL) {
+        status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "request: not a valid protobuf message for " + call_.method +
+                                  " (malformed wire format, a string field that is not UTF-8, "
+                                  "or nesting too deep)");
+        methods->ModifySendStatus(status);
+      }
+      Record(status);
     }
     methods->Proceed();
   }
@@ -142,6 +157,7 @@ class RpcObserver : public grpc::experimental::Interceptor {
   const absl::Time start_;
   CallRecord call_;
   std::string request_id_;
+  bool undecodable_ = false;
   bool recorded_ = false;
 };
 
