@@ -42,6 +42,22 @@ void AddKeyArgs(CLI::App* c, KeyArgs* o) {
   c->add_flag("--print-key", o->print_key, "print the generated private key on stdout too");
 }
 
+// FillKeySource: the request's key (the caller's CSR, or the algorithm of the key the server
+// generates) and validity, for IssueIdentity and RenewIdentity alike.
+template <class Request>
+void FillKeySource(const KeyArgs& o, Request* req) {
+  if (!o.csr.empty()) {
+    req->set_csr_pem(ReadInputFile(o.csr));
+  } else {
+    req->set_generate_key_algorithm(
+        o.key_algorithm.empty()
+            ? v1::KEY_ALGORITHM_ECDSA_P256
+            : static_cast<v1::KeyAlgorithm>(
+                  ParseEnum(v1::KeyAlgorithm_descriptor(), o.key_algorithm, "--key-algorithm")));
+  }
+  if (!o.validity.empty()) *req->mutable_validity() = ParseDuration(o.validity, "--validity");
+}
+
 void CheckKeyArgs(const KeyArgs& o) {
   if (o.csr.empty() && o.out.empty() && !o.print_key) {
     throw UsageError(
@@ -90,18 +106,7 @@ void AddIdentityCommands(CLI::App& app, Cli& cli) {
           req.set_role(static_cast<v1::IdentityRole>(
               ParseEnum(v1::IdentityRole_descriptor(), o->role, "--role")));
           req.set_display_name(o->display_name);
-          if (!o->csr.empty()) {
-            req.set_csr_pem(ReadInputFile(o->csr));
-          } else {
-            req.set_generate_key_algorithm(
-                o->key_algorithm.empty()
-                    ? v1::KEY_ALGORITHM_ECDSA_P256
-                    : static_cast<v1::KeyAlgorithm>(ParseEnum(
-                          v1::KeyAlgorithm_descriptor(), o->key_algorithm, "--key-algorithm")));
-          }
-          if (!o->validity.empty()) {
-            *req.mutable_validity() = ParseDuration(o->validity, "--validity");
-          }
+          FillKeySource(*o, &req);
           auto resp = cli.Call(stub.get(), &Identities::Stub::IssueIdentity, req);
           const v1::Certificate cert = resp.certificate();
           Finish(cli, *o, std::move(resp), cert);
@@ -123,17 +128,7 @@ void AddIdentityCommands(CLI::App& app, Cli& cli) {
           auto stub = Identities::NewStub(cli.Channel());
           v1::RenewIdentityRequest req;
           req.set_name(o->name);
-          if (!o->csr.empty()) {
-            req.set_csr_pem(ReadInputFile(o->csr));
-          } else {
-            req.set_generate_key_algorithm(
-                o->key_algorithm.empty()
-                    ? v1::KEY_ALGORITHM_ECDSA_P256
-                    : static_cast<v1::KeyAlgorithm>(ParseEnum(
-                          v1::KeyAlgorithm_descriptor(), o->key_algorithm, "--key-algorithm")));
-          }
-          if (!o->validity.empty())
-            *req.mutable_validity() = ParseDuration(o->validity, "--validity");
+          FillKeySource(*o, &req);
           req.set_revoke_previous(o->revoke_previous);
           auto resp = cli.Call(stub.get(), &Identities::Stub::RenewIdentity, req);
           const v1::Certificate cert = resp.certificate();
