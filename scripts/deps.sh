@@ -18,7 +18,7 @@ PACKAGES=(
   libpqxx-dev libabsl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql python3 openssl
-  mosquitto mosquitto-clients mosquitto-dev python3-paho-mqtt jq sslscan libcpp-httplib-dev curl
+  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev python3-paho-mqtt jq sslscan libcpp-httplib-dev curl
   libcli11-dev golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev python3-grpcio
 )
 
