@@ -279,7 +279,10 @@ std::optional<ResultEntry> ParseResultLine(const std::string& line) {
     return std::nullopt;
   }
   ResultEntry e;
-  e.line = static_cast<int64_t>(line_it->second.number_value());
+  const double line_number = line_it->second.number_value();
+  // Outside int64 (or NaN) the cast would be undefined: not a line of ours.
+  if (!(line_number > -9.2e18 && line_number < 9.2e18)) return std::nullopt;
+  e.line = static_cast<int64_t>(line_number);
   e.comm_id = id_it->second.string_value();
   const std::string& outcome = outcome_it->second.string_value();
   if (outcome == "registered") {

@@ -8,8 +8,16 @@
 namespace fleetca::sync_client {
 namespace {
 
-absl::Status EmptyKey(absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("a ", what, " change without its key"));
+// A key part must be non-empty and hold no NUL: the plugin joins composite keys with NUL
+// ("<issuer_id>\0<serial>") and splits them again when it writes its cache, so a NUL inside
+// a part would make a cache that does not load (found by fuzz/stream_fuzz).
+bool BadKeyPart(const std::string& part, bool may_be_empty = false) {
+  return (part.empty() && !may_be_empty) || part.find('\0') != std::string::npos;
+}
+
+absl::Status BadKey(absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("a ", what, " change without a valid key (empty, or holding a NUL byte)"));
 }
 
 }  // namespace
@@ -17,30 +25,30 @@ absl::Status EmptyKey(absl::string_view what) {
 absl::Status ValidateChange(const v1::SyncChange& change) {
   switch (change.object_case()) {
     case v1::SyncChange::kIssuer:
-      if (change.issuer().issuer_id().empty()) return EmptyKey("issuer");
+      if (BadKeyPart(change.issuer().issuer_id())) return BadKey("issuer");
       return absl::OkStatus();
     case v1::SyncChange::kCrl:
-      if (change.crl().issuer_id().empty()) return EmptyKey("crl");
+      if (BadKeyPart(change.crl().issuer_id())) return BadKey("crl");
       return absl::OkStatus();
     case v1::SyncChange::kDevice:
-      if (change.device().comm_id().empty()) return EmptyKey("device");
+      if (BadKeyPart(change.device().comm_id())) return BadKey("device");
       return absl::OkStatus();
     case v1::SyncChange::kIdentity:
-      if (change.identity().name().empty()) return EmptyKey("identity");
+      if (BadKeyPart(change.identity().name())) return BadKey("identity");
       return absl::OkStatus();
     case v1::SyncChange::kCertificate:
-      if (change.certificate().issuer_id().empty() || change.certificate().serial().empty()) {
-        return EmptyKey("certificate");
+      if (BadKeyPart(change.certificate().issuer_id()) || BadKeyPart(change.certificate().serial())) {
+        return BadKey("certificate");
       }
       return absl::OkStatus();
     case v1::SyncChange::kAclProfile:
-      if (change.acl_profile().name().empty()) return EmptyKey("acl_profile");
+      if (BadKeyPart(change.acl_profile().name())) return BadKey("acl_profile");
       return absl::OkStatus();
     case v1::SyncChange::kAclAssignment: {
       const v1::AclAssignment& a = change.acl_assignment();
-      if (a.profile_name().empty() || a.subject_type() == v1::ACL_SUBJECT_TYPE_UNSPECIFIED ||
-          (a.subject_id().empty() && a.subject_type() != v1::ACL_SUBJECT_TYPE_ALL_DEVICES)) {
-        return EmptyKey("acl_assignment");
+      if (BadKeyPart(a.profile_name()) || a.subject_type() == v1::ACL_SUBJECT_TYPE_UNSPECIFIED ||
+          BadKeyPart(a.subject_id(), a.subject_type() == v1::ACL_SUBJECT_TYPE_ALL_DEVICES)) {
+        return BadKey("acl_assignment");
       }
       return absl::OkStatus();
     }
@@ -79,7 +87,7 @@ absl::StatusOr<StreamApplier::Outcome> StreamApplier::Apply(const v1::WatchRespo
     case v1::WatchResponse::kSnapshotBegin:
       // A new snapshot replaces whatever was on its way: a snapshot begun earlier on this
       // stream (the server may restart one at any time) and an unfinished `continued` run.
-      building_.emplace();
+      building_.emplace(Building{});  // not emplace(): clang rejects it (Building is nested)
       building_->state = new_state_();
       building_->revision = response.snapshot_begin().revision();
       pending_.clear();

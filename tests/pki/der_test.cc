@@ -66,7 +66,8 @@ TEST(DerReaderTest, RefusesWhatIsNotDer) {
     EXPECT_FALSE(r.Next(&tag, &contents)) << absl::BytesToHexString(c);
     EXPECT_TRUE(r.empty()) << "a failed reader reads nothing more";
   }
-  Reader wrong_tag(Bytes({0x02, 0x01, 0x00}));
+  const std::string integer = Bytes({0x02, 0x01, 0x00});  // Reader keeps a view: keep it alive
+  Reader wrong_tag(integer);
   absl::string_view contents;
   EXPECT_FALSE(wrong_tag.Expect(kSequence, &contents));
 }
