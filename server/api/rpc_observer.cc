@@ -32,7 +32,9 @@ std::string NewRequestId() {
 // What one ended call records: counted, timed (unary calls), and logged.
 struct CallRecord {
   std::string service, method;
-  bool unary = true;
+  // Timed into the latency histogram: unary calls that reached a handler (a stream's
+  // duration is not a latency; a refused call never reached one).
+  bool timed = true;
   double seconds = 0;
   std::string request_id;
   std::string actor, role, serial, peer;
@@ -43,7 +45,7 @@ void RecordCall(RpcObserverFactory::Sinks& sinks, const CallRecord& call,
   const std::string code(
       absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())));
   sinks.handled->With({call.service, call.method, code}).Increment();
-  if (call.unary) sinks.latency->With({call.service, call.method, code}).Observe(call.seconds);
+  if (call.timed) sinks.latency->With({call.service, call.method, code}).Observe(call.seconds);
   if (sinks.mode == AccessLog::kOff || (sinks.mode == AccessLog::kErrors && status.ok())) return;
   std::vector<LogField> fields = {
       {"method", absl::StrCat("/", call.service, "/", call.method)},
@@ -78,7 +80,7 @@ class RpcObserver : public grpc::experimental::Interceptor {
   RpcObserver(ServerRpcInfo* info, RpcObserverFactory::Sinks& sinks)
       : info_(info), sinks_(sinks), start_(absl::Now()) {
     SplitMethod(info->method() != nullptr ? info->method() : "", &call_.service, &call_.method);
-    call_.unary = info->type() == ServerRpcInfo::Type::UNARY;
+    call_.timed = info->type() == ServerRpcInfo::Type::UNARY;
     sinks_.in_flight.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -93,8 +95,8 @@ class RpcObserver : public grpc::experimental::Interceptor {
       TakeRequestId(methods->GetRecvInitialMetadata());
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
-      if (!request_id_.empty()) {
-        methods->GetSendInitialMetadata()->emplace(kRequestIdHeader, request_id_);
+      if (!call_.request_id.empty()) {
+        methods->GetSendInitialMetadata()->emplace(kRequestIdHeader, call_.request_id);
       }
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
@@ -128,20 +130,19 @@ class RpcObserver : public grpc::experimental::Interceptor {
     if (it != metadata->end()) {
       const absl::string_view v(it->second.data(), it->second.size());
       if (ValidRequestId(v)) {
-        request_id_ = std::string(v);
+        call_.request_id = std::string(v);
         return;
       }
       metadata->erase(it);
     }
-    request_id_ = NewRequestId();
-    if (!request_id_.empty()) metadata->emplace(kRequestIdHeader, request_id_);
+    call_.request_id = NewRequestId();
+    if (!call_.request_id.empty()) metadata->emplace(kRequestIdHeader, call_.request_id);
   }
 
   void Record(const grpc::Status& status) {
     if (recorded_) return;
     recorded_ = true;
     call_.seconds = absl::ToDoubleSeconds(absl::Now() - start_);
-    call_.request_id = request_id_;
     if (grpc::ServerContextBase* context = info_->server_context(); context != nullptr) {
       const RequestContext caller = RequestContextFor(*context);
       call_.actor = caller.actor;
@@ -155,8 +156,7 @@ class RpcObserver : public grpc::experimental::Interceptor {
   ServerRpcInfo* info_;
   RpcObserverFactory::Sinks& sinks_;
   const absl::Time start_;
-  CallRecord call_;
-  std::string request_id_;
+  CallRecord call_;  // call_.request_id is what the call's metadata points into
   bool undecodable_ = false;
   bool recorded_ = false;
 };
@@ -196,9 +196,7 @@ RpcObserverFactory::RpcObserverFactory(metrics::Registry& registry, AccessLog mo
 void RpcObserverFactory::Refused(const auth::Refusal& refusal) {
   CallRecord call;
   SplitMethod(refusal.method, &call.service, &call.method);
-  // Refused before a handler ran: no latency worth a bucket (the histogram is the
-  // handlers'); counted and logged.
-  call.unary = false;
+  call.timed = false;
   if (ValidRequestId(refusal.request_id)) call.request_id = refusal.request_id;
   call.actor = refusal.actor;
   call.role = refusal.role;

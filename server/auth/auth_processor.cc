@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
@@ -81,7 +82,8 @@ grpc::Status AuthProcessor::Refuse(const std::string& method, grpc::StatusCode c
     on_refusal_(refusal);
   } else {
     LogWarning("call refused", {{"method", refusal.method},
-                                {"code", std::to_string(refusal.code)},
+                                {"code", std::string(absl::StatusCodeToString(
+                                              static_cast<absl::StatusCode>(refusal.code)))},
                                 {"actor", refusal.actor},
                                 {"error", refusal.message}});
   }
