@@ -272,9 +272,17 @@ class Mosquitto:
         if self._log is not None:
             self._log.close()
         self._log = open(self.log_path, "a")
+        env = None
+        preload = os.environ.get("FLEETCA_MOSQUITTO_PRELOAD")
+        if preload:
+            # A sanitizer build's plugin: mosquitto itself is not instrumented, so the
+            # sanitizer runtime is preloaded (tests/e2e/CMakeLists.txt sets the variable).
+            # LeakSanitizer is off for mosquitto: its own allocations at exit are not ours.
+            env = dict(os.environ, LD_PRELOAD=preload,
+                       ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent, env=env)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
