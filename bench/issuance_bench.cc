@@ -9,6 +9,25 @@
 // are N threads with blocking stubs, each on its own HTTP/2 connection (a station each).
 //
 // Run it with bench/issuance.sh, which starts PostgreSQL and the server first.
+//
+// Paced (open-loop) mode, for bench/soak.sh: with --rate=N the clients no longer go as
+// fast as they can; request k is due at start + k/N (N certificates/s across all clients,
+// --clients bounding how many are in flight) and its latency counts from that scheduled
+// time, as revocation_bench's paced client does, so a stall delays the requests after it
+// and shows in their latency. --revoke_rate=M adds --revoke_clients threads revoking
+// (RevokeCertificate, keyCompromise) M certificates/s, each one issued earlier in the same
+// run (a random one not yet revoked), on the same schedule rule; what is still due when the
+// window ends is not sent (counted). Every --progress_seconds a line gives the interval's
+// counts and latencies. With --steady_after=S, from S seconds
+// on the same rates create nothing: issuances replay requests issued earlier in the run
+// and revocations revoke again what was revoked (the server's state stops growing, its
+// request load does not). --request_ids=N makes a closed or paced load of replays from the
+// start. Without --rate the behaviour is the closed loop above, unchanged.
+//
+// TLS: with --cacert (the bundle that verifies the server) and --credential (key,
+// certificate and chain in one PEM file, as `fleetca-server init` writes the admin's), the
+// calls go over mutual TLS; without them, plaintext (a server run with
+// --insecure_plaintext).
 #include <grpcpp/grpcpp.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -25,10 +44,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <random>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -36,6 +60,7 @@
 #include "absl/strings/str_cat.h"
 #include "fleetca/v1/device_registry.grpc.pb.h"
 #include "fleetca/v1/issuance.grpc.pb.h"
+#include "fleetca/v1/revocation.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "fleetca-server address");
 ABSL_FLAG(int, clients, 32, "concurrent clients (threads, one connection each)");
@@ -45,6 +70,28 @@ ABSL_FLAG(int, devices, 10000, "devices registered and CSRs made before the run"
 ABSL_FLAG(std::string, prefix, "", "comm-ID and request-id prefix (default: bench-<pid>)");
 ABSL_FLAG(double, reference_seconds, 5, "length of each reference (OpenSSL loop) run");
 ABSL_FLAG(bool, skip_server, false, "run only the in-process reference");
+ABSL_FLAG(double, rate, 0,
+          "paced (open-loop) mode: certificates per second across all clients, latency "
+          "counted from each request's scheduled time (0: closed loop, as fast as they go)");
+ABSL_FLAG(double, revoke_rate, 0,
+          "paced mode: revocations per second (keyCompromise) of certificates issued earlier "
+          "in the run (0: none)");
+ABSL_FLAG(int, revoke_clients, 2, "paced mode: revoking threads (one connection each)");
+ABSL_FLAG(double, progress_seconds, 15, "paced mode: a progress line this often (0: none)");
+ABSL_FLAG(double, validity_seconds, 0, "requested certificate lifetime (0: the profile default)");
+ABSL_FLAG(int, request_ids, 0,
+          "cycle through this many request ids (0: a new one per call): after the first round "
+          "every call is a replay (same request id, device and CSR), answered with the stored "
+          "certificate, counted as done; a load that creates nothing (a per-call leak shows "
+          "alone)");
+ABSL_FLAG(double, steady_after, 0,
+          "paced mode: after this many seconds (0: never) the load goes on at the same rates "
+          "but creates nothing: each issuance replays a request issued earlier in the run "
+          "(answered with the stored certificate) and each revocation revokes again a "
+          "certificate revoked earlier (already_revoked); both counted as done");
+ABSL_FLAG(std::string, cacert, "", "TLS: the CA bundle verifying the server (empty: plaintext)");
+ABSL_FLAG(std::string, credential, "",
+          "TLS: the client credential, key then certificate and chain in one PEM file");
 
 namespace {
 
@@ -230,6 +277,339 @@ double Percentile(const std::vector<double>& sorted, double p) {
   return sorted[i];
 }
 
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Die("cannot read " + path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Plaintext, or mutual TLS with --cacert and --credential (gRPC takes the key block and the
+// certificate blocks it needs out of the one file).
+std::shared_ptr<grpc::ChannelCredentials> Credentials() {
+  const std::string cacert = absl::GetFlag(FLAGS_cacert);
+  if (cacert.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = ReadWholeFile(cacert);
+  const std::string credential = absl::GetFlag(FLAGS_credential);
+  if (!credential.empty()) {
+    options.pem_cert_chain = ReadWholeFile(credential);
+    options.pem_private_key = options.pem_cert_chain;
+  }
+  return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::Channel> NewConnection(const std::string& target, int id) {
+  grpc::ChannelArguments args;
+  args.SetInt("fleetca.bench.client", id);  // a distinct argument: a connection of its own
+  auto ch = grpc::CreateCustomChannel(target, Credentials(), args);
+  if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
+    Die(absl::StrCat("connection ", id, " cannot connect to ", target));
+  }
+  return ch;
+}
+
+// ---- Paced (open-loop) mode. ----
+
+// Latencies and counts of one kind of call, for the current progress interval and for the
+// whole measured window.
+class Tally {
+ public:
+  void Add(bool ok, double ms, int code, bool measured, const std::string& error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ok) {
+      ++interval_ok_;
+      interval_ms_.push_back(ms);
+      if (measured) {
+        ++ok_;
+        all_ms_.push_back(ms);
+      }
+    } else {
+      ++interval_errors_;
+      if (measured) ++errors_[code];
+      if (first_error_.empty()) first_error_ = absl::StrCat("code ", code, ": ", error);
+    }
+    if (ok) ++total_ok_;
+  }
+  void Skip() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++skipped_;
+  }
+
+  struct Interval {
+    long ok = 0, errors = 0, total_ok = 0;
+    double p50 = 0, p99 = 0, max = 0;
+  };
+  Interval TakeInterval() {
+    std::vector<double> ms;
+    Interval out;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ms.swap(interval_ms_);
+      out.ok = interval_ok_;
+      out.errors = interval_errors_;
+      out.total_ok = total_ok_;
+      interval_ok_ = interval_errors_ = 0;
+    }
+    std::sort(ms.begin(), ms.end());
+    out.p50 = Percentile(ms, 0.50);
+    out.p99 = Percentile(ms, 0.99);
+    out.max = ms.empty() ? 0 : ms.back();
+    return out;
+  }
+
+  // The measured window's figures (call once, at the end).
+  std::vector<double> SortedAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::sort(all_ms_.begin(), all_ms_.end());
+    return all_ms_;
+  }
+  long ok() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ok_;
+  }
+  std::map<int, long> errors() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return errors_;
+  }
+  long skipped() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return skipped_;
+  }
+  long total_ok() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return total_ok_;
+  }
+  std::string first_error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return first_error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<double> interval_ms_, all_ms_;
+  long interval_ok_ = 0, interval_errors_ = 0, ok_ = 0, total_ok_ = 0, skipped_ = 0;
+  std::map<int, long> errors_;
+  std::string first_error_;
+};
+
+// What the steady phase replays: request ids issued and serials revoked earlier in the run.
+class Replayable {
+ public:
+  void AddIssued(long id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    issued_.push_back(id);
+  }
+  void AddRevoked(const std::string& serial) {
+    std::lock_guard<std::mutex> lock(mu_);
+    revoked_.push_back(serial);
+  }
+  // The k-th (cyclically) of each; false when there is none yet.
+  bool Issued(long k, long* id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (issued_.empty()) return false;
+    *id = issued_[static_cast<size_t>(k) % issued_.size()];
+    return true;
+  }
+  bool Revoked(long k, std::string* serial) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (revoked_.empty()) return false;
+    *serial = revoked_[static_cast<size_t>(k) % revoked_.size()];
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<long> issued_;
+  std::vector<std::string> revoked_;
+};
+
+// Serials issued in this run and not yet revoked; a revoker takes a random one. Bounded:
+// past kMax a new serial replaces a random one (each stays revocable at most once).
+class RevocablePool {
+ public:
+  void Put(std::string serial) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (serials_.size() < kMax) {
+      serials_.push_back(std::move(serial));
+    } else {
+      serials_[rng_() % serials_.size()] = std::move(serial);
+    }
+  }
+  bool Take(std::string* serial) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (serials_.empty()) return false;
+    const size_t i = rng_() % serials_.size();
+    *serial = std::move(serials_[i]);
+    serials_[i] = std::move(serials_.back());
+    serials_.pop_back();
+    return true;
+  }
+
+ private:
+  static constexpr size_t kMax = 200000;
+  std::mutex mu_;
+  std::vector<std::string> serials_;
+  std::mt19937_64 rng_{12345};
+};
+
+void PrintSummary(const char* what, double rate, int clients, double seconds, Tally& t) {
+  const std::vector<double> all = t.SortedAll();
+  long error_count = 0;
+  const std::map<int, long> errors = t.errors();
+  for (const auto& [code, n] : errors) error_count += n;
+  std::printf("fleetca %s, paced at %.1f/s (%d clients), %.1f s: %ld done = %.1f/s; latency from "
+              "the scheduled time p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %ld",
+              what, rate, clients, seconds, t.ok(), static_cast<double>(t.ok()) / seconds,
+              Percentile(all, 0.50), Percentile(all, 0.99), all.empty() ? 0.0 : all.back(),
+              error_count);
+  if (t.skipped() > 0) std::printf("; skipped (nothing to revoke or replay yet) %ld", t.skipped());
+  std::printf("\n");
+  for (const auto& [code, n] : errors) std::printf("  %s errors with code %d: %ld\n", what, code, n);
+  if (!t.first_error().empty()) std::printf("  %s first error: %s\n", what, t.first_error().c_str());
+}
+
+// The paced run: issuing clients and revokers on their schedules, progress lines, the
+// summary. Returns the number of certificates issued in the measured window.
+long RunPaced(const std::string& target, const std::string& prefix,
+              const std::vector<std::string>& comm_ids, const std::vector<std::string>& csrs,
+              int clients, double warmup, double seconds) {
+  const double rate = absl::GetFlag(FLAGS_rate);
+  const double revoke_rate = absl::GetFlag(FLAGS_revoke_rate);
+  const int revoke_clients = revoke_rate > 0 ? std::max(1, absl::GetFlag(FLAGS_revoke_clients)) : 0;
+  const double progress = absl::GetFlag(FLAGS_progress_seconds);
+  const double validity = absl::GetFlag(FLAGS_validity_seconds);
+  const long request_ids = absl::GetFlag(FLAGS_request_ids);
+  const double steady_after = absl::GetFlag(FLAGS_steady_after);
+  std::vector<std::unique_ptr<fleetca::v1::IssuanceService::Stub>> issuers;
+  for (int c = 0; c < clients; ++c) {
+    issuers.push_back(fleetca::v1::IssuanceService::NewStub(NewConnection(target, c)));
+  }
+  std::vector<std::unique_ptr<fleetca::v1::RevocationService::Stub>> revokers;
+  for (int c = 0; c < revoke_clients; ++c) {
+    revokers.push_back(fleetca::v1::RevocationService::NewStub(NewConnection(target, 1000 + c)));
+  }
+  const auto dur = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const Clock::time_point t0 = Clock::now();
+  const Clock::time_point measure_from = t0 + dur(warmup);
+  const Clock::time_point end = measure_from + dur(seconds);
+  const Clock::time_point steady_from = steady_after > 0 ? t0 + dur(steady_after) : end;
+  Tally issued, revoked;
+  RevocablePool pool;
+  Replayable done;
+  std::atomic<long> next_issue{0}, next_revoke{0}, sent{0}, late{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (;;) {
+        const long k = next_issue.fetch_add(1, std::memory_order_relaxed);
+        const Clock::time_point due = t0 + dur(static_cast<double>(k) / rate);
+        if (due >= end) break;
+        std::this_thread::sleep_until(due);
+        if (Clock::now() >= end) {  // behind the schedule at the end: not sent
+          late.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        const bool steady = due >= steady_from;
+        long id = request_ids > 0 ? k % request_ids : k;
+        if (steady && !done.Issued(k, &id)) {
+          issued.Skip();
+          continue;
+        }
+        const size_t d = static_cast<size_t>(id % static_cast<long>(comm_ids.size()));
+        fleetca::v1::SignDeviceCsrRequest req;
+        req.set_comm_id(comm_ids[d]);
+        req.set_csr_pem(csrs[d]);
+        req.set_request_id(absl::StrCat(prefix, "-r", id));
+        if (validity > 0) {
+          req.mutable_validity()->set_seconds(static_cast<int64_t>(validity));
+        }
+        fleetca::v1::SignDeviceCsrResponse resp;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        sent.fetch_add(1, std::memory_order_relaxed);
+        const grpc::Status st = issuers[static_cast<size_t>(c)]->SignDeviceCsr(&ctx, req, &resp);
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - due).count();
+        const bool ok = st.ok() && (request_ids > 0 || resp.replayed() == steady) &&
+                        !resp.certificate().serial().empty();
+        issued.Add(ok, ms, st.ok() ? -1 : static_cast<int>(st.error_code()), due >= measure_from,
+                   st.ok() ? (steady ? "not replayed, or empty" : "replayed or empty response")
+                           : st.error_message());
+        if (ok && !resp.replayed()) {
+          done.AddIssued(id);
+          if (revoke_clients > 0) pool.Put(resp.certificate().serial());
+        }
+      }
+    });
+  }
+  // Revocations start with the measured window (the warm-up fills the pool).
+  for (int c = 0; c < revoke_clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (;;) {
+        const long k = next_revoke.fetch_add(1, std::memory_order_relaxed);
+        const Clock::time_point due = measure_from + dur(static_cast<double>(k) / revoke_rate);
+        if (due >= end) break;
+        std::this_thread::sleep_until(due);
+        if (Clock::now() >= end) {
+          late.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        const bool steady = due >= steady_from;
+        std::string serial;
+        if (steady ? !done.Revoked(k, &serial) : !pool.Take(&serial)) {
+          revoked.Skip();
+          continue;
+        }
+        fleetca::v1::RevokeCertificateRequest req;
+        req.set_serial(serial);
+        req.set_reason(fleetca::v1::REVOCATION_REASON_KEY_COMPROMISE);
+        req.set_comment("soak");
+        fleetca::v1::RevokeCertificateResponse resp;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        const grpc::Status st = revokers[static_cast<size_t>(c)]->RevokeCertificate(&ctx, req, &resp);
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - due).count();
+        const bool ok = st.ok() && resp.already_revoked() == steady;
+        revoked.Add(ok, ms, st.ok() ? -1 : static_cast<int>(st.error_code()), true,
+                    st.ok() ? (steady ? "not already revoked" : "already revoked") : st.error_message());
+        if (ok && !steady) done.AddRevoked(serial);
+      }
+    });
+  }
+  // Progress lines until the end of the window.
+  for (Clock::time_point last = t0;;) {
+    const Clock::time_point next = progress > 0 ? std::min(end, last + dur(progress)) : end;
+    std::this_thread::sleep_until(next);
+    if (progress > 0) {
+      const Tally::Interval i = issued.TakeInterval();
+      const Tally::Interval r = revoked.TakeInterval();
+      const double span = std::chrono::duration<double>(next - last).count();
+      std::printf("[progress %6.0f s] issued %ld (+%ld, %.1f/s, errors +%ld; p50 %.1f ms, p99 "
+                  "%.1f ms, max %.1f ms) revoked %ld (+%ld, errors +%ld; p99 %.1f ms)%s\n",
+                  std::chrono::duration<double>(next - t0).count(), i.total_ok, i.ok,
+                  static_cast<double>(i.ok) / span, i.errors, i.p50, i.p99, i.max, r.total_ok, r.ok,
+                  r.errors, r.p99, next > steady_from ? " [steady: replays]" : "");
+      std::fflush(stdout);
+    }
+    last = next;
+    if (next >= end) break;
+  }
+  for (auto& t : threads) t.join();
+  std::printf("requests sent in all (warm-up included): %ld\n", sent.load());
+  if (late.load() > 0) {
+    std::printf("not sent: %ld requests (issuances and revocations) still due when the window "
+                "ended: the load was behind its schedule\n",
+                late.load());
+  }
+  PrintSummary("SignDeviceCsr", rate, clients, seconds, issued);
+  if (revoke_clients > 0) PrintSummary("RevokeCertificate", revoke_rate, revoke_clients, seconds, revoked);
+  std::fflush(stdout);
+  return issued.ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -243,6 +623,11 @@ int main(int argc, char** argv) {
   if (prefix.empty()) prefix = absl::StrCat("bench-", static_cast<long>(getpid()));
   if (clients < 1 || seconds <= 0 || warmup < 0 || devices < 1) {
     std::fprintf(stderr, "--clients, --seconds and --devices must be positive\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_rate) < 0 || absl::GetFlag(FLAGS_revoke_rate) < 0 ||
+      (absl::GetFlag(FLAGS_revoke_rate) > 0 && absl::GetFlag(FLAGS_rate) <= 0)) {
+    std::fprintf(stderr, "--rate and --revoke_rate must not be negative; --revoke_rate needs --rate\n");
     return 2;
   }
 
@@ -260,7 +645,7 @@ int main(int argc, char** argv) {
 
   if (!absl::GetFlag(FLAGS_skip_server)) {
     // 2. Devices, registered in batches of up to 10,000.
-    auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    auto channel = grpc::CreateChannel(target, Credentials());
     if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
       std::fprintf(stderr, "cannot connect to %s\n", target.c_str());
       return 1;
@@ -282,100 +667,107 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("registered %d devices\n", devices);
+    std::fflush(stdout);
 
-    // 3. The load: each client its own connection; calls during the warm-up are not counted.
-    std::vector<std::unique_ptr<fleetca::v1::IssuanceService::Stub>> stubs;
-    for (int c = 0; c < clients; ++c) {
-      grpc::ChannelArguments args;
-      args.SetInt("fleetca.bench.client", c);  // a distinct argument: a connection of its own
-      auto ch = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-      if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
-        std::fprintf(stderr, "client %d cannot connect to %s\n", c, target.c_str());
-        return 1;
+    if (absl::GetFlag(FLAGS_rate) > 0) {
+      // 3'. The paced (open-loop) run instead of the closed loop.
+      if (RunPaced(target, prefix, comm_ids, csrs, clients, warmup, seconds) == 0) return 1;
+    } else {
+      // 3. The load: each client its own connection; calls during the warm-up are not counted.
+      std::vector<std::unique_ptr<fleetca::v1::IssuanceService::Stub>> stubs;
+      for (int c = 0; c < clients; ++c) {
+        stubs.push_back(fleetca::v1::IssuanceService::NewStub(NewConnection(target, c)));
       }
-      stubs.push_back(fleetca::v1::IssuanceService::NewStub(ch));
-    }
-    std::atomic<long> next_request{0};
-    std::atomic<int> phase{0};  // 0 warm-up, 1 timed, 2 stop
-    std::vector<ClientResult> results(static_cast<size_t>(clients));
-    std::vector<std::thread> threads;
-    for (int c = 0; c < clients; ++c) {
-      threads.emplace_back([&, c] {
-        ClientResult& r = results[static_cast<size_t>(c)];
-        r.latencies_ms.reserve(200000);
-        while (true) {
-          const int ph = phase.load(std::memory_order_relaxed);
-          if (ph == 2) break;
-          const long n = next_request.fetch_add(1, std::memory_order_relaxed);
-          const size_t d = static_cast<size_t>(n % devices);
-          fleetca::v1::SignDeviceCsrRequest req;
-          req.set_comm_id(comm_ids[d]);
-          req.set_csr_pem(csrs[d]);
-          req.set_request_id(absl::StrCat(prefix, "-r", n));
-          fleetca::v1::SignDeviceCsrResponse resp;
-          grpc::ClientContext ctx;
-          ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-          const Clock::time_point t0 = Clock::now();
-          const grpc::Status st = stubs[static_cast<size_t>(c)]->SignDeviceCsr(&ctx, req, &resp);
-          const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-          // Only calls that started and ended inside the timed window count.
-          if (ph != 1 || phase.load(std::memory_order_relaxed) != 1) continue;
-          if (st.ok() && !resp.replayed() && !resp.certificate().serial().empty()) {
-            ++r.ok;
-            r.latencies_ms.push_back(ms);
-          } else {
-            ++r.errors[st.ok() ? -1 : static_cast<int>(st.error_code())];
-            if (r.first_error.empty()) {
-              r.first_error = st.ok() ? "replayed or empty response" : st.error_message();
+      std::atomic<long> next_request{0};
+      std::atomic<int> phase{0};  // 0 warm-up, 1 timed, 2 stop
+      std::vector<ClientResult> results(static_cast<size_t>(clients));
+      std::vector<std::thread> threads;
+      for (int c = 0; c < clients; ++c) {
+        threads.emplace_back([&, c] {
+          ClientResult& r = results[static_cast<size_t>(c)];
+          r.latencies_ms.reserve(200000);
+          while (true) {
+            const int ph = phase.load(std::memory_order_relaxed);
+            if (ph == 2) break;
+            const long request_ids = absl::GetFlag(FLAGS_request_ids);
+            const long n0 = next_request.fetch_add(1, std::memory_order_relaxed);
+            const long n = request_ids > 0 ? n0 % request_ids : n0;
+            const size_t d = static_cast<size_t>(n % devices);
+            fleetca::v1::SignDeviceCsrRequest req;
+            req.set_comm_id(comm_ids[d]);
+            req.set_csr_pem(csrs[d]);
+            req.set_request_id(absl::StrCat(prefix, "-r", n));
+            if (absl::GetFlag(FLAGS_validity_seconds) > 0) {
+              req.mutable_validity()->set_seconds(
+                  static_cast<int64_t>(absl::GetFlag(FLAGS_validity_seconds)));
+            }
+            fleetca::v1::SignDeviceCsrResponse resp;
+            grpc::ClientContext ctx;
+            ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+            const Clock::time_point t0 = Clock::now();
+            const grpc::Status st = stubs[static_cast<size_t>(c)]->SignDeviceCsr(&ctx, req, &resp);
+            const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            // Only calls that started and ended inside the timed window count.
+            if (ph != 1 || phase.load(std::memory_order_relaxed) != 1) continue;
+            if (st.ok() && (request_ids > 0 || !resp.replayed()) &&
+                !resp.certificate().serial().empty()) {
+              ++r.ok;
+              r.latencies_ms.push_back(ms);
+            } else {
+              ++r.errors[st.ok() ? -1 : static_cast<int>(st.error_code())];
+              if (r.first_error.empty()) {
+                r.first_error = st.ok() ? "replayed or empty response" : st.error_message();
+              }
             }
           }
-        }
-      });
-    }
-    std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
-    const long before = next_request.load();
-    phase = 1;
-    const Clock::time_point start = Clock::now();
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    phase = 2;
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    for (auto& t : threads) t.join();
+        });
+      }
+      std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
+      const long before = next_request.load();
+      phase = 1;
+      const Clock::time_point start = Clock::now();
+      std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+      phase = 2;
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      for (auto& t : threads) t.join();
 
-    std::vector<double> all;
-    long ok = 0;
-    std::map<int, long> errors;
-    std::string first_error;
-    for (const ClientResult& r : results) {
-      all.insert(all.end(), r.latencies_ms.begin(), r.latencies_ms.end());
-      ok += r.ok;
-      for (const auto& [code, n] : r.errors) errors[code] += n;
-      if (first_error.empty()) first_error = r.first_error;
+      std::vector<double> all;
+      long ok = 0;
+      std::map<int, long> errors;
+      std::string first_error;
+      for (const ClientResult& r : results) {
+        all.insert(all.end(), r.latencies_ms.begin(), r.latencies_ms.end());
+        ok += r.ok;
+        for (const auto& [code, n] : r.errors) errors[code] += n;
+        if (first_error.empty()) first_error = r.first_error;
+      }
+      std::sort(all.begin(), all.end());
+      long error_count = 0;
+      for (const auto& [code, n] : errors) error_count += n;
+      std::printf("requests sent before the timed window (warm-up): %ld; in all: %ld\n", before,
+                  next_request.load());
+      std::printf("fleetca SignDeviceCsr, %d clients, %.1f s: %ld certificates = %.0f certs/s; "
+                  "latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %ld\n",
+                  clients, elapsed, ok, static_cast<double>(ok) / elapsed, Percentile(all, 0.50),
+                  Percentile(all, 0.99), all.empty() ? 0.0 : all.back(), error_count);
+      for (const auto& [code, n] : errors) {
+        std::printf("  errors with code %d: %ld\n", code, n);
+      }
+      if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
+      struct rusage usage;
+      getrusage(RUSAGE_SELF, &usage);
+      const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+      std::printf("load generator CPU (keys, CSRs and all requests): %.0f us per request\n",
+                  cpu * 1e6 / static_cast<double>(next_request.load()));
+      if (ok == 0) return 1;
     }
-    std::sort(all.begin(), all.end());
-    long error_count = 0;
-    for (const auto& [code, n] : errors) error_count += n;
-    std::printf("requests sent before the timed window (warm-up): %ld; in all: %ld\n", before,
-                next_request.load());
-    std::printf("fleetca SignDeviceCsr, %d clients, %.1f s: %ld certificates = %.0f certs/s; "
-                "latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %ld\n",
-                clients, elapsed, ok, static_cast<double>(ok) / elapsed, Percentile(all, 0.50),
-                Percentile(all, 0.99), all.empty() ? 0.0 : all.back(), error_count);
-    for (const auto& [code, n] : errors) {
-      std::printf("  errors with code %d: %ld\n", code, n);
-    }
-    if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
-    struct rusage usage;
-    getrusage(RUSAGE_SELF, &usage);
-    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    std::printf("load generator CPU (keys, CSRs and all requests): %.0f us per request\n",
-                cpu * 1e6 / static_cast<double>(next_request.load()));
-    if (ok == 0) return 1;
   }
 
   // 4. The reference, on the same machine, after the load (the server is idle then).
-  const ReferenceCa ca = MakeReferenceCa();
   const double reference_seconds = absl::GetFlag(FLAGS_reference_seconds);
+  if (reference_seconds <= 0) return 0;  // --reference_seconds=0: none
+  const ReferenceCa ca = MakeReferenceCa();
   for (int threads : {1, 2}) {
     const double rate = RunReference(ca, csrs, threads, reference_seconds);
     std::printf("reference OpenSSL loop (parse PEM CSR, verify, build with 4 extensions, sign "

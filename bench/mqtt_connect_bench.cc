@@ -15,6 +15,10 @@
 //
 //   mqtt_connect_bench --port=P --fleet=DIR --cafile=servers-ca.pem [--threads=1]
 //                      [--seconds=15] [--warmup=2] [--label=TEXT]
+//
+// With --rate=N (bench/soak.sh) the threads no longer go as fast as they can: connection k
+// (counted across threads) starts at start + k/N, and --hold_ms keeps each connection
+// open that long before its DISCONNECT: a fleet reconnecting at a steady pace.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -40,6 +44,8 @@ ABSL_FLAG(int, threads, 1, "connecting threads (1 or 2 beside a broker on 2 core
 ABSL_FLAG(double, seconds, 15, "measured duration");
 ABSL_FLAG(double, warmup, 2, "unmeasured duration first");
 ABSL_FLAG(std::string, label, "", "printed at the start of the result line");
+ABSL_FLAG(double, rate, 0, "connections per second across all threads (0: as fast as they go)");
+ABSL_FLAG(int, hold_ms, 0, "time each connection stays open after its CONNACK");
 
 namespace {
 
@@ -95,12 +101,21 @@ int main(int argc, char** argv) {
   double cpu_at_start = 0;
   std::atomic<bool> cpu_taken{false};
 
+  const double pace = absl::GetFlag(FLAGS_rate);
+  const auto hold = std::chrono::milliseconds(std::max(0, absl::GetFlag(FLAGS_hold_ms)));
   auto worker = [&](int t) {
     std::vector<double>& mine = latencies[static_cast<size_t>(t)];
     mine.reserve(200000);
     size_t next = static_cast<size_t>(t);
     std::string why;
-    for (;;) {
+    for (int64_t j = 0;; ++j) {
+      if (pace > 0) {
+        const double k = static_cast<double>(j * threads + t);
+        const Clock::time_point due =
+            start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(k / pace));
+        if (due >= end) break;
+        std::this_thread::sleep_until(due);
+      }
       const Clock::time_point t0 = Clock::now();
       if (t0 >= end) break;
       if (t0 >= measure_from && !cpu_taken.exchange(true)) cpu_at_start = CpuSeconds();
@@ -119,6 +134,7 @@ int main(int argc, char** argv) {
         c.Close();
         continue;
       }
+      if (hold.count() > 0) std::this_thread::sleep_for(hold);
       c.Disconnect();
       total.fetch_add(1);
       if (t0 >= measure_from && t1 <= end) {

@@ -5,7 +5,8 @@
 #                                              clang build of the fuzz preset (ASan + UBSan +
 #                                              libFuzzer coverage) in build-fuzz; the unit and
 #                                              PostgreSQL tests (label unit|pg) under it, then
-#                                              each fuzz target for FUZZ_SECONDS (default 15)
+#                                              each fuzz target for FUZZ_SECONDS (default 15);
+#                                              with SANITIZE_E2E=1 the e2e tests in between
 #   scripts/sanitize.sh asan [CTEST_ARGS...]   ASan+UBSan (GCC) build in build-asan; the unit
 #                                              and PostgreSQL tests (label unit|pg); with
 #                                              SANITIZE_E2E=1 the e2e tests too
@@ -101,6 +102,19 @@ case "$preset" in
     printf '%s\n' "${runs[@]}" | xargs -P 4 -L 1 bash -c 'run_shard "$@"' _ || status=$?
     if [ ! -x build-fuzz/tests/acl_test ]; then echo "sanitize.sh: test binaries missing" >&2; status=1; fi
     stamp "unit and pg tests under ASan+UBSan (clang): exit $status"
+    if [ "${SANITIZE_E2E:-0}" = 1 ]; then
+      # The e2e tests against this build's server, CLI, fleetca-sync and plugin (mosquitto
+      # preloads the ASan runtime). Reports go to files, so that one in a process whose exit
+      # status no test looks at (a server stopped at the end of a test) still fails the run.
+      mkdir -p "$PWD/$logs/e2e" && chmod 1777 "$PWD/$logs/e2e"   # mosquitto drops to its own user
+      (export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$PWD/$logs/e2e/asan" \
+              UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$PWD/$logs/e2e/ubsan"
+       cd build-fuzz && ctest -L e2e -j2 --timeout 1800 --output-on-failure "$@") || status=$?
+      if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$logs"/e2e/* 2>/dev/null; then
+        echo "sanitize.sh: sanitizer reports in the e2e run (files above)" >&2; status=1
+      fi
+      stamp "e2e tests under ASan+UBSan (clang): exit $status"
+    fi
     ctest --preset fuzz "$@" || status=$?
     stamp "fuzz targets (${FUZZ_SECONDS:-15} s each): exit $status"
     ;;

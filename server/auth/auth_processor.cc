@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/logging.h"
 
 namespace fleetca::auth {
@@ -19,8 +20,11 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata, grpc::Au
   if (access == Access::kPublic) return grpc::Status::OK;
 
   std::string pem;
-  for (const grpc::string_ref& v : context->FindPropertyValues("x509_pem_cert")) {
-    pem.assign(v.data(), v.size());
+  {
+    absl::MutexLock lock(&context_mu_);
+    for (const grpc::string_ref& v : context->FindPropertyValues("x509_pem_cert")) {
+      pem.assign(v.data(), v.size());
+    }
   }
   if (pem.empty()) {
     return Refuse(method, grpc::StatusCode::UNAUTHENTICATED,
@@ -56,10 +60,21 @@ grpc::Status AuthProcessor::Process(const InputMetadata& auth_metadata, grpc::Au
           &*principal, auth_metadata);
     }
   }
-  context->AddProperty(kNameProperty, principal->name);
-  context->AddProperty(kRoleProperty, RoleName(principal->role));
-  context->AddProperty(kSerialProperty, principal->serial_hex);
-  context->AddProperty(kIssuerProperty, principal->issuer_id);
+  // The AuthContext gRPC passes here is the connection's, shared by all its calls (a call's
+  // auth_context() refers to it): record the caller once per connection. Adding the four
+  // properties on every call kept them for the connection's life, so a long-lived
+  // connection grew the server's memory by about 0.5 KB per call (docs/reliability.md,
+  // "Soak"). A connection presents one certificate, so its principal is the same for every
+  // call on it. Calls on one connection may be processed at once and gRPC does not lock the
+  // context: its reads and writes here are under context_mu_, and a handler reads it only
+  // after its own call was processed (so after the one write).
+  absl::MutexLock lock(&context_mu_);
+  if (context->FindPropertyValues(kNameProperty).empty()) {
+    context->AddProperty(kNameProperty, principal->name);
+    context->AddProperty(kRoleProperty, RoleName(principal->role));
+    context->AddProperty(kSerialProperty, principal->serial_hex);
+    context->AddProperty(kIssuerProperty, principal->issuer_id);
+  }
   return grpc::Status::OK;
 }
 

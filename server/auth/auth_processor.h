@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "server/auth/authenticator.h"
 #include "server/auth/rate_limiter.h"
 
@@ -56,6 +57,9 @@ class AuthProcessor : public grpc::AuthMetadataProcessor {
   Authenticator& authenticator_;
   RateLimiter& issuance_limiter_;
   std::function<void(const Refusal&)> on_refusal_;
+  // Guards the AuthContexts Process reads and writes (each is a connection's, shared by its
+  // calls, and not locked by gRPC).
+  absl::Mutex context_mu_;
 };
 
 }  // namespace fleetca::auth

@@ -120,6 +120,26 @@ TEST_F(AuthProcessorTest, AuthorizedCallRecordsTheCaller) {
   EXPECT_EQ(context_.Property(kIssuerProperty), "operators");
 }
 
+// gRPC hands the processor the connection's AuthContext, shared by every call on it: the
+// caller is recorded once, not once per call (which grew a long-lived connection's memory
+// by about 0.5 KB per call: docs/reliability.md, "Soak").
+TEST_F(AuthProcessorTest, ManyCallsOnOneConnectionRecordTheCallerOnce) {
+  const testing::Leaf leaf = pki_.Issue({});
+  FakeAuthContext connection(leaf.pem);
+  path_ = "/fleetca.v1.DeviceRegistryService/GetDevice";
+  grpc::AuthMetadataProcessor::InputMetadata metadata;
+  metadata.emplace(":path", grpc::string_ref(path_));
+  for (int i = 0; i < 100; ++i) {
+    grpc::AuthMetadataProcessor::OutputMetadata consumed, response;
+    const grpc::Status st = processor_.Process(metadata, &connection, &consumed, &response);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  EXPECT_EQ(connection.Property(kNameProperty), "station-12");
+  EXPECT_EQ(connection.Property(kRoleProperty), "provisioner");
+  EXPECT_EQ(connection.Property(kSerialProperty), leaf.serial_hex);
+  EXPECT_EQ(connection.Property(kIssuerProperty), "operators");
+}
+
 TEST_F(AuthProcessorTest, RefusedCertificateIsUnauthenticated) {
   LeafSpec spec;
   spec.issuer = "foreign-operators";
