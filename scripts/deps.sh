@@ -20,7 +20,7 @@ PACKAGES=(
   postgresql python3 openssl
   mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev python3-paho-mqtt jq sslscan libcpp-httplib-dev curl
   libcli11-dev golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev python3-grpcio
-  clang-14 libclang-rt-14-dev
+  clang-14 libclang-rt-14-dev openjdk-17-jre-headless
 )
 
 log() { echo "deps.sh: $*" >&2; }
