@@ -1,7 +1,9 @@
 #include "server/api/certificate_authority_service.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/page_token.h"
+#include "pki/pkcs12.h"
 #include "server/api/call_context.h"
 #include "server/api/proto_convert.h"
 #include "server/api/status.h"
@@ -273,10 +275,41 @@ grpc::Status CertificateAuthorityService::GetIssuer(grpc::ServerContext*,
 grpc::Status CertificateAuthorityService::GetTrustBundle(grpc::ServerContext*,
                                                          const v1::GetTrustBundleRequest* request,
                                                          v1::GetTrustBundleResponse* response) {
-  if (request->format() != v1::TRUST_BUNDLE_FORMAT_UNSPECIFIED &&
-      request->format() != v1::TRUST_BUNDLE_FORMAT_PEM) {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "format: only TRUST_BUNDLE_FORMAT_PEM is available in this version");
+  bool pkcs12 = false;
+  switch (request->format()) {
+    case v1::TRUST_BUNDLE_FORMAT_UNSPECIFIED:
+    case v1::TRUST_BUNDLE_FORMAT_PEM:
+      break;
+    case v1::TRUST_BUNDLE_FORMAT_PKCS12:
+      pkcs12 = true;
+      break;
+    case v1::TRUST_BUNDLE_FORMAT_JKS:
+      // No library in this build writes JKS (Debian packages none for C++), and a
+      // hand-written one would be a second, unreviewed keystore format; Java 9 and later
+      // read PKCS#12 truststores, which keytool can also convert (-importkeystore).
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "format: TRUST_BUNDLE_FORMAT_JKS is not available in this build; use "
+                          "TRUST_BUNDLE_FORMAT_PKCS12 (Java 9 and later read it; keytool "
+                          "-importkeystore converts it to JKS)");
+    default:
+      return Invalid("format: unknown value");
+  }
+  pki::Pkcs12Encryption encryption = pki::Pkcs12Encryption::kAes256;
+  switch (request->pkcs12_encryption()) {
+    case v1::PKCS12_ENCRYPTION_UNSPECIFIED:
+    case v1::PKCS12_ENCRYPTION_AES_256:
+      break;
+    case v1::PKCS12_ENCRYPTION_LEGACY:
+      encryption = pki::Pkcs12Encryption::kLegacy;
+      break;
+    default:
+      return Invalid("pkcs12_encryption: unknown value");
+  }
+  if (pkcs12 && request->keystore_password().empty()) {
+    return Invalid("keystore_password: is required for TRUST_BUNDLE_FORMAT_PKCS12");
+  }
+  if (!pkcs12 && !request->keystore_password().empty()) {
+    return Invalid("keystore_password: only for a keystore format (TRUST_BUNDLE_FORMAT_PKCS12)");
   }
   ca::BundleScope scope = ca::BundleScope::kAll;
   switch (request->scope()) {
@@ -293,8 +326,28 @@ grpc::Status CertificateAuthorityService::GetTrustBundle(grpc::ServerContext*,
       return Invalid("scope: unknown value");
   }
   std::vector<std::string> ids;
-  auto pem = ca_.TrustBundle(scope, &ids);
+  std::vector<ca::CertificateAuthority::BundleCertificate> certificates;
+  auto pem = ca_.TrustBundle(scope, &ids, pkcs12 ? &certificates : nullptr);
   if (!pem.ok()) return ToGrpcStatus(pem.status());
+  if (pkcs12) {
+    std::vector<pki::X509Ptr> parsed;
+    std::vector<pki::TrustStoreEntry> entries;
+    for (const auto& c : certificates) {
+      auto x509 = pki::CertificateFromDer(c.der);
+      if (!x509.ok()) return ToGrpcStatus(x509.status());
+      entries.push_back({c.alias, x509->get()});
+      parsed.push_back(std::move(*x509));
+    }
+    auto keystore =
+        pki::BuildTrustStorePkcs12(entries, request->keystore_password(), encryption);
+    if (absl::IsInvalidArgument(keystore.status()) &&
+        absl::StartsWith(keystore.status().message(), "password")) {
+      // pki names its own parameter; the caller knows it as keystore_password.
+      return Invalid(absl::StrCat("keystore_", keystore.status().message()));
+    }
+    if (!keystore.ok()) return ToGrpcStatus(keystore.status());
+    response->set_keystore(std::move(*keystore));
+  }
   response->set_bundle_pem(*pem);
   for (const auto& id : ids) response->add_issuer_ids(id);
   response->set_bundle_sha256(pki::Sha256Hex(*pem));

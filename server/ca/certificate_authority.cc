@@ -358,8 +358,8 @@ absl::StatusOr<std::shared_ptr<const ActiveIssuer>> CertificateAuthority::Active
   return std::shared_ptr<const ActiveIssuer>(active);
 }
 
-absl::StatusOr<std::string> CertificateAuthority::TrustBundle(BundleScope scope,
-                                                             std::vector<std::string>* ids) {
+absl::StatusOr<std::string> CertificateAuthority::TrustBundle(
+    BundleScope scope, std::vector<std::string>* ids, std::vector<BundleCertificate>* certificates) {
   ASSIGN_OR_RETURN(std::vector<Issuer> issuers, store_.List());
   const absl::Time now = absl::Now();
   auto wanted = [scope](IssuerPurpose p) {
@@ -375,6 +375,7 @@ absl::StatusOr<std::string> CertificateAuthority::TrustBundle(BundleScope scope,
   };
   std::string roots, intermediates;
   std::vector<std::string> root_ids;
+  std::vector<BundleCertificate> root_certificates, intermediate_certificates;
   std::set<std::string> seen;  // DER, so a certificate appears once
   for (const Issuer& i : issuers) {
     if (i.certificate_der.empty() || !wanted(i.purpose)) continue;
@@ -383,10 +384,13 @@ absl::StatusOr<std::string> CertificateAuthority::TrustBundle(BundleScope scope,
     // root, offline ones included, is an issuer row of its own.
     ASSIGN_OR_RETURN(std::vector<std::string> ders, SplitDer(i.chain_der));
     ders.insert(ders.begin(), i.certificate_der);
-    for (const std::string& der : ders) {
+    for (size_t n = 0; n < ders.size(); ++n) {
+      const std::string& der = ders[n];
       if (!seen.insert(der).second) continue;
-      (i.purpose == IssuerPurpose::kRoot ? roots : intermediates) +=
-          pki::DerToPem(der, "CERTIFICATE");
+      const bool root = i.purpose == IssuerPurpose::kRoot;
+      (root ? roots : intermediates) += pki::DerToPem(der, "CERTIFICATE");
+      (root ? root_certificates : intermediate_certificates)
+          .push_back({n == 0 ? i.id : absl::StrCat(i.id, "-chain-", n), der});
     }
     if (ids != nullptr) (i.purpose == IssuerPurpose::kRoot ? root_ids : *ids).push_back(i.id);
   }
@@ -396,6 +400,10 @@ absl::StatusOr<std::string> CertificateAuthority::TrustBundle(BundleScope scope,
   }
   // Intermediates first, roots last (the order of a TLS chain, and of the API contract).
   if (ids != nullptr) ids->insert(ids->end(), root_ids.begin(), root_ids.end());
+  if (certificates != nullptr) {
+    *certificates = std::move(intermediate_certificates);
+    certificates->insert(certificates->end(), root_certificates.begin(), root_certificates.end());
+  }
   return intermediates + roots;
 }
 

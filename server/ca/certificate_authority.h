@@ -93,7 +93,16 @@ class CertificateAuthority {
   // kServerAuth (devices checking brokers): root, brokers CA; kAll: every active or pending-
   // chain certificate. Retired issuers stay while their certificate is valid (their leaves
   // still are). FAILED_PRECONDITION when there is nothing to trust yet.
-  absl::StatusOr<std::string> TrustBundle(BundleScope scope, std::vector<std::string>* issuer_ids);
+  // With `certificates`, also each certificate's DER with an alias, in the same order: the
+  // issuer id for an issuer's own certificate, "<issuer id>-chain-<n>" (n from 1, nearest
+  // first) for the outside intermediates imported above it (the PKCS#12 truststore's
+  // entries).
+  struct BundleCertificate {
+    std::string alias;
+    std::string der;
+  };
+  absl::StatusOr<std::string> TrustBundle(BundleScope scope, std::vector<std::string>* issuer_ids,
+                                          std::vector<BundleCertificate>* certificates = nullptr);
 
   // Offline root: CreateIntermediateCsr makes a pending intermediate (new key, wrapped and
   // stored) and returns it with its CSR; ImportIntermediateCertificate checks the signed

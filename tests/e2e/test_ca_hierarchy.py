@@ -2,7 +2,10 @@
 root and imported back), and key protection (keys stored only wrapped under the KEK, the
 server refusing to start without the right KEK)."""
 
+import base64
 import os
+import re
+import shutil
 import unittest
 
 from fleetca_e2e import SERVER, pg_bindir
@@ -66,6 +69,48 @@ class CaAlgorithmsTest(IssuanceTestCase):
         self.register(client, "dev-1")
         cert = self.sign(client, "dev-1", self.pki.csr("d", "/CN=dev-1")[1])
         self.assertVerifies(cert["certificatePem"], cert["chainPem"], purpose="sslclient")
+
+
+class TrustStoreTest(IssuanceTestCase):
+    """GetTrustBundle as a PKCS#12 truststore, read by Java's keytool and openssl."""
+
+    def test_pkcs12_truststore_for_java_and_openssl(self):
+        keytool = shutil.which("keytool")
+        self.assertIsNotNone(keytool, "keytool not found: install openjdk-17-jre-headless (scripts/deps.sh)")
+        _, _, client = self.serve("truststore")
+        for scope, encryption in (("TRUST_BUNDLE_SCOPE_CLIENT_AUTH", "PKCS12_ENCRYPTION_AES_256"),
+                                  ("TRUST_BUNDLE_SCOPE_ALL", "PKCS12_ENCRYPTION_LEGACY")):
+            with self.subTest(f"{scope} {encryption}"):
+                body = self.ok(client.call("GetTrustBundle", {
+                    "scope": scope, "format": "TRUST_BUNDLE_FORMAT_PKCS12",
+                    "keystorePassword": "s3cret pass", "pkcs12Encryption": encryption}, service=CA))
+                path = write(os.path.join(self.tmpdir, f"{scope}.p12"), base64.b64decode(body["keystore"]))
+                listing = run([keytool, "-list", "-v", "-storetype", "PKCS12", "-keystore", path,
+                               "-storepass", "s3cret pass"]).stdout
+                aliases = re.findall(r"^Alias name: (.*)$", listing, re.M)
+                self.assertEqual(sorted(aliases), sorted(i.lower() for i in body["issuerIds"]), listing)
+                self.assertEqual(listing.count("Entry type: trustedCertEntry"), len(aliases), listing)
+                # openssl reads the same certificates as the PEM bundle, in the same order.
+                out = run(["openssl", "pkcs12", "-in", path, "-nokeys", "-passin", "pass:s3cret pass"]).stdout
+                self.assertEqual([normalize_pem(b) for b in pem_blocks(out)],
+                                 [normalize_pem(b) for b in pem_blocks(body["bundlePem"])])
+                wrong = run([keytool, "-list", "-storetype", "PKCS12", "-keystore", path,
+                             "-storepass", "wrong"], check=False)
+                self.assertNotEqual(wrong.returncode, 0)
+        r = client.call("GetTrustBundle", {"format": "TRUST_BUNDLE_FORMAT_PKCS12"}, service=CA)
+        self.assertCode(r, "INVALID_ARGUMENT", "PKCS12 without a password")
+        self.assertIn("keystore_password", r.message)
+        r = client.call("GetTrustBundle", {"keystorePassword": "x"}, service=CA)
+        self.assertCode(r, "INVALID_ARGUMENT", "a password for PEM")
+        self.assertIn("keystore_password", r.message)
+        r = client.call("GetTrustBundle", {"format": "TRUST_BUNDLE_FORMAT_PKCS12",
+                                           "keystorePassword": "x" * 129}, service=CA)
+        self.assertCode(r, "INVALID_ARGUMENT", "a 129-byte password")
+        self.assertIn("keystore_password", r.message)
+        r = client.call("GetTrustBundle", {"format": "TRUST_BUNDLE_FORMAT_JKS",
+                                           "keystorePassword": "x"}, service=CA)
+        self.assertCode(r, "UNIMPLEMENTED", "JKS")
+        self.assertIn("TRUST_BUNDLE_FORMAT_PKCS12", r.message)
 
 
 class OfflineRootTest(IssuanceTestCase):
