@@ -10,8 +10,9 @@
 #   scripts/sanitize.sh asan [CTEST_ARGS...]   ASan+UBSan (GCC) build in build-asan; the unit
 #                                              and PostgreSQL tests (label unit|pg); with
 #                                              SANITIZE_E2E=1 the e2e tests too
-#   scripts/sanitize.sh tsan [CTEST_ARGS...]   ThreadSanitizer (GCC) build in build-tsan of the
-#                                              plugin, sync_agent and storage unit tests; runs them
+#   scripts/sanitize.sh tsan [CTEST_ARGS...]   ThreadSanitizer (GCC) build in build-tsan with the
+#                                              shims of tests/sanitizers; the unit and pg tests it
+#                                              builds (label unit|pg), e2e with SANITIZE_E2E=1
 #   scripts/sanitize.sh fuzz [CTEST_ARGS...]   the clang build in build-fuzz; replays each
 #                                              target's seeds, then fuzzes each target for
 #                                              FUZZ_SECONDS (default 20; FUZZ_SECONDS=600 for
@@ -19,7 +20,7 @@
 #
 # docs/reliability.md ("Sanitizers and fuzzing") says what each one covers and what it costs. Two
 # build jobs, niced. Any sanitizer report fails the test that produced it (no recovery),
-# so the exit code is ctest's. PostgreSQL (ci, asan): a throwaway cluster under
+# so the exit code is ctest's. PostgreSQL (ci, asan, tsan): a throwaway cluster under
 # .dev/pg-sanitize on 127.0.0.1:${FLEETCA_SANITIZE_PG_PORT:-55434}, stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -129,8 +130,19 @@ case "$preset" in
     fi
     ;;
   tsan)
+    start_pg
     ctest --preset tsan "$@" || status=$?
-    stamp "plugin, sync_agent and storage tests under TSan: exit $status"
+    stamp "unit and pg tests under TSan (self-test, plugin, plugin threads, sync agent, storage, API): exit $status"
+    if [ "${SANITIZE_E2E:-0}" = 1 ]; then
+      # Reports go to files (some e2e servers are killed, not stopped), and any file fails
+      # the run. test_plugin needs a TSan mosquitto, test_cli the CLI (not built here).
+      reports=$(mktemp -d)
+      supp=$PWD/tests/sanitizers/tsan.supp
+      (cd build-tsan && TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$supp:log_path=$reports/tsan" \
+        ctest -L e2e -E '^e2e\.test_(plugin|cli)$' --output-on-failure "$@") || status=$?
+      if ls "$reports"/tsan.* >/dev/null 2>&1; then cat "$reports"/tsan.*; status=1; fi
+      stamp "e2e tests under TSan: exit $status"
+    fi
     ;;
   fuzz)
     ctest --preset fuzz "$@" || status=$?
