@@ -31,13 +31,10 @@
 // still forwarded): tsan_selftest uses it to show that TSan then reports the data the shim
 // makes it see as guarded.
 
-#include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -46,6 +43,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "tsan_shim_util.h"  // same directory
+
+using fleetca::tsan_shim::Annotate;
+using fleetca::tsan_shim::ResolveNext;
 
 #if !defined(ABSL_HAVE_THREAD_SANITIZER)
 #error "tsan_absl_shim.cc is for -fsanitize=thread builds only"
@@ -83,17 +84,8 @@ std::string Mangled(const char* rest, bool is_const = false) {
 }
 
 void* Resolve(std::atomic<void*>& slot, const char* rest, bool is_const = false) {
-  void* fn = slot.load(std::memory_order_acquire);
-  if (fn != nullptr) return fn;
-  const std::string name = Mangled(rest, is_const);
-  fn = dlsym(RTLD_NEXT, name.c_str());
-  if (fn == nullptr) {
-    std::fprintf(stderr, "tsan_absl_shim: %s not found after the executable (dlsym: %s)\n",
-                 name.c_str(), dlerror());
-    std::abort();
-  }
-  slot.store(fn, std::memory_order_release);
-  return fn;
+  if (void* fn = slot.load(std::memory_order_acquire); fn != nullptr) return fn;
+  return ResolveNext(slot, Mangled(rest, is_const).c_str(), "tsan_absl_shim");
 }
 
 // REAL(type, mangled tail) and REAL_CONST (const members): the library's implementation,
@@ -105,18 +97,6 @@ void* Resolve(std::atomic<void*>& slot, const char* rest, bool is_const = false)
   }())
 #define REAL(type, rest) FLEETCA_TSAN_REAL(type, rest, false)
 #define REAL_CONST(type, rest) FLEETCA_TSAN_REAL(type, rest, true)
-
-bool Annotate() {
-  // 0 unknown, 1 on, 2 off. Read once; the environment does not change under us.
-  static std::atomic<int> state{0};
-  int s = state.load(std::memory_order_relaxed);
-  if (s == 0) {
-    const char* off = std::getenv("FLEETCA_TSAN_SHIM_OFF");
-    s = (off != nullptr && off[0] != '\0' && off[0] != '0') ? 2 : 1;
-    state.store(s, std::memory_order_relaxed);
-  }
-  return s == 1;
-}
 
 // The mode a held Mutex is held in, as __tsan flags (read lock or not).
 unsigned HeldFlags(const absl::Mutex* mu) {

@@ -22,16 +22,17 @@
 // Everything else in gRPC (its own atomics, lock-free queues, closures) stays invisible;
 // tsan.supp says what is ignored in its place. FLEETCA_TSAN_SHIM_OFF=1 turns these off too.
 
-#include <dlfcn.h>
 #include <grpc/grpc.h>
 #include <sanitizer/tsan_interface.h>
 
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "tsan_shim_util.h"  // same directory
+
+using fleetca::tsan_shim::Annotate;
+using fleetca::tsan_shim::ResolveNext;
 
 struct grpc_cq_completion;  // gRPC-internal (src/core/lib/surface/completion_queue.h)
 
@@ -45,16 +46,7 @@ void grpc_cq_end_op(grpc_completion_queue* cq, void* tag, absl::Status error,
 namespace {
 
 void* Real(std::atomic<void*>& slot, const char* name) {
-  void* fn = slot.load(std::memory_order_acquire);
-  if (fn != nullptr) return fn;
-  fn = dlsym(RTLD_NEXT, name);
-  if (fn == nullptr) {
-    std::fprintf(stderr, "tsan_grpc_shim: %s not found after the executable (dlsym: %s)\n",
-                 name, dlerror());
-    std::abort();
-  }
-  slot.store(fn, std::memory_order_release);
-  return fn;
+  return ResolveNext(slot, name, "tsan_grpc_shim");
 }
 
 #define FLEETCA_TSAN_REAL_FN(type, name)                         \
@@ -62,17 +54,6 @@ void* Real(std::atomic<void*>& slot, const char* name) {
     static std::atomic<void*> slot{nullptr};                     \
     return reinterpret_cast<type>(Real(slot, name));             \
   }())
-
-bool Annotate() {
-  static std::atomic<int> state{0};
-  int s = state.load(std::memory_order_relaxed);
-  if (s == 0) {
-    const char* off = std::getenv("FLEETCA_TSAN_SHIM_OFF");
-    s = (off != nullptr && off[0] != '\0' && off[0] != '0') ? 2 : 1;
-    state.store(s, std::memory_order_relaxed);
-  }
-  return s == 1;
-}
 
 }  // namespace
 
