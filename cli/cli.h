@@ -151,6 +151,11 @@ CLI::App* Noun(CLI::App* parent, const std::string& name, const std::string& hel
 // AddLimit: --limit N on a list command (default 500; 0 = all).
 void AddLimit(CLI::App* cmd, int64_t* limit);
 
+// ParsePkcs12Encryption: a --pkcs12-encryption value as a v1.Pkcs12Encryption number:
+// "aes-256" (also "aes256", or any spelling ParseEnum takes) or "legacy"; "" gives
+// UNSPECIFIED (the server's default, AES-256). Throws a usage CliError naming `flag`.
+int ParsePkcs12Encryption(const std::string& text, const std::string& flag);
+
 // BuildApp: the whole command tree with the global options (used by main and the tests).
 std::unique_ptr<CLI::App> BuildApp(Cli& cli);
 

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "cli/cli.h"
 #include "cli/output.h"
@@ -176,6 +177,13 @@ void AddExternalCommands(CLI::App* ca, Cli& cli) {
 
 }  // namespace
 
+int ParsePkcs12Encryption(const std::string& text, const std::string& flag) {
+  if (text.empty()) return v1::PKCS12_ENCRYPTION_UNSPECIFIED;
+  // "aes256" as people write it; ParseEnum takes aes-256, aes_256, AES_256 and the full name.
+  if (absl::AsciiStrToLower(text) == "aes256") return v1::PKCS12_ENCRYPTION_AES_256;
+  return ParseEnum(v1::Pkcs12Encryption_descriptor(), text, flag);
+}
+
 void AddCaCommands(CLI::App& app, Cli& cli) {
   CLI::App* noun =
       Noun(&app, "ca", "CA hierarchy, issuers and trust bundles (CertificateAuthorityService)");
@@ -273,7 +281,7 @@ void AddCaCommands(CLI::App& app, Cli& cli) {
 
   {  // bundle
     struct Opts {
-      std::string scope, format, password, password_file, out;
+      std::string scope, format, password, password_file, encryption, out;
     };
     auto o = std::make_shared<Opts>();
     CLI::App* c =
@@ -294,6 +302,11 @@ void AddCaCommands(CLI::App& app, Cli& cli) {
                req.set_keystore_password(ReadPassword(o->password, o->password_file));
                const bool keystore = req.format() == v1::TRUST_BUNDLE_FORMAT_PKCS12 ||
                                      req.format() == v1::TRUST_BUNDLE_FORMAT_JKS;
+               if (!o->encryption.empty() && req.format() != v1::TRUST_BUNDLE_FORMAT_PKCS12) {
+                 throw UsageError("--pkcs12-encryption goes with --format pkcs12");
+               }
+               req.set_pkcs12_encryption(static_cast<v1::Pkcs12Encryption>(
+                   ParsePkcs12Encryption(o->encryption, "--pkcs12-encryption")));
                if (keystore && o->out.empty()) {
                  throw UsageError("--format " + o->format + " is binary: give --out FILE");
                }
@@ -316,6 +329,9 @@ void AddCaCommands(CLI::App& app, Cli& cli) {
                   EnumChoices(v1::TrustBundleFormat_descriptor()) + " (default pem)");
     c->add_option("--password", o->password, "keystore password (prefer --password-file)");
     c->add_option("--password-file", o->password_file, "file holding the keystore password");
+    c->add_option("--pkcs12-encryption", o->encryption,
+                  "with --format pkcs12: aes-256|legacy (default aes-256; legacy: 3DES/SHA-1 "
+                  "for old Java runtimes)");
     c->add_option("--out", o->out, "write the bundle to this file");
   }
 

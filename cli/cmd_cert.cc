@@ -293,44 +293,56 @@ void AddCertCommands(CLI::App& app, Cli& cli) {
 
   {  // export-pkcs12
     struct Opts {
-      std::string serial, issuer, private_key, password, password_file, friendly_name, out;
-      bool exclude_chain = false, legacy = false;
+      std::string serial, issuer, private_key, password, password_file, friendly_name,
+          encryption, out;
+      bool exclude_chain = false;
     };
     auto o = std::make_shared<Opts>();
-    CLI::App* c =
-        Leaf(noun, cli, "export-pkcs12",
-             "bundle a certificate with its key as PKCS#12 (ExportPkcs12)", [&cli, o] {
-               if (o->out.empty()) throw UsageError("--out FILE is required (binary output)");
-               auto stub = Issuance::NewStub(cli.Channel());
-               v1::ExportPkcs12Request req;
-               req.set_serial(o->serial);
-               req.set_issuer_id(o->issuer);
-               req.set_private_key_pem(ReadInputFile(o->private_key));
-               std::string password = o->password;
-               if (!o->password_file.empty()) {
-                 password = ReadInputFile(o->password_file);
-                 while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
-                   password.pop_back();
-                 }
-               }
-               req.set_password(password);
-               req.set_friendly_name(o->friendly_name);
-               req.set_exclude_chain(o->exclude_chain);
-               req.set_pkcs12_encryption(o->legacy ? v1::PKCS12_ENCRYPTION_LEGACY
-                                                   : v1::PKCS12_ENCRYPTION_AES_256);
-               auto resp = cli.Call(stub.get(), &Issuance::Stub::ExportPkcs12, req);
-               WriteOutputFile(o->out, resp.pkcs12(), 0600);
-               std::cerr << "fleetca: wrote " << o->out << " (mode 0600)\n";
-             });
-    c->add_option("serial", o->serial, "certificate serial")->required();
-    c->add_option("--issuer", o->issuer, "issuer id");
-    c->add_option("--private-key", o->private_key, "the certificate's private key (PEM file)")
+    CLI::App* c = Leaf(
+        noun, cli, "export-pkcs12",
+        "pack a certificate, its chain and its private key into a PKCS#12 key store "
+        "(ExportPkcs12); written to --out FILE, mode 0600",
+        [&cli, o] {
+          if (o->out.empty()) throw UsageError("--out FILE is required (binary output)");
+          if (o->password.empty() && o->password_file.empty()) {
+            throw UsageError("a password is required: --password-file FILE (or --password)");
+          }
+          v1::ExportPkcs12Request req;
+          req.set_serial(o->serial);
+          req.set_issuer_id(o->issuer);
+          req.set_pkcs12_encryption(static_cast<v1::Pkcs12Encryption>(
+              ParsePkcs12Encryption(o->encryption, "--pkcs12-encryption")));
+          req.set_private_key_pem(ReadInputFile(o->private_key));
+          std::string password = o->password;
+          if (!o->password_file.empty()) {
+            password = ReadInputFile(o->password_file);
+            while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+              password.pop_back();
+            }
+          }
+          req.set_password(password);
+          req.set_friendly_name(o->friendly_name);
+          req.set_exclude_chain(o->exclude_chain);
+          auto stub = Issuance::NewStub(cli.Channel());
+          auto resp = cli.Call(stub.get(), &Issuance::Stub::ExportPkcs12, req);
+          WriteOutputFile(o->out, resp.pkcs12(), 0600);
+          std::cerr << "fleetca: wrote " << o->out << " (mode 0600)\n";
+        });
+    c->add_option("serial", o->serial, "certificate serial (hex)")->required();
+    c->add_option("--issuer,--issuer-id", o->issuer,
+                  "issuer id (when serials could collide across issuers)");
+    c->add_option("--private-key,--key-file", o->private_key,
+                  "the certificate's private key (PEM file, unencrypted; - for stdin)")
         ->required();
+    c->add_option("--password-file", o->password_file,
+                  "file holding the PKCS#12 password (1 to 128 bytes; a final newline is dropped)");
     c->add_option("--password", o->password, "PKCS#12 password (prefer --password-file)");
-    c->add_option("--password-file", o->password_file, "file holding the password");
-    c->add_option("--friendly-name", o->friendly_name, "friendlyName attribute");
-    c->add_flag("--exclude-chain", o->exclude_chain, "leave the CA certificates out");
-    c->add_flag("--legacy", o->legacy, "3DES/SHA-1 for old Java runtimes");
+    c->add_option("--friendly-name", o->friendly_name,
+                  "alias of the key entry (default: the certificate's Common Name)");
+    c->add_flag("--exclude-chain", o->exclude_chain,
+                "leave the CA certificates out (default: the issuing CAs up to the root)");
+    c->add_option("--pkcs12-encryption", o->encryption,
+                  "aes-256|legacy (default aes-256; legacy: 3DES/SHA-1 for old Java runtimes)");
     c->add_option("--out", o->out, "output file (written 0600)");
   }
 

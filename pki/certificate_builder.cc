@@ -455,7 +455,8 @@ absl::StatusOr<std::string> SerialFromHex(absl::string_view hex) {
 }
 
 absl::Status VerifyChain(const X509* leaf, const std::vector<const X509*>& intermediates,
-                         const std::vector<const X509*>& roots, absl::Time at) {
+                         const std::vector<const X509*>& roots, absl::Time at,
+                         bool anchors_may_be_intermediates) {
   if (leaf == nullptr) {
     return absl::InvalidArgumentError("no certificate to verify");
   }
@@ -492,6 +493,9 @@ absl::Status VerifyChain(const X509* leaf, const std::vector<const X509*>& inter
     return OpenSslError("X509_STORE_CTX_init");
   }
   X509_STORE_CTX_set_time(ctx.get(), 0, *when);
+  if (anchors_may_be_intermediates) {
+    X509_STORE_CTX_set_flags(ctx.get(), X509_V_FLAG_PARTIAL_CHAIN);
+  }
   if (X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_ANY) != 1) {
     return OpenSslError("X509_STORE_CTX_set_purpose");
   }

@@ -91,8 +91,11 @@ absl::StatusOr<std::string> SerialFromHex(absl::string_view hex);
 // VerifyChain checks that leaf chains to one of roots through intermediates at time `at`
 // with X509_verify_cert (purpose any). Returns OK, or INVALID_ARGUMENT with OpenSSL's
 // verification error text ("certificate signature failure", "certificate has expired", ...).
+// With anchors_may_be_intermediates (X509_V_FLAG_PARTIAL_CHAIN), every certificate of roots
+// is a trust anchor, self-signed or not (an external CA registered as an intermediate).
 absl::Status VerifyChain(const X509* leaf, const std::vector<const X509*>& intermediates,
-                         const std::vector<const X509*>& roots, absl::Time at);
+                         const std::vector<const X509*>& roots, absl::Time at,
+                         bool anchors_may_be_intermediates = false);
 
 // CertificateInfo: what fleetca reads back from a certificate.
 struct CertificateInfo {

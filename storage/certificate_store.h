@@ -69,6 +69,18 @@ struct CertificateCursor {
   std::string serial;         // bytes
 };
 
+// CertificateChangeKey: a certificate's change-log key (entity types "certificate" and
+// "revocation"): its serial in hex for fleetca's own certificates, "<issuer_id>/<serial in
+// hex>" for an external CA's (whose serials are unique only per issuer).
+std::string CertificateChangeKey(CertificateKind kind, const std::string& issuer_id,
+                                 const std::string& serial);
+
+// OneCertificate: the single certificate of a lookup by serial (found: the matches, at
+// most a few): NOT_FOUND for none, INVALID_ARGUMENT (issuer_id) for several.
+absl::StatusOr<CertificateRecord> OneCertificate(std::vector<CertificateRecord> found,
+                                                 const std::string& serial,
+                                                 const std::string& issuer_id);
+
 class CertificateStore {
  public:
   virtual ~CertificateStore() = default;
@@ -89,8 +101,12 @@ class CertificateStore {
                                              const RequestContext& ctx) = 0;
 
   // GetBySerial / GetByFingerprint: NOT_FOUND when unknown. Reserved rows are never visible
-  // (they only exist inside an uncommitted issuance).
-  virtual absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial) = 0;
+  // (they only exist inside an uncommitted issuance). A serial names one certificate of
+  // fleetca's, but external CAs' serials may repeat (another's, or one of fleetca's):
+  // issuer_id ("" for any) narrows it, and a serial of several issuers without it is
+  // INVALID_ARGUMENT (issuer_id).
+  virtual absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial,
+                                                        const std::string& issuer_id = "") = 0;
   virtual absl::StatusOr<CertificateRecord> GetByFingerprint(const std::string& fingerprint) = 0;
   // GetByRequestId: the certificate issued for a request id; NOT_FOUND when none.
   virtual absl::StatusOr<CertificateRecord> GetByRequestId(const std::string& request_id) = 0;

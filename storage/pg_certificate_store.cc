@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/status_macros.h"
@@ -30,9 +31,11 @@ constexpr char kStoreSql[] = "SELECT * FROM fleetca_store_certificates($1::jsonb
 
 constexpr char kByRequestIdSql[] =
     "SELECT " FLEETCA_CERT_COLUMNS " FROM certificates WHERE request_id = $1";
+// At most a few rows: fleetca's serials are unique, an external CA's may repeat another's.
 constexpr char kBySerialSql[] = "SELECT " FLEETCA_CERT_COLUMNS
                                 " FROM certificates WHERE serial = decode($1, 'hex') AND "
-                                "status <> 'reserved'";
+                                "($2 = '' OR issuer_id = $2) AND status <> 'reserved' "
+                                "ORDER BY issuer_id LIMIT 8";
 constexpr char kByFingerprintSql[] = "SELECT " FLEETCA_CERT_COLUMNS
                                      " FROM certificates WHERE fingerprint_sha256 = "
                                      "decode($1, 'hex')";
@@ -107,6 +110,29 @@ absl::StatusOr<CertificateRecord> GetOne(ConnectionPool& pool, const char* sql,
 }
 
 }  // namespace
+
+std::string CertificateChangeKey(CertificateKind kind, const std::string& issuer_id,
+                                 const std::string& serial) {
+  if (kind == CertificateKind::kExternalDevice) return absl::StrCat(issuer_id, "/", ToHex(serial));
+  return ToHex(serial);
+}
+
+absl::StatusOr<CertificateRecord> OneCertificate(std::vector<CertificateRecord> found,
+                                                 const std::string& serial,
+                                                 const std::string& issuer_id) {
+  if (found.empty()) {
+    return absl::NotFoundError(absl::StrCat("no certificate has serial ", ToHex(serial),
+                                            issuer_id.empty() ? "" : " and issuer ", issuer_id));
+  }
+  if (found.size() > 1) {
+    std::vector<std::string> issuers;
+    for (const CertificateRecord& c : found) issuers.push_back(c.issuer_id);
+    return absl::InvalidArgumentError(
+        absl::StrCat("issuer_id: serial ", ToHex(serial), " names certificates of several issuers (",
+                     absl::StrJoin(issuers, ", "), "): give the issuer_id"));
+  }
+  return std::move(found[0]);
+}
 
 const char* CertificateKindName(CertificateKind kind) {
   switch (kind) {
@@ -245,11 +271,9 @@ absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
   stores_.Submit(&pending);
   RETURN_IF_ERROR(pending.status);
   RETURN_IF_ERROR(pending.sign_status);
-  if (pending.outcome == "replayed") {
-    return Replayed(kBySerialSql, pending.serial_hex);
-  }
-  if (pending.outcome == "conflict") {
-    // Another server stored this request id first: its certificate is the answer.
+  if (pending.outcome == "replayed" || pending.outcome == "conflict") {
+    // The request id was used before (conflict: by another server, first): that
+    // certificate is the answer.
     return Replayed(kByRequestIdSql, r.request_id);
   }
   if (pending.outcome != "issued") {
@@ -382,8 +406,26 @@ void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& it
   for (Pending* p : batch) p->status = st;
 }
 
-absl::StatusOr<CertificateRecord> PgCertificateStore::GetBySerial(const std::string& serial) {
-  return GetOne(pool_, kBySerialSql, ToHex(serial), "serial");
+absl::StatusOr<CertificateRecord> ReadCertificate(pqxx::transaction_base& tx,
+                                                  const std::string& serial,
+                                                  const std::string& issuer_id) {
+  std::vector<CertificateRecord> found;
+  for (const auto& row : tx.exec_params(kBySerialSql, ToHex(serial), issuer_id)) {
+    ASSIGN_OR_RETURN(CertificateRecord c, FromRow(row));
+    found.push_back(std::move(c));
+  }
+  return OneCertificate(std::move(found), serial, issuer_id);
+}
+
+absl::StatusOr<CertificateRecord> PgCertificateStore::GetBySerial(const std::string& serial,
+                                                                 const std::string& issuer_id) {
+  CertificateRecord out;
+  RETURN_IF_ERROR(pool_.Transact("get certificate", TxMode::kReadOnly,
+                                 [&](pqxx::transaction_base& tx) -> absl::Status {
+                                   ASSIGN_OR_RETURN(out, ReadCertificate(tx, serial, issuer_id));
+                                   return absl::OkStatus();
+                                 }));
+  return out;
 }
 
 absl::StatusOr<CertificateRecord> PgCertificateStore::GetByFingerprint(

@@ -10,7 +10,28 @@
 #include "storage/connection_pool.h"
 #include "storage/group_commit.h"
 
+namespace pqxx {
+class transaction_base;
+}  // namespace pqxx
+
 namespace fleetca::storage {
+
+// CertificateChangeKey's key in SQL, for a row of certificates aliased c.
+#define FLEETCA_CERTIFICATE_KEY_SQL                                                        \
+  "(CASE WHEN c.kind = 'external_device' THEN c.issuer_id || '/' || encode(c.serial, 'hex') " \
+  "ELSE encode(c.serial, 'hex') END)"
+// A condition on a row of certificates aliased c: its key is one of the text[] parameter
+// KEYS (for example "$1::text[]"). Both halves use the primary key's index.
+#define FLEETCA_CERTIFICATE_KEY_IN_SQL(KEYS)                                                 \
+  "((c.kind <> 'external_device' AND c.serial = ANY (ARRAY(SELECT decode(k, 'hex') FROM "      \
+  "unnest(" KEYS ") k WHERE strpos(k, '/') = 0))) OR (c.kind = 'external_device' AND "          \
+  "(c.serial, c.issuer_id) IN (SELECT decode(split_part(k, '/', 2), 'hex'), split_part(k, '/', 1) " \
+  "FROM unnest(" KEYS ") k WHERE strpos(k, '/') > 0)))"
+
+// ReadCertificate: the certificate (serial, issuer_id) as tx sees it; NOT_FOUND when none.
+absl::StatusOr<CertificateRecord> ReadCertificate(pqxx::transaction_base& tx,
+                                                  const std::string& serial,
+                                                  const std::string& issuer_id);
 
 class PgCertificateStore final : public CertificateStore {
  public:
@@ -21,7 +42,8 @@ class PgCertificateStore final : public CertificateStore {
   absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& reserved,
                                      const std::function<absl::StatusOr<std::string>()>& sign,
                                      const RequestContext& ctx) override;
-  absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial) override;
+  absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial,
+                                                const std::string& issuer_id = "") override;
   absl::StatusOr<CertificateRecord> GetByFingerprint(const std::string& fingerprint) override;
   absl::StatusOr<CertificateRecord> GetByRequestId(const std::string& request_id) override;
   absl::StatusOr<std::vector<CertificateRecord>> List(const CertificateFilter& filter,

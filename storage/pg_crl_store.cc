@@ -24,7 +24,8 @@ constexpr char kAllEntriesSql[] =
     "SELECT r.serial, (extract(epoch FROM r.revoked_at) * 1000000)::bigint, r.reason, "
     "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, "
     "(extract(epoch FROM c.not_after) * 1000000)::bigint "
-    "FROM revocations r JOIN certificates c ON c.serial = r.serial "
+    "FROM revocations r "
+    "JOIN certificates c ON c.serial = r.serial AND c.issuer_id = r.issuer_id "
     "WHERE r.issuer_id = $1 AND c.not_after > now()";
 constexpr char kChangedEntriesSql[] =
     "SELECT ch.serial, (extract(epoch FROM r.revoked_at) * 1000000)::bigint, r.reason, "
@@ -33,7 +34,7 @@ constexpr char kChangedEntriesSql[] =
     "FROM (SELECT DISTINCT serial FROM crl_changes "
     "      WHERE issuer_id = $1 AND change > $2 AND change <= $3) ch "
     "LEFT JOIN revocations r ON r.serial = ch.serial AND r.issuer_id = $1 "
-    "LEFT JOIN certificates c ON c.serial = ch.serial";
+    "LEFT JOIN certificates c ON c.serial = ch.serial AND c.issuer_id = $1";
 constexpr char kLoggedChangesSql[] =
     "SELECT count(*) FROM crl_changes WHERE issuer_id = $1 AND change > $2 AND change <= $3";
 

@@ -32,7 +32,9 @@ constexpr char kInsertSql[] =
     "to_timestamp($11::bigint / 1000000.0), nullif(decode($12, 'hex'), ''), nullif($13, ''), "
     "CASE WHEN $4 = 'active' THEN now() END)";
 
-constexpr char kGetSql[] = "SELECT " FLEETCA_ISSUER_COLUMNS " FROM issuers WHERE id = $1";
+// External CAs share the id namespace but are not fleetca's issuers (ExternalCaStore).
+constexpr char kGetSql[] = "SELECT " FLEETCA_ISSUER_COLUMNS
+                           " FROM issuers WHERE id = $1 AND purpose <> 'external'";
 
 constexpr char kListSql[] = "SELECT " FLEETCA_ISSUER_COLUMNS
                             " FROM issuers WHERE purpose <> 'external' ORDER BY id";

@@ -8,24 +8,28 @@
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "storage/journal.h"
+#include "storage/pg_certificate_store.h"
 #include "storage/pg_util.h"
 
 namespace fleetca::storage {
 namespace {
 
 // The certificate, locked for the change (reserved rows are not certificates yet).
+// (Two rows at most: an ambiguous serial is refused before anything changes.)
 constexpr char kLockSql[] =
-    "SELECT issuer_id, status FROM certificates WHERE serial = decode($1, 'hex') "
-    "AND ($2 = '' OR issuer_id = $2) AND status <> 'reserved' FOR UPDATE";
+    "SELECT c.issuer_id, c.status, " FLEETCA_CERTIFICATE_KEY_SQL " FROM certificates c "
+    "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "
+    "AND c.status <> 'reserved' ORDER BY c.issuer_id LIMIT 2 FOR UPDATE";
 
 constexpr char kStateSql[] =
     "SELECT c.issuer_id, c.status, coalesce(c.comm_id, ''), r.reason, "
     "(extract(epoch FROM r.revoked_at) * 1000000)::bigint, "
     "(extract(epoch FROM r.invalidity_date) * 1000000)::bigint, r.comment, r.revision, "
-    "(extract(epoch FROM c.not_after) * 1000000)::bigint "
-    "FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial "
+    "(extract(epoch FROM c.not_after) * 1000000)::bigint, coalesce(r.from_imported_crl, false) "
+    "FROM certificates c "
+    "LEFT JOIN revocations r ON r.serial = c.serial AND r.issuer_id = c.issuer_id "
     "WHERE c.serial = decode($1, 'hex') AND ($2 = '' OR c.issuer_id = $2) "
-    "AND c.status <> 'reserved'";
+    "AND c.status <> 'reserved' ORDER BY c.issuer_id LIMIT 2";
 
 // The first stored CRL of issuer $1 that reflects the last change (crl_changes) to serial
 // $2's revocation; 0 while none does. Only GetRevocationStatus asks: not on a change's path.
@@ -46,6 +50,12 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
                                           const std::string& issuer_id) {
   const pqxx::result r = tx.exec_params(kStateSql, ToHex(serial), issuer_id);
   if (r.empty()) return NotFound(serial, issuer_id);
+  if (r.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("issuer_id: serial ", ToHex(serial), " names certificates of several issuers (",
+                     r[0][0].as<std::string>(), ", ", r[1][0].as<std::string>(),
+                     "...): give the issuer_id"));
+  }
   const pqxx::row row = r[0];
   RevocationState s;
   s.serial = serial;
@@ -60,6 +70,7 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
     if (!row[5].is_null()) e.invalidity_time = FromMicros(row[5].as<int64_t>());
     e.comment = row[6].as<std::string>();
     e.revision = row[7].as<int64_t>();
+    e.from_imported_crl = row[9].as<bool>();
     s.revocation = e;
   }
   return s;
@@ -67,27 +78,30 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
 
 }  // namespace
 
-void RevokeLocked(pqxx::transaction_base& tx, const std::vector<std::string>& serials_hex,
-                  int reason, std::optional<absl::Time> invalidity_time,
-                  const std::string& comment, int64_t revision) {
+void RevokeLocked(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int reason,
+                  std::optional<absl::Time> invalidity_time, const std::string& comment,
+                  int64_t revision, bool from_imported_crl) {
   // A certificate on hold has a row already (reason certificateHold): it becomes this
   // revocation, with the revocation's time, reason and revision. Reason certificateHold
   // puts the certificates on hold.
   static constexpr char kRevokeSql[] =
-      "WITH targets AS (SELECT serial, issuer_id FROM certificates "
-      "  WHERE serial = ANY (SELECT decode(s, 'hex') FROM unnest($1::text[]) s)), "
+      "WITH targets AS (SELECT c.serial, c.issuer_id FROM certificates c "
+      "  WHERE " FLEETCA_CERTIFICATE_KEY_IN_SQL("$1::text[]") "), "
       "ins AS (INSERT INTO revocations (serial, issuer_id, reason, invalidity_date, comment, "
-      "  revision) SELECT serial, issuer_id, $2, CASE WHEN $3::bigint IS NULL THEN NULL "
-      "  ELSE timestamptz 'epoch' + $3::bigint * interval '1 microsecond' END, $4, $5 FROM targets "
-      "  ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason, revoked_at = now(), "
-      "  invalidity_date = excluded.invalidity_date, comment = excluded.comment, "
-      "  revision = excluded.revision) "
+      "  revision, from_imported_crl) SELECT serial, issuer_id, $2, "
+      "  CASE WHEN $3::bigint IS NULL THEN NULL "
+      "  ELSE timestamptz 'epoch' + $3::bigint * interval '1 microsecond' END, $4, $5, $6 "
+      "  FROM targets "
+      "  ON CONFLICT (serial, issuer_id) DO UPDATE SET reason = excluded.reason, "
+      "  revoked_at = now(), invalidity_date = excluded.invalidity_date, "
+      "  comment = excluded.comment, revision = excluded.revision, "
+      "  from_imported_crl = excluded.from_imported_crl) "
       "UPDATE certificates c SET status = CASE WHEN $2 = 6 THEN 'on_hold' ELSE 'revoked' END "
-      "FROM targets t WHERE c.serial = t.serial";
+      "FROM targets t WHERE c.serial = t.serial AND c.issuer_id = t.issuer_id";
   std::optional<std::string> invalidity;
   if (invalidity_time) invalidity = std::to_string(ToMicros(*invalidity_time));
-  tx.exec_params(kRevokeSql, PgTextArray(serials_hex), reason, NullableParam(invalidity), comment,
-                 revision);
+  tx.exec_params(kRevokeSql, PgTextArray(keys), reason, NullableParam(invalidity), comment,
+                 revision, from_imported_crl);
 }
 
 absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
@@ -104,8 +118,15 @@ absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
         const std::string hex = ToHex(serial);
         const pqxx::result locked = tx.exec_params(kLockSql, hex, issuer_id);
         if (locked.empty()) return NotFound(serial, issuer_id);
+        if (locked.size() > 1) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "issuer_id: serial ", hex, " names certificates of several issuers (",
+              locked[0][0].as<std::string>(), ", ", locked[1][0].as<std::string>(),
+              "...): give the issuer_id"));
+        }
         const std::string cert_issuer = locked[0][0].as<std::string>();
         const std::string status = locked[0][1].as<std::string>();
+        const std::string key = locked[0][2].as<std::string>();
         out.changed = false;
         if (status == "revoked" && op != Op::kRevoke) {
           return absl::FailedPreconditionError(absl::StrCat(
@@ -120,19 +141,22 @@ absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
           if (!comment.empty()) details["comment"] = comment;
           if (op == Op::kRevoke) details["reason"] = std::to_string(reason);
           const int64_t revision =
-              Journal(tx, ctx, {action, "revocation", {hex}, op == Op::kRelease,
+              Journal(tx, ctx, {action, "revocation", {key}, op == Op::kRelease,
                                 JsonObject(details)});
           if (op == Op::kRelease) {
-            tx.exec_params("DELETE FROM revocations WHERE serial = decode($1, 'hex')", hex);
-            tx.exec_params("UPDATE certificates SET status = 'issued' WHERE serial = decode($1, 'hex')",
-                           hex);
+            tx.exec_params("DELETE FROM revocations WHERE serial = decode($1, 'hex') "
+                           "AND issuer_id = $2",
+                           hex, cert_issuer);
+            tx.exec_params("UPDATE certificates SET status = 'issued' "
+                           "WHERE serial = decode($1, 'hex') AND issuer_id = $2",
+                           hex, cert_issuer);
           } else {
-            RevokeLocked(tx, {hex}, op == Op::kHold ? kReasonCertificateHold : reason,
+            RevokeLocked(tx, {key}, op == Op::kHold ? kReasonCertificateHold : reason,
                          invalidity_time, comment, revision);
           }
           out.changed = true;
         }
-        ASSIGN_OR_RETURN(out.state, ReadState(tx, serial, issuer_id));
+        ASSIGN_OR_RETURN(out.state, ReadState(tx, serial, cert_issuer));
         return absl::OkStatus();
       },
       &ctx));
@@ -174,12 +198,17 @@ absl::StatusOr<DeviceRevocationOutcome> PgRevocationStore::RevokeDevice(
           return absl::NotFoundError(
               absl::StrCat("comm_id: device \"", comm_id, "\" is not registered"));
         }
+        std::vector<std::string> keys;
         std::vector<std::string> serials_hex;
+        std::vector<std::string> issuers;
         for (const pqxx::row& row : tx.exec_params(
-                 "SELECT encode(serial, 'hex') FROM certificates WHERE comm_id = $1 "
-                 "AND status IN ('issued', 'on_hold') ORDER BY serial FOR UPDATE",
+                 "SELECT " FLEETCA_CERTIFICATE_KEY_SQL ", encode(c.serial, 'hex'), c.issuer_id "
+                 "FROM certificates c WHERE c.comm_id = $1 "
+                 "AND c.status IN ('issued', 'on_hold') ORDER BY c.serial, c.issuer_id FOR UPDATE",
                  comm_id)) {
-          serials_hex.push_back(row[0].as<std::string>());
+          keys.push_back(row[0].as<std::string>());
+          serials_hex.push_back(row[1].as<std::string>());
+          issuers.push_back(row[2].as<std::string>());
         }
         if (!serials_hex.empty()) {
           std::map<std::string, std::string> details = {
@@ -188,13 +217,14 @@ absl::StatusOr<DeviceRevocationOutcome> PgRevocationStore::RevokeDevice(
               {"revoked_certificates", std::to_string(serials_hex.size())}};
           if (!comment.empty()) details["comment"] = comment;
           const int64_t revision = Journal(
-              tx, ctx, {"RevokeDeviceCertificates", "revocation", serials_hex, false,
+              tx, ctx, {"RevokeDeviceCertificates", "revocation", keys, false,
                         JsonObject(details)});
-          RevokeLocked(tx, serials_hex, reason, invalidity_time, comment, revision);
+          RevokeLocked(tx, keys, reason, invalidity_time, comment, revision);
           for (const std::string& hex : serials_hex) {
             ASSIGN_OR_RETURN(std::string serial, FromHex(hex));
             out.revoked_serials.push_back(std::move(serial));
           }
+          out.revoked_issuers = issuers;
         }
         if (suspend && device[0][0].as<std::string>() == "active") {
           tx.exec_params("UPDATE devices SET status = 'suspended', status_reason = $2, "
@@ -224,8 +254,10 @@ absl::StatusOr<RevokedPage> PgRevocationStore::RevokedSince(int64_t after_revisi
         // certificate is refused anyway.
         for (const pqxx::row& row : tx.exec_params(
                  "SELECT encode(r.serial, 'hex'), r.revision, c.not_after > now() "
-                 "FROM revocations r JOIN certificates c ON c.serial = r.serial "
-                 "WHERE r.revision > $1 AND r.reason <> $3 ORDER BY r.revision LIMIT $2",
+                 "FROM revocations r "
+                 "JOIN certificates c ON c.serial = r.serial AND c.issuer_id = r.issuer_id "
+                 "WHERE r.revision > $1 AND r.reason <> $3 AND c.kind <> 'external_device' "
+                 "ORDER BY r.revision LIMIT $2",
                  after_revision, limit, kReasonCertificateHold)) {
           if (row[2].as<bool>()) out.serials_hex.push_back(row[0].as<std::string>());
           out.last_revision = row[1].as<int64_t>();

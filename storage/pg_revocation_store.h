@@ -9,13 +9,14 @@ class transaction_base;
 
 namespace fleetca::storage {
 
-// RevokeLocked revokes certificates (hex serials, already locked by the caller's
+// RevokeLocked revokes certificates (by CertificateChangeKey: the serial in hex for
+// fleetca's, "<issuer>/<hex>" for external ones; already locked by the caller's
 // transaction) under one change-log revision: each gets its revocation row (a hold's row
 // becomes this revocation) and status 'revoked' ('on_hold' for reason certificateHold, 6).
 // Every path that revokes or holds goes through it.
-void RevokeLocked(pqxx::transaction_base& tx, const std::vector<std::string>& serials_hex,
-                  int reason, std::optional<absl::Time> invalidity_time,
-                  const std::string& comment, int64_t revision);
+void RevokeLocked(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int reason,
+                  std::optional<absl::Time> invalidity_time, const std::string& comment,
+                  int64_t revision, bool from_imported_crl = false);
 
 class PgRevocationStore final : public RevocationStore {
  public:

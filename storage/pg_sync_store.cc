@@ -6,10 +6,13 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "storage/journal.h"
+#include "storage/pg_certificate_store.h"
 #include "storage/pg_util.h"
 
 namespace fleetca::storage {
@@ -19,27 +22,42 @@ namespace {
 // key after which a page starts, "$3" the page size. A row is (key, visible, columns...):
 // invisible rows are read as deletions. The certificate statement reads certificates of
 // every kind; Read and List leave out those brokers never see.
-#define FLEETCA_ISSUER_VISIBLE \
-  "(state <> 'pending' AND certificate_der IS NOT NULL AND (not_after IS NULL OR not_after > now()))"
+// A disabled external CA stays in view (enabled = false: brokers refuse its certificates);
+// a removed one leaves it.
+#define FLEETCA_ISSUER_VISIBLE                                                    \
+  "(state NOT IN ('pending', 'removed') AND certificate_der IS NOT NULL AND " \
+  "(not_after IS NULL OR not_after > now()))"
 constexpr char kIssuersSql[] =
     "SELECT id, " FLEETCA_ISSUER_VISIBLE ", purpose, certificate_der, "
-    "       (extract(epoch FROM not_after) * 1000000)::bigint "
+    "       (extract(epoch FROM not_after) * 1000000)::bigint, state, "
+    "       coalesce((options->>'accept_unregistered_certificates')::boolean, false) "
     "FROM issuers "
     "WHERE CASE WHEN $1::text[] IS NULL THEN id > $2 AND " FLEETCA_ISSUER_VISIBLE
     "           ELSE id = ANY($1::text[]) END "
     "ORDER BY id LIMIT $3";
 #undef FLEETCA_ISSUER_VISIBLE
 
-// The newest complete CRL whose DER is stored (crl_ders is filled right after crls).
+// The newest complete CRL whose DER is stored (crl_ders is filled right after crls), and
+// the customer CRL last imported for each external CA that is not removed.
 constexpr char kCrlsSql[] =
-    "SELECT DISTINCT ON (k.issuer_id) k.issuer_id, true, k.crl_number, "
-    "       (extract(epoch FROM k.this_update) * 1000000)::bigint, "
-    "       (extract(epoch FROM k.next_update) * 1000000)::bigint, d.der "
-    "FROM crls k JOIN crl_ders d USING (issuer_id, crl_number) "
-    "WHERE k.base_crl_number IS NULL AND "
-    "      CASE WHEN $1::text[] IS NULL THEN k.issuer_id > $2 "
-    "           ELSE k.issuer_id = ANY($1::text[]) END "
-    "ORDER BY k.issuer_id, k.crl_number DESC LIMIT $3";
+    "SELECT * FROM ("
+    "  SELECT DISTINCT ON (k.issuer_id) k.issuer_id, true, k.crl_number, "
+    "         (extract(epoch FROM k.this_update) * 1000000)::bigint, "
+    "         (extract(epoch FROM k.next_update) * 1000000)::bigint, d.der, false "
+    "  FROM crls k JOIN crl_ders d USING (issuer_id, crl_number) "
+    "  WHERE k.base_crl_number IS NULL AND "
+    "        CASE WHEN $1::text[] IS NULL THEN k.issuer_id > $2 "
+    "             ELSE k.issuer_id = ANY($1::text[]) END "
+    "  ORDER BY k.issuer_id, k.crl_number DESC) own "
+    "UNION ALL "
+    "SELECT m.issuer_id, true, least(coalesce(m.crl_number, 0), 9223372036854775807)::bigint, "
+    "       (extract(epoch FROM m.this_update) * 1000000)::bigint, "
+    "       (extract(epoch FROM coalesce(m.next_update, m.this_update)) * 1000000)::bigint, "
+    "       m.der, true "
+    "FROM imported_crls m JOIN issuers i ON i.id = m.issuer_id AND i.state <> 'removed' "
+    "WHERE CASE WHEN $1::text[] IS NULL THEN m.issuer_id > $2 "
+    "           ELSE m.issuer_id = ANY($1::text[]) END "
+    "ORDER BY 1 LIMIT $3";
 
 constexpr char kDevicesSql[] =
     "SELECT comm_id, true, status, attributes::text, groups FROM devices "
@@ -51,36 +69,72 @@ constexpr char kIdentitiesSql[] =
     "WHERE CASE WHEN $1::text[] IS NULL THEN name > $2 ELSE name = ANY($1::text[]) END "
     "ORDER BY name LIMIT $3";
 
-// Keys are serials in hex; hex order is byte order. A page walks the primary key.
+// Keys are CertificateChangeKey's. Certificates are only ever read by key (List scans
+// them: ScanCertificates); $2 is unused (named only so that it has a type).
+#define FLEETCA_CERTIFICATE_SYNC_COLUMNS                                                    \
+  "c.kind, c.issuer_id, coalesce(c.comm_id, ''), coalesce(c.identity_name, ''), c.status, " \
+  "CASE WHEN c.status = 'issued' THEN -1 ELSE (SELECT r.reason FROM revocations r "          \
+  "  WHERE r.serial = c.serial AND r.issuer_id = c.issuer_id) END, "                         \
+  "c.fingerprint_sha256, (extract(epoch FROM c.not_after) * 1000000)::bigint, "              \
+  "encode(c.serial, 'hex')"
 constexpr char kCertificatesSql[] =
-    "SELECT encode(c.serial, 'hex'), c.not_after > now(), c.kind, c.issuer_id, "
-    "       coalesce(c.comm_id, ''), coalesce(c.identity_name, ''), c.status, "
-    "       CASE WHEN c.status = 'issued' THEN -1 "
-    "            ELSE (SELECT r.reason FROM revocations r WHERE r.serial = c.serial) END, "
-    "       c.fingerprint_sha256, (extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "SELECT " FLEETCA_CERTIFICATE_KEY_SQL ", c.not_after > now(), "
+    FLEETCA_CERTIFICATE_SYNC_COLUMNS " "
     "FROM certificates c "
-    "WHERE c.status <> 'reserved' AND "
-    "      CASE WHEN $1::text[] IS NULL "
-    "           THEN c.serial > decode($2, 'hex') "
-    "                AND c.kind IN ('device', 'identity', 'external_device') "
-    "                AND c.not_after > now() "
-    "           ELSE c.serial = ANY(ARRAY(SELECT decode(h, 'hex') FROM unnest($1::text[]) h)) "
-    "      END "
-    "ORDER BY c.serial LIMIT $3";
+    "WHERE c.status <> 'reserved' AND $2::text IS NOT NULL AND "
+    FLEETCA_CERTIFICATE_KEY_IN_SQL("$1::text[]") " LIMIT $3";
 
 // A range of the certificates table's blocks, in physical order (a TID range scan: a
 // sequential read), for snapshots and loads; the columns of kCertificatesSql.
 constexpr char kScanCertificatesSql[] =
-    "SELECT encode(c.serial, 'hex'), true, c.kind, c.issuer_id, "
-    "       coalesce(c.comm_id, ''), coalesce(c.identity_name, ''), c.status, "
-    "       CASE WHEN c.status = 'issued' THEN -1 "
-    "            ELSE (SELECT r.reason FROM revocations r WHERE r.serial = c.serial) END, "
-    "       c.fingerprint_sha256, (extract(epoch FROM c.not_after) * 1000000)::bigint "
+    "SELECT " FLEETCA_CERTIFICATE_KEY_SQL ", true, " FLEETCA_CERTIFICATE_SYNC_COLUMNS " "
     "FROM certificates c "
     "WHERE c.ctid >= ('(' || $1::bigint || ',0)')::tid "
     "  AND c.ctid < ('(' || $2::bigint || ',0)')::tid "
     "  AND c.status <> 'reserved' AND c.kind IN ('device', 'identity', 'external_device') "
     "  AND c.not_after > now()";
+#undef FLEETCA_CERTIFICATE_SYNC_COLUMNS
+
+// Serials listed in imported customer CRLs that the inventory does not track: revoked
+// certificates known only by (issuer, serial). By key ($1), or a page in key order after
+// $2 (a snapshot's last phase).
+constexpr char kImportedRevocationsSql[] =
+    "SELECT v.issuer_id || '/' || encode(v.serial, 'hex'), v.issuer_id, encode(v.serial, 'hex'), "
+    "       coalesce(v.reason, 0) "
+    "FROM imported_revocations v JOIN issuers i ON i.id = v.issuer_id AND i.state <> 'removed' "
+    "WHERE NOT EXISTS (SELECT 1 FROM certificates c "
+    "                  WHERE c.serial = v.serial AND c.issuer_id = v.issuer_id) AND "
+    "      CASE WHEN $1::text[] IS NULL "
+    "           THEN (v.issuer_id, v.serial) > (split_part($2, '/', 1), "
+    "                                           decode(split_part($2, '/', 2), 'hex')) "
+    "           ELSE (v.issuer_id, v.serial) IN (SELECT split_part(k, '/', 1), "
+    "                 decode(split_part(k, '/', 2), 'hex') FROM unnest($1::text[]) k) END "
+    "ORDER BY v.issuer_id, v.serial LIMIT $3";
+
+// The imported-CRL phase of a certificate listing: its cursors start with this.
+constexpr char kImportedCursor[] = "imported:";
+
+absl::StatusOr<std::vector<SyncObject>> ImportedRevocations(pqxx::transaction_base& tx,
+                                                            const std::optional<std::string>& keys,
+                                                            const std::string& after, int limit) {
+  std::vector<SyncObject> out;
+  for (const pqxx::row& row :
+       tx.exec_params(kImportedRevocationsSql, NullableParam(keys), after, limit)) {
+    SyncObject obj;
+    obj.kind = SyncKind::kCertificate;
+    obj.key = row[0].as<std::string>();
+    SyncCertificate c;
+    c.kind = CertificateKind::kExternalDevice;
+    c.issuer_id = row[1].as<std::string>();
+    ASSIGN_OR_RETURN(c.serial, FromHex(row[2].as<std::string>()));
+    c.status = CertificateStatus::kRevoked;
+    c.reason = row[3].as<int>();
+    c.from_imported_crl_only = true;
+    obj.value = std::move(c);
+    out.push_back(std::move(obj));
+  }
+  return out;
+}
 
 const char* SqlOf(SyncKind kind) {
   switch (kind) {
@@ -117,7 +171,14 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
     case SyncKind::kIssuer: {
       SyncIssuer i;
       i.id = obj->key;
-      ASSIGN_OR_RETURN(i.purpose, IssuerPurposeFromName(row[2].as<std::string>()));
+      if (row[2].as<std::string>() == "external") {
+        i.purpose = IssuerPurpose::kDevices;  // external CAs issue device certificates
+        i.external = true;
+        i.enabled = row[5].as<std::string>() == "active";
+        i.accept_unregistered = row[6].as<bool>();
+      } else {
+        ASSIGN_OR_RETURN(i.purpose, IssuerPurposeFromName(row[2].as<std::string>()));
+      }
       if (!obj->deleted) {
         i.certificate_der = Bytes(row[3]);
         if (!row[4].is_null()) i.not_after = FromMicros(row[4].as<int64_t>());
@@ -132,6 +193,7 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
       c.this_update = FromMicros(row[3].as<int64_t>());
       c.next_update = FromMicros(row[4].as<int64_t>());
       c.der = Bytes(row[5]);
+      c.imported = row[6].as<bool>();
       obj->value = std::move(c);
       return true;
     }
@@ -156,7 +218,7 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
       SyncCertificate c;
       ASSIGN_OR_RETURN(c.kind, CertificateKindFromName(row[2].as<std::string>()));
       if (!IsClientCertificate(c.kind)) return false;
-      ASSIGN_OR_RETURN(c.serial, FromHex(obj->key));
+      ASSIGN_OR_RETURN(c.serial, FromHex(row[10].as<std::string>()));
       c.issuer_id = row[3].as<std::string>();
       c.comm_id = row[4].as<std::string>();
       c.identity_name = row[5].as<std::string>();
@@ -217,6 +279,26 @@ absl::StatusOr<std::vector<SyncObject>> PgSyncStore::Read(SyncKind kind,
   }
   ASSIGN_OR_RETURN(std::vector<SyncObject> found,
                    Query(kind, &keys, "", static_cast<int>(keys.size())));
+  if (kind == SyncKind::kCertificate) {
+    // External keys the inventory does not hold: serials of imported CRLs, perhaps.
+    absl::flat_hash_map<std::string, bool> held;
+    for (const SyncObject& o : found) held.emplace(o.key, true);
+    std::vector<std::string> rest;
+    for (const std::string& key : keys) {
+      if (key.find('/') != std::string::npos && !held.contains(key)) rest.push_back(key);
+    }
+    if (!rest.empty()) {
+      const std::string array = PgTextArray(rest);
+      RETURN_IF_ERROR(pool_.Transact(
+          "read imported revocations for brokers", TxMode::kReadOnly,
+          [&](pqxx::transaction_base& tx) -> absl::Status {
+            ASSIGN_OR_RETURN(std::vector<SyncObject> imported,
+                             ImportedRevocations(tx, array, "", static_cast<int>(rest.size())));
+            for (SyncObject& o : imported) found.push_back(std::move(o));
+            return absl::OkStatus();
+          }));
+    }
+  }
   absl::flat_hash_map<std::string, size_t> index;
   for (size_t i = 0; i < found.size(); ++i) index.emplace(found[i].key, i);
   // In the order asked for, each key once; a key not found is a deletion (certificates are
@@ -286,6 +368,22 @@ absl::StatusOr<SyncPage> PgSyncStore::List(SyncKind kind, const std::string& cur
 }
 
 absl::StatusOr<SyncPage> PgSyncStore::ScanCertificates(const std::string& cursor, int limit) {
+  if (absl::StartsWith(cursor, kImportedCursor)) {
+    // The last phase: serials known only from imported CRLs, in key order.
+    const std::string after(absl::StripPrefix(cursor, kImportedCursor));
+    SyncPage page;
+    RETURN_IF_ERROR(pool_.Transact(
+        "read imported revocations for brokers", TxMode::kReadOnly,
+        [&](pqxx::transaction_base& tx) -> absl::Status {
+          ASSIGN_OR_RETURN(page.objects,
+                           ImportedRevocations(tx, std::nullopt, after.empty() ? "/" : after, limit));
+          return absl::OkStatus();
+        }));
+    if (page.objects.size() >= static_cast<size_t>(limit)) {
+      page.next = absl::StrCat(kImportedCursor, page.objects.back().key);
+    }
+    return page;
+  }
   int64_t block = 0;
   if (!cursor.empty() && !absl::SimpleAtoi(cursor, &block)) {
     return absl::InvalidArgumentError("malformed certificate cursor");
@@ -311,7 +409,7 @@ absl::StatusOr<SyncPage> PgSyncStore::ScanCertificates(const std::string& cursor
         }
         return absl::OkStatus();
       }));
-  if (block + blocks < size) page.next = absl::StrCat(block + blocks);
+  page.next = block + blocks < size ? absl::StrCat(block + blocks) : kImportedCursor;
   return page;
 }
 

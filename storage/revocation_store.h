@@ -24,6 +24,7 @@ struct RevocationEntry {
   std::optional<absl::Time> invalidity_time;
   std::string comment;
   int64_t revision = 0;  // the change-log revision that recorded it
+  bool from_imported_crl = false;  // learnt from a customer CRL (ImportCrl)
 };
 
 // A certificate's revocation state.
@@ -41,6 +42,7 @@ struct RevocationState {
 
 struct DeviceRevocationOutcome {
   std::vector<std::string> revoked_serials;  // bytes, the certificates this call revoked
+  std::vector<std::string> revoked_issuers;  // their issuers, in the same order
   bool suspended = false;                    // whether this call suspended the device
 };
 

@@ -42,7 +42,10 @@ std::optional<SyncKind> SyncKindOfChange(const std::string& entity_type);
 
 struct SyncIssuer {
   std::string id;
-  IssuerPurpose purpose = IssuerPurpose::kRoot;
+  IssuerPurpose purpose = IssuerPurpose::kRoot;  // kDevices for an external CA
+  bool external = false;                         // an external (customer) CA
+  bool enabled = true;                           // false: a disabled external CA
+  bool accept_unregistered = false;              // the external CA's option
   std::string certificate_der;
   std::optional<absl::Time> not_after;
 };
@@ -52,6 +55,7 @@ struct SyncCrl {
   int64_t crl_number = 0;
   absl::Time this_update, next_update;
   std::string der;
+  bool imported = false;  // a customer CRL imported for an external CA
 };
 
 struct SyncDevice {
@@ -77,11 +81,14 @@ struct SyncCertificate {
   int reason = -1;            // RFC 5280 reason code when revoked or on hold
   std::string fingerprint;    // SHA-256 of the DER, bytes
   absl::Time not_after;
+  // A serial listed in an imported customer CRL that the inventory does not track: only
+  // issuer_id, serial, status (revoked) and reason are set.
+  bool from_imported_crl_only = false;
 };
 
 struct SyncObject {
   SyncKind kind = SyncKind::kDevice;
-  std::string key;       // the change-log key (a certificate's: its serial in hex)
+  std::string key;       // the change-log key (a certificate's: CertificateChangeKey)
   bool deleted = false;  // gone, or out of brokers' view (an expired certificate)
   // The object's state; for a deleted object, its key fields when known (a certificate's
   // issuer and serial, an assignment's three fields), else monostate.

@@ -55,6 +55,8 @@ v1::ConnectDenyReason ToProto(policy::ConnectVerdict v) {
       return v1::CONNECT_DENY_REASON_PRINCIPAL_UNKNOWN;
     case policy::ConnectVerdict::kPrincipalInactive:
       return v1::CONNECT_DENY_REASON_PRINCIPAL_INACTIVE;
+    case policy::ConnectVerdict::kIssuerDisabled:
+      return v1::CONNECT_DENY_REASON_ISSUER_DISABLED;
   }
   return v1::CONNECT_DENY_REASON_CERTIFICATE_UNKNOWN;
 }
@@ -102,17 +104,24 @@ grpc::Status BrokerAuthService::AuthorizeConnect(grpc::ServerContext*,
           "serial is required");
   }
   if (request->client_id().empty()) return Invalid("client_id: is required");
+  std::vector<pki::X509Ptr> chain;
+  if (!request->chain_pem().empty()) {
+    if (presented == nullptr) {
+      return Invalid("chain_pem: only with certificate_pem or certificate_der");
+    }
+    auto parsed = pki::CertificatesFromPem(request->chain_pem());
+    if (!parsed.ok()) return Invalid("chain_pem: not a PEM bundle of certificates");
+    chain = *std::move(parsed);
+  }
   const absl::Time now = absl::Now();
   auto answer = index_.AuthorizeConnect(ref, request->client_id(), now);
   if (!answer.ok()) return ToGrpcStatus(answer.status());
   if (answer->verdict == policy::ConnectVerdict::kCertificateUnknown && presented != nullptr) {
-    // Not in the inventory: does it chain to an issuer of client certificates at all?
-    answer->verdict = ChainVerdict(presented.get(), now);
-    answer->message = answer->verdict == policy::ConnectVerdict::kCertificateUnknown
-                          ? "the certificate chains to this CA but is not in its inventory"
-                      : answer->verdict == policy::ConnectVerdict::kCertificateExpired
-                          ? "the certificate has expired"
-                          : "the certificate does not chain to an issuer of client certificates";
+    std::vector<const X509*> intermediates;
+    for (const pki::X509Ptr& c : chain) intermediates.push_back(c.get());
+    answer = UnknownCertificate(presented.get(), intermediates, request->client_id(), now,
+                                *std::move(answer));
+    if (!answer.ok()) return ToGrpcStatus(answer.status());
   }
   const bool allowed = answer->verdict == policy::ConnectVerdict::kAllowed;
   response->set_allowed(allowed);
@@ -135,23 +144,36 @@ grpc::Status BrokerAuthService::AuthorizeConnect(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-policy::ConnectVerdict BrokerAuthService::ChainVerdict(const X509* leaf, absl::Time now) const {
-  std::vector<pki::X509Ptr> held;
-  std::vector<const X509*> anchors;
-  for (const std::string& der : index_.ClientIssuerDers()) {
-    auto cert = pki::CertificateFromDer(der);
-    if (!cert.ok()) continue;
-    anchors.push_back(cert->get());
-    held.push_back(*std::move(cert));
-  }
+absl::StatusOr<policy::ConnectAnswer> BrokerAuthService::UnknownCertificate(
+    const X509* leaf, const std::vector<const X509*>& intermediates,
+    const std::string& client_id, absl::Time now, policy::ConnectAnswer answer) const {
   auto info = pki::InspectCertificate(leaf);
-  if (!info.ok() || anchors.empty()) return policy::ConnectVerdict::kUntrustedIssuer;
+  answer.verdict = policy::ConnectVerdict::kUntrustedIssuer;
+  answer.message = "the certificate does not chain to an issuer of client certificates";
+  if (!info.ok()) return answer;
   // Verified at a time inside its validity: an expired certificate of ours is EXPIRED.
   const bool expired = now >= info->not_after;
   const absl::Time at = expired ? info->not_after - absl::Seconds(1) : now;
-  if (!pki::VerifyChain(leaf, {}, anchors, at).ok()) return policy::ConnectVerdict::kUntrustedIssuer;
-  return expired ? policy::ConnectVerdict::kCertificateExpired
-                 : policy::ConnectVerdict::kCertificateUnknown;
+  for (const policy::ClientIssuer& issuer : index_.ClientIssuers()) {
+    auto anchor = pki::CertificateFromDer(issuer.der);
+    if (!anchor.ok()) continue;
+    if (!pki::VerifyChain(leaf, intermediates, {anchor->get()}, at,
+                          /*anchors_may_be_intermediates=*/true).ok()) continue;
+    pki::ClearOpenSslErrors();
+    if (issuer.external) {
+      return index_.AuthorizeUnregistered(issuer.id, info->serial, info->common_name,
+                                          info->not_after, client_id, now);
+    }
+    answer.issuer_id = issuer.id;
+    answer.serial = info->serial;
+    answer.verdict = expired ? policy::ConnectVerdict::kCertificateExpired
+                             : policy::ConnectVerdict::kCertificateUnknown;
+    answer.message = expired ? "the certificate has expired"
+                             : "the certificate chains to this CA but is not in its inventory";
+    return answer;
+  }
+  pki::ClearOpenSslErrors();
+  return answer;
 }
 
 grpc::Status BrokerAuthService::CheckTopic(grpc::ServerContext*,

@@ -5,6 +5,9 @@
 
 #include <openssl/x509.h>
 
+#include <string>
+#include <vector>
+
 #include "fleetca/v1/broker_auth.grpc.pb.h"
 #include "server/policy/index.h"
 
@@ -21,9 +24,13 @@ class BrokerAuthService final : public v1::BrokerAuthService::Service {
                           v1::CheckTopicResponse* response) override;
 
  private:
-  // ChainVerdict: for a certificate the inventory does not hold, UNTRUSTED_ISSUER unless it
-  // chains to an issuer of client certificates (then CERTIFICATE_UNKNOWN, or EXPIRED).
-  policy::ConnectVerdict ChainVerdict(const X509* leaf, absl::Time now) const;
+  // UnknownCertificate decides for a certificate the inventory does not hold: chained to
+  // an external CA, by the CA's options (PolicyIndex::AuthorizeUnregistered); chained to
+  // one of fleetca's client issuers, CERTIFICATE_UNKNOWN (or EXPIRED); else
+  // UNTRUSTED_ISSUER. intermediates: the chain the client sent.
+  absl::StatusOr<policy::ConnectAnswer> UnknownCertificate(
+      const X509* leaf, const std::vector<const X509*>& intermediates,
+      const std::string& client_id, absl::Time now, policy::ConnectAnswer answer) const;
 
   const policy::PolicyIndex& index_;
 };

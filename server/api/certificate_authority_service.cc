@@ -3,10 +3,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/page_token.h"
+#include "pki/keys.h"
+#include "pki/openssl_util.h"
 #include "pki/pkcs12.h"
 #include "server/api/call_context.h"
 #include "server/api/proto_convert.h"
 #include "server/api/status.h"
+#include "server/registry/registry.h"
 
 namespace fleetca::api {
 namespace {
@@ -294,17 +297,8 @@ grpc::Status CertificateAuthorityService::GetTrustBundle(grpc::ServerContext*,
     default:
       return Invalid("format: unknown value");
   }
-  pki::Pkcs12Encryption encryption = pki::Pkcs12Encryption::kAes256;
-  switch (request->pkcs12_encryption()) {
-    case v1::PKCS12_ENCRYPTION_UNSPECIFIED:
-    case v1::PKCS12_ENCRYPTION_AES_256:
-      break;
-    case v1::PKCS12_ENCRYPTION_LEGACY:
-      encryption = pki::Pkcs12Encryption::kLegacy;
-      break;
-    default:
-      return Invalid("pkcs12_encryption: unknown value");
-  }
+  auto encryption = Pkcs12EncryptionField("pkcs12_encryption", request->pkcs12_encryption());
+  if (!encryption.ok()) return ToGrpcStatus(encryption.status());
   if (pkcs12 && request->keystore_password().empty()) {
     return Invalid("keystore_password: is required for TRUST_BUNDLE_FORMAT_PKCS12");
   }
@@ -339,19 +333,111 @@ grpc::Status CertificateAuthorityService::GetTrustBundle(grpc::ServerContext*,
       parsed.push_back(std::move(*x509));
     }
     auto keystore =
-        pki::BuildTrustStorePkcs12(entries, request->keystore_password(), encryption);
-    if (absl::IsInvalidArgument(keystore.status()) &&
-        absl::StartsWith(keystore.status().message(), "password")) {
-      // pki names its own parameter; the caller knows it as keystore_password.
-      return Invalid(absl::StrCat("keystore_", keystore.status().message()));
+        pki::BuildTrustStorePkcs12(entries, request->keystore_password(), *encryption);
+    // pki names its own parameter; the caller knows it as keystore_password.
+    if (!keystore.ok()) {
+      return ToGrpcStatus(RenamePkcs12Field(keystore.status(), "password", "keystore_password"));
     }
-    if (!keystore.ok()) return ToGrpcStatus(keystore.status());
     response->set_keystore(std::move(*keystore));
   }
   response->set_bundle_pem(*pem);
   for (const auto& id : ids) response->add_issuer_ids(id);
   response->set_bundle_sha256(pki::Sha256Hex(*pem));
   return grpc::Status::OK;
+}
+
+void ToProto(const storage::ExternalCa& ca, v1::ExternalCa* out) {
+  out->set_external_ca_id(ca.id);
+  out->set_display_name(ca.display_name);
+  out->set_subject(ca.subject);
+  out->set_sha256_fingerprint(pki::Sha256Hex(ca.certificate_der));
+  if (auto cert = pki::CertificateFromDer(ca.certificate_der); cert.ok()) {
+    auto algorithm = pki::KeyAlgorithmOf(X509_get0_pubkey(cert->get()));
+    out->set_key_algorithm(algorithm.ok() ? ToProtoAlgorithm(pki::KeyAlgorithmName(*algorithm))
+                                          : v1::KEY_ALGORITHM_OTHER);
+  }
+  pki::ClearOpenSslErrors();
+  SetTimestamp(ca.not_before, out->mutable_not_before());
+  SetTimestamp(ca.not_after, out->mutable_not_after());
+  out->set_certificate_pem(pki::DerToPem(ca.certificate_der, "CERTIFICATE"));
+  out->set_enabled(ca.enabled);
+  out->set_accept_unregistered_certificates(ca.accept_unregistered);
+  out->set_crl_number(ca.crl_number);
+  if (ca.crl_next_update) SetTimestamp(*ca.crl_next_update, out->mutable_crl_next_update());
+  out->set_etag(registry::Etag(ca.version));
+  SetTimestamp(ca.create_time, out->mutable_create_time());
+  SetTimestamp(ca.update_time, out->mutable_update_time());
+}
+
+namespace {
+
+grpc::Status NoExternalCas() {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "external CAs are not available on this server");
+}
+
+}  // namespace
+
+grpc::Status CertificateAuthorityService::RegisterExternalCa(
+    grpc::ServerContext* context, const v1::RegisterExternalCaRequest* request,
+    v1::RegisterExternalCaResponse* response) {
+  if (external_cas_ == nullptr) return NoExternalCas();
+  auto ca = external_cas_->Register(request->external_ca_id(), request->display_name(),
+                                    request->certificate_pem(),
+                                    request->accept_unregistered_certificates(),
+                                    RequestContextFor(*context));
+  if (!ca.ok()) return ToGrpcStatus(ca.status());
+  api::ToProto(*ca, response->mutable_external_ca());
+  return grpc::Status::OK;
+}
+
+grpc::Status CertificateAuthorityService::GetExternalCa(grpc::ServerContext*,
+                                                        const v1::GetExternalCaRequest* request,
+                                                        v1::GetExternalCaResponse* response) {
+  if (external_cas_ == nullptr) return NoExternalCas();
+  auto ca = external_cas_->Get(request->external_ca_id());
+  if (!ca.ok()) return ToGrpcStatus(ca.status());
+  api::ToProto(*ca, response->mutable_external_ca());
+  return grpc::Status::OK;
+}
+
+grpc::Status CertificateAuthorityService::ListExternalCas(grpc::ServerContext*,
+                                                          const v1::ListExternalCasRequest* request,
+                                                          v1::ListExternalCasResponse* response) {
+  if (external_cas_ == nullptr) return NoExternalCas();
+  auto page = external_cas_->List(request->page_size(), request->page_token());
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  for (const storage::ExternalCa& ca : page->cas) api::ToProto(ca, response->add_external_cas());
+  response->set_next_page_token(page->next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status CertificateAuthorityService::UpdateExternalCa(
+    grpc::ServerContext* context, const v1::UpdateExternalCaRequest* request,
+    v1::UpdateExternalCaResponse* response) {
+  if (external_cas_ == nullptr) return NoExternalCas();
+  if (!request->has_external_ca()) return Invalid("external_ca: is required");
+  const v1::ExternalCa& in = request->external_ca();
+  std::vector<std::string> fields(request->update_mask().paths().begin(),
+                                  request->update_mask().paths().end());
+  storage::ExternalCaUpdate update;
+  update.display_name = in.display_name();
+  update.enabled = in.enabled();
+  update.accept_unregistered = in.accept_unregistered_certificates();
+  const std::string& etag = request->etag().empty() ? in.etag() : request->etag();
+  auto ca = external_cas_->Update(in.external_ca_id(), fields, update, etag,
+                                  RequestContextFor(*context));
+  if (!ca.ok()) return ToGrpcStatus(ca.status());
+  api::ToProto(*ca, response->mutable_external_ca());
+  return grpc::Status::OK;
+}
+
+grpc::Status CertificateAuthorityService::DeleteExternalCa(
+    grpc::ServerContext* context, const v1::DeleteExternalCaRequest* request,
+    v1::DeleteExternalCaResponse*) {
+  if (external_cas_ == nullptr) return NoExternalCas();
+  return ToGrpcStatus(external_cas_->Delete(request->external_ca_id(), request->etag(),
+                                            RequestContextFor(*context)));
 }
 
 }  // namespace fleetca::api

@@ -2,17 +2,21 @@
 
 // gRPC CertificateAuthorityService over ca::CertificateAuthority. Built: InitializeHierarchy,
 // CreateIntermediateCsr, ImportIntermediateCertificate, ImportIssuer (PEM key), ListIssuers,
-// GetIssuer, GetTrustBundle (PEM). The rest answers UNIMPLEMENTED (rotation, KEK re-wrap,
-// PKCS#11 keys, external CAs, PKCS#12/JKS bundles).
+// GetIssuer, GetTrustBundle (PEM, PKCS#12), the external CAs (over ca::ExternalCas). The
+// rest answers UNIMPLEMENTED (rotation, KEK re-wrap, PKCS#11 keys, JKS bundles).
 
 #include "fleetca/v1/certificate_authority.grpc.pb.h"
 #include "server/ca/certificate_authority.h"
+#include "server/ca/external_cas.h"
 
 namespace fleetca::api {
 
 class CertificateAuthorityService final : public v1::CertificateAuthorityService::Service {
  public:
-  explicit CertificateAuthorityService(ca::CertificateAuthority& ca) : ca_(ca) {}
+  // external_cas may be null: the external-CA RPCs then answer UNIMPLEMENTED.
+  explicit CertificateAuthorityService(ca::CertificateAuthority& ca,
+                                       ca::ExternalCas* external_cas = nullptr)
+      : ca_(ca), external_cas_(external_cas) {}
 
   grpc::Status InitializeHierarchy(grpc::ServerContext* context,
                                    const v1::InitializeHierarchyRequest* request,
@@ -32,13 +36,31 @@ class CertificateAuthorityService final : public v1::CertificateAuthorityService
   grpc::Status GetTrustBundle(grpc::ServerContext* context,
                               const v1::GetTrustBundleRequest* request,
                               v1::GetTrustBundleResponse* response) override;
+  grpc::Status RegisterExternalCa(grpc::ServerContext* context,
+                                  const v1::RegisterExternalCaRequest* request,
+                                  v1::RegisterExternalCaResponse* response) override;
+  grpc::Status GetExternalCa(grpc::ServerContext* context, const v1::GetExternalCaRequest* request,
+                             v1::GetExternalCaResponse* response) override;
+  grpc::Status ListExternalCas(grpc::ServerContext* context,
+                               const v1::ListExternalCasRequest* request,
+                               v1::ListExternalCasResponse* response) override;
+  grpc::Status UpdateExternalCa(grpc::ServerContext* context,
+                                const v1::UpdateExternalCaRequest* request,
+                                v1::UpdateExternalCaResponse* response) override;
+  grpc::Status DeleteExternalCa(grpc::ServerContext* context,
+                                const v1::DeleteExternalCaRequest* request,
+                                v1::DeleteExternalCaResponse* response) override;
 
  private:
   // ToProto fills an Issuer; chain_pem only when with_chain (List leaves it out).
   absl::Status ToProto(const storage::Issuer& issuer, v1::Issuer* out, bool with_chain = true);
 
   ca::CertificateAuthority& ca_;
+  ca::ExternalCas* const external_cas_;
 };
+
+// ToProto fills an ExternalCa.
+void ToProto(const storage::ExternalCa& ca, v1::ExternalCa* out);
 
 // Enum conversions shared with the issuance service.
 std::optional<pki::KeyAlgorithm> FromProtoAlgorithm(v1::KeyAlgorithm a);

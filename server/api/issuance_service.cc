@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "pki/certificate_builder.h"
+#include "pki/pkcs12.h"
 #include "server/api/call_context.h"
 #include "server/api/certificate_authority_service.h"
 #include "server/api/proto_convert.h"
@@ -75,6 +76,7 @@ void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out) {
   out->set_sha256_fingerprint(pki::SerialToHex(r.fingerprint));
   out->set_issuer_id(r.issuer_id);
   out->set_kind(ToProtoKind(r.kind));
+  out->set_external(r.kind == CertificateKind::kExternalDevice);
   out->set_comm_id(r.comm_id);
   out->set_broker_id(r.broker_name);
   out->set_identity_name(r.identity_name);
@@ -174,7 +176,7 @@ grpc::Status IssuanceService::GetCertificate(grpc::ServerContext* context,
   if (request->has_serial()) {
     auto serial = SerialField("serial", request->serial());
     if (!serial.ok()) return ToGrpcStatus(serial.status());
-    c = issuance_.GetBySerial(*serial);
+    c = issuance_.GetBySerial(*serial, request->issuer_id());
   } else if (request->has_sha256_fingerprint()) {
     auto fp = FingerprintField("sha256_fingerprint", request->sha256_fingerprint());
     if (!fp.ok()) return ToGrpcStatus(fp.status());
@@ -279,6 +281,142 @@ grpc::Status IssuanceService::ListProfiles(grpc::ServerContext*,
       out->add_allowed_key_algorithms(a);
     }
   }
+  return grpc::Status::OK;
+}
+
+// ExportPkcs12 ------------------------------------------------------------------------------
+// Checks, in order: the request's fields (serial, private_key_pem present, password 1 to 128
+// bytes, pkcs12_encryption known); the certificate exists (and is issuer_id's when given);
+// the caller may read it (MayRead, as GetCertificate); it is valid now (not revoked, on hold
+// or expired); then pki::BuildKeyStorePkcs12 parses the key, checks that it is the
+// certificate's and builds the file. Nothing is written to the database and nothing is
+// audited (GetCertificate is not either); no message repeats the key or the password.
+
+namespace {
+
+// Pkcs12Chain: the certificates of a chain_pem (the issuer first, the root last), parsed.
+absl::StatusOr<std::vector<pki::X509Ptr>> Pkcs12Chain(const std::string& chain_pem) {
+  if (chain_pem.empty()) return std::vector<pki::X509Ptr>{};
+  auto chain = pki::CertificatesFromPem(chain_pem);
+  if (!chain.ok()) {
+    return absl::InternalError(absl::StrCat("the stored chain does not parse: ",
+                                            chain.status().message()));
+  }
+  return chain;
+}
+
+}  // namespace
+
+grpc::Status IssuanceService::ExportPkcs12(grpc::ServerContext* context,
+                                           const v1::ExportPkcs12Request* request,
+                                           v1::ExportPkcs12Response* response) {
+  // 1. The request's own fields, before any lookup.
+  if (request->serial().empty()) return Invalid("serial: is required");
+  auto serial = SerialField("serial", request->serial());
+  if (!serial.ok()) return ToGrpcStatus(serial.status());
+  if (request->private_key_pem().empty()) {
+    return Invalid("private_key_pem: is required (the certificate's private key, PEM)");
+  }
+  if (request->password().empty()) return Invalid("password: is required (1 to 128 bytes)");
+  if (request->password().size() > pki::kMaxPkcs12PasswordBytes) {
+    return Invalid(absl::StrCat("password: at most ", pki::kMaxPkcs12PasswordBytes, " bytes, got ",
+                                request->password().size()));
+  }
+  auto encryption = Pkcs12EncryptionField("pkcs12_encryption", request->pkcs12_encryption());
+  if (!encryption.ok()) return ToGrpcStatus(encryption.status());
+
+  // 2. The certificate, narrowed to issuer_id when given (as GetCertificate: a serial that
+  // external CAs share needs it). The store already narrows; the check below keeps the
+  // answer NOT_FOUND whatever it returns.
+  auto c = issuance_.GetBySerial(*serial, request->issuer_id());
+  if (!c.ok()) return ToGrpcStatus(c.status());
+  const storage::CertificateRecord& r = c->record;
+  const std::string serial_hex = pki::SerialToHex(r.serial);
+  if (!request->issuer_id().empty() && request->issuer_id() != r.issuer_id) {
+    return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+        "no certificate has serial ", serial_hex, " and issuer ", request->issuer_id())));
+  }
+
+  // 3. Who may: admin any, provisioner what it requested, device its own (as GetCertificate).
+  if (absl::Status st = MayRead(RequestContextFor(*context), r); !st.ok()) {
+    return ToGrpcStatus(st);
+  }
+
+  // 4. Only a valid certificate is worth a key store.
+  if (r.status == CertificateStatus::kRevoked) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "certificate ", serial_hex, " is revoked: only a valid certificate is exported")));
+  }
+  if (r.status == CertificateStatus::kOnHold) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "certificate ", serial_hex,
+        " is on hold: release it (ReleaseCertificateHold) before exporting it")));
+  }
+  if (r.status != CertificateStatus::kIssued) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "certificate ", serial_hex, " is ", storage::CertificateStatusName(r.status),
+        ": only a valid certificate is exported")));
+  }
+  if (r.not_after <= absl::Now()) {
+    return ToGrpcStatus(absl::FailedPreconditionError(absl::StrCat(
+        "certificate ", serial_hex, " has expired (notAfter ",
+        absl::FormatTime(absl::RFC3339_sec, r.not_after, absl::UTCTimeZone()),
+        "): only a valid certificate is exported")));
+  }
+
+  // 5. The file: the certificate, the issuing CAs up to the root unless exclude_chain, and
+  // the key (pki checks that it parses and is the certificate's).
+  auto certificate = pki::CertificateFromDer(r.der);
+  if (!certificate.ok()) {
+    return ToGrpcStatus(absl::InternalError(absl::StrCat(
+        "certificate ", serial_hex, ": the stored certificate does not parse")));
+  }
+  std::vector<pki::X509Ptr> chain;
+  if (!request->exclude_chain()) {
+    auto parsed = Pkcs12Chain(c->chain_pem);
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    chain = std::move(*parsed);
+  }
+  std::vector<const X509*> chain_ptrs;
+  chain_ptrs.reserve(chain.size());
+  for (const auto& x : chain) chain_ptrs.push_back(x.get());
+  auto keystore = pki::BuildKeyStorePkcs12(certificate->get(), chain_ptrs,
+                                           request->private_key_pem(), request->password(),
+                                           request->friendly_name(), *encryption);
+  // pki's field names (private_key_pem, password, friendly_name) are the request's.
+  if (!keystore.ok()) return ToGrpcStatus(keystore.status());
+  response->set_pkcs12(std::move(*keystore));
+  return grpc::Status::OK;
+}
+
+grpc::Status IssuanceService::RegisterExternalCertificate(
+    grpc::ServerContext* context, const v1::RegisterExternalCertificateRequest* request,
+    v1::RegisterExternalCertificateResponse* response) {
+  if (external_cas_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "external CAs are not available on this server");
+  }
+  ca::ExternalCertificateInput in;
+  in.comm_id = request->comm_id();
+  switch (request->certificate_case()) {
+    case v1::RegisterExternalCertificateRequest::kCertificatePem:
+      in.certificate_pem = request->certificate_pem();
+      break;
+    case v1::RegisterExternalCertificateRequest::kCertificateDer:
+      in.certificate_der = request->certificate_der();
+      break;
+    default:
+      break;
+  }
+  in.chain_pem = request->chain_pem();
+  auto registered = external_cas_->RegisterCertificate(in, RequestContextFor(*context));
+  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  issuance::IssuedCertificate c;
+  c.certificate_pem = pki::DerToPem(registered->record.der, "CERTIFICATE");
+  c.chain_pem = request->chain_pem();
+  c.record = std::move(registered->record);
+  ToProto(c, response->mutable_certificate());
+  response->set_already_registered(registered->already_registered);
   return grpc::Status::OK;
 }
 

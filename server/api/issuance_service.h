@@ -1,11 +1,12 @@
 #pragma once
 
 // gRPC IssuanceService over issuance::Issuance. Built: SignDeviceCsr, SignBrokerCsr,
-// RenewDeviceCertificate, GetCertificate, ListCertificates, ListProfiles.
-// RegisterExternalCertificate and ExportPkcs12 answer UNIMPLEMENTED.
+// RenewDeviceCertificate, GetCertificate, ListCertificates, ListProfiles, ExportPkcs12,
+// RegisterExternalCertificate (over ca::ExternalCas).
 
 #include "fleetca/v1/issuance.grpc.pb.h"
 #include "server/api/service_metrics.h"
+#include "server/ca/external_cas.h"
 #include "server/issuance/issuance.h"
 
 namespace fleetca::api {
@@ -17,8 +18,10 @@ void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out);
 class IssuanceService final : public v1::IssuanceService::Service {
  public:
   // metrics may be null (nothing counted).
-  explicit IssuanceService(issuance::Issuance& issuance, ServiceMetrics* metrics = nullptr)
-      : issuance_(issuance), metrics_(metrics) {}
+  // external_cas may be null: RegisterExternalCertificate then answers UNIMPLEMENTED.
+  explicit IssuanceService(issuance::Issuance& issuance, ServiceMetrics* metrics = nullptr,
+                           ca::ExternalCas* external_cas = nullptr)
+      : issuance_(issuance), metrics_(metrics), external_cas_(external_cas) {}
 
   grpc::Status SignDeviceCsr(grpc::ServerContext* context, const v1::SignDeviceCsrRequest* request,
                              v1::SignDeviceCsrResponse* response) override;
@@ -35,10 +38,18 @@ class IssuanceService final : public v1::IssuanceService::Service {
                                 v1::ListCertificatesResponse* response) override;
   grpc::Status ListProfiles(grpc::ServerContext* context, const v1::ListProfilesRequest* request,
                             v1::ListProfilesResponse* response) override;
+  grpc::Status RegisterExternalCertificate(grpc::ServerContext* context,
+                                           const v1::RegisterExternalCertificateRequest* request,
+                                           v1::RegisterExternalCertificateResponse* response) override;
+  // ExportPkcs12: a certificate of the inventory, its chain and the caller's private key
+  // as a PKCS#12 key store. Reads only; the key is never stored, logged or audited.
+  grpc::Status ExportPkcs12(grpc::ServerContext* context, const v1::ExportPkcs12Request* request,
+                            v1::ExportPkcs12Response* response) override;
 
  private:
   issuance::Issuance& issuance_;
   ServiceMetrics* metrics_;
+  ca::ExternalCas* const external_cas_;
 };
 
 }  // namespace fleetca::api

@@ -1,6 +1,7 @@
 #include "server/api/proto_convert.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "pki/certificate_builder.h"
 
@@ -50,6 +51,28 @@ absl::StatusOr<std::string> FingerprintField(absl::string_view field, absl::stri
     return absl::InvalidArgumentError(absl::StrCat(field, ": 64 hex digits (colons allowed)"));
   }
   return fp;
+}
+
+absl::StatusOr<pki::Pkcs12Encryption> Pkcs12EncryptionField(absl::string_view field,
+                                                           v1::Pkcs12Encryption value) {
+  switch (value) {
+    case v1::PKCS12_ENCRYPTION_UNSPECIFIED:
+    case v1::PKCS12_ENCRYPTION_AES_256:
+      return pki::Pkcs12Encryption::kAes256;
+    case v1::PKCS12_ENCRYPTION_LEGACY:
+      return pki::Pkcs12Encryption::kLegacy;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value"));
+  }
+}
+
+absl::Status RenamePkcs12Field(const absl::Status& status, absl::string_view pki_field,
+                               absl::string_view request_field) {
+  if (!absl::IsInvalidArgument(status)) return status;
+  const std::string prefix = absl::StrCat(pki_field, ":");
+  if (!absl::StartsWith(status.message(), prefix)) return status;
+  return absl::InvalidArgumentError(
+      absl::StrCat(request_field, status.message().substr(pki_field.size())));
 }
 
 }  // namespace fleetca::api

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "pki/certificate_builder.h"
+#include "pki/crl_reader.h"
 #include "pki/openssl_util.h"
 #include "server/api/call_context.h"
 #include "server/api/device_registry_service.h"
@@ -22,13 +23,71 @@ void ToProto(const storage::RevocationEntry& e, v1::RevocationInfo* out) {
   SetTimestamp(e.revoke_time, out->mutable_revoke_time());
   if (e.invalidity_time) SetTimestamp(*e.invalidity_time, out->mutable_invalidity_time());
   out->set_comment(e.comment);
+  out->set_from_imported_crl(e.from_imported_crl);
+}
+
+grpc::Status ImportedCrlResponse(const v1::GetCrlRequest& request,
+                                 const storage::ImportedCrl& crl, v1::GetCrlResponse* response) {
+  if (request.delta()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "delta: an external CA's CRL is imported whole; there is no delta CRL");
+  }
+  response->set_issuer_id(request.issuer_id());
+  response->set_crl_number(crl.crl_number.value_or(0));
+  SetTimestamp(crl.this_update, response->mutable_this_update());
+  if (crl.next_update) SetTimestamp(*crl.next_update, response->mutable_next_update());
+  response->set_crl_sha256(pki::Sha256Hex(crl.der));
+  if (auto parsed = pki::CrlEntryCount(crl.der); parsed.ok()) response->set_entry_count(*parsed);
+  if (request.newer_than_crl_number() > 0 && crl.crl_number &&
+      *crl.crl_number <= request.newer_than_crl_number()) {
+    response->set_not_modified(true);
+    return grpc::Status::OK;
+  }
+  if (request.encoding() == v1::CRL_ENCODING_PEM) {
+    response->set_crl_pem(pki::DerToPem(crl.der, "X509 CRL"));
+  } else {
+    response->set_crl_der(crl.der);
+  }
+  return grpc::Status::OK;
 }
 
 }  // namespace
 
+grpc::Status RevocationService::ImportCrl(grpc::ServerContext* context,
+                                          const v1::ImportCrlRequest* request,
+                                          v1::ImportCrlResponse* response) {
+  if (external_cas_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "external CAs are not available on this server");
+  }
+  ca::CrlInput in;
+  switch (request->crl_case()) {
+    case v1::ImportCrlRequest::kCrlPem:
+      in.crl_pem = request->crl_pem();
+      break;
+    case v1::ImportCrlRequest::kCrlDer:
+      in.crl_der = request->crl_der();
+      break;
+    default:
+      break;
+  }
+  auto imported = external_cas_->ImportCrl(request->external_ca_id(), in,
+                                           RequestContextFor(*context));
+  if (!imported.ok()) return ToGrpcStatus(imported.status());
+  response->set_crl_number(imported->crl.crl_number.value_or(0));
+  SetTimestamp(imported->crl.this_update, response->mutable_this_update());
+  if (imported->crl.next_update) {
+    SetTimestamp(*imported->crl.next_update, response->mutable_next_update());
+  }
+  response->set_entry_count(static_cast<int64_t>(imported->crl.entries.size()));
+  response->set_newly_revoked_count(imported->outcome.newly_revoked);
+  response->set_already_imported(imported->outcome.already_imported);
+  return grpc::Status::OK;
+}
+
 grpc::Status RevocationService::Certificate(const storage::RevocationState& state,
                                             v1::Certificate* out) {
-  auto c = issuance_.GetBySerial(state.serial);
+  auto c = issuance_.GetBySerial(state.serial, state.issuer_id);
   if (!c.ok()) return ToGrpcStatus(c.status());
   ToProto(*c, out);
   if (state.revocation) ToProto(*state.revocation, out->mutable_revocation());
@@ -64,8 +123,8 @@ grpc::Status RevocationService::RevokeDeviceCertificates(
   if (metrics_ != nullptr) {
     metrics_->Revoked(request->reason(), static_cast<int64_t>(out->revoked_serials.size()));
   }
-  for (const std::string& serial : out->revoked_serials) {
-    auto c = issuance_.GetBySerial(serial);
+  for (size_t i = 0; i < out->revoked_serials.size(); ++i) {
+    auto c = issuance_.GetBySerial(out->revoked_serials[i], out->revoked_issuers[i]);
     if (!c.ok()) return ToGrpcStatus(c.status());
     v1::Certificate* cert = response->add_revoked_certificates();
     ToProto(*c, cert);
@@ -111,6 +170,14 @@ grpc::Status RevocationService::GetCrl(grpc::ServerContext*, const v1::GetCrlReq
     return Invalid("newer_than_crl_number: must not be negative");
   }
   auto crl = crls_.Latest(request->issuer_id(), request->delta());
+  if (crl.status().code() == absl::StatusCode::kNotFound && external_cas_ != nullptr) {
+    // Not one of fleetca's issuers: an external CA's imported CRL, perhaps.
+    auto imported = external_cas_->ImportedCrl(request->issuer_id());
+    if (imported.ok()) return ImportedCrlResponse(*request, *imported, response);
+    if (imported.status().code() != absl::StatusCode::kNotFound) {
+      return ToGrpcStatus(imported.status());
+    }
+  }
   if (!crl.ok()) return ToGrpcStatus(crl.status());
   response->set_issuer_id((*crl)->issuer_id);
   response->set_delta((*crl)->base_crl_number != 0);

@@ -167,7 +167,9 @@ void ToSyncChange(const SyncObject& object, int64_t revision, v1::SyncChange* ou
       i->set_issuer_id(object.key);
       if (const auto* v = std::get_if<storage::SyncIssuer>(&object.value); v != nullptr && full) {
         i->set_purpose(ToProtoPurpose(v->purpose));
-        i->set_enabled(true);
+        i->set_external(v->external);
+        i->set_enabled(v->enabled);
+        i->set_accept_unregistered_certificates(v->accept_unregistered);
         i->set_certificate_pem(pki::DerToPem(v->certificate_der, "CERTIFICATE"));
         i->set_sha256_fingerprint(pki::Sha256Hex(v->certificate_der));
         if (v->not_after) SetTimestamp(*v->not_after, i->mutable_not_after());
@@ -182,6 +184,7 @@ void ToSyncChange(const SyncObject& object, int64_t revision, v1::SyncChange* ou
         SetTimestamp(v->this_update, c->mutable_this_update());
         SetTimestamp(v->next_update, c->mutable_next_update());
         c->set_crl_der(v->der);
+        c->set_imported(v->imported);
       }
       break;
     }
@@ -207,13 +210,24 @@ void ToSyncChange(const SyncObject& object, int64_t revision, v1::SyncChange* ou
     case SyncKind::kCertificate: {
       v1::SyncCertificate* c = out->mutable_certificate();
       const auto* v = std::get_if<storage::SyncCertificate>(&object.value);
-      if (v == nullptr) {
-        c->set_serial(object.key);
+      if (v == nullptr) {  // the key only: "<serial hex>", or "<issuer>/<serial hex>"
+        const size_t slash = object.key.find('/');
+        if (slash == std::string::npos) {
+          c->set_serial(object.key);
+        } else {
+          c->set_issuer_id(object.key.substr(0, slash));
+          c->set_serial(object.key.substr(slash + 1));
+        }
         break;
       }
       c->set_issuer_id(v->issuer_id);
       c->set_serial(pki::SerialToHex(v->serial));
       if (!full) break;
+      if (v->from_imported_crl_only) {  // known only from a customer CRL
+        c->set_status(v1::CERTIFICATE_STATUS_REVOKED);
+        if (v->reason >= 0) c->set_revocation_reason(static_cast<v1::RevocationReason>(v->reason));
+        break;
+      }
       c->set_sha256_fingerprint(pki::SerialToHex(v->fingerprint));
       v1::Principal* p = c->mutable_principal();
       if (v->kind == storage::CertificateKind::kIdentity) {

@@ -53,6 +53,7 @@
 #include "server/brokers/broker_registry.h"
 #include "server/http/http_server.h"
 #include "server/ca/certificate_authority.h"
+#include "server/ca/external_cas.h"
 #include "server/identity/identities.h"
 #include "server/issuance/issuance.h"
 #include "server/registry/registry.h"
@@ -66,6 +67,7 @@
 #include "storage/pg_identity_store.h"
 #include "storage/pg_acl_store.h"
 #include "storage/pg_change_log.h"
+#include "storage/pg_external_ca_store.h"
 #include "storage/pg_sync_store.h"
 #include "storage/pg_crl_store.h"
 #include "storage/pg_listener.h"
@@ -127,11 +129,14 @@ struct Domain {
         acl_store(pool),
         change_log(pool),
         sync_store(pool, acl_store),
+        external_ca_store(pool),
         registry(device_store),
         policy(acl_store, device_store, identity_store),
         policy_index(device_store, identity_store, acl_store, sync_store, change_log),
         brokers(broker_store),
-        ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url}),
+        ca(issuer_store, key_store, ring, ca::CaConfig{config.public_base_url},
+           &external_ca_store),
+        external_cas(external_ca_store, ca),
         issuance(ca, certificate_store, broker_store,
                  issuance::DefaultProfiles(config.organization)),
         identities(ca, identity_store, broker_store, &authenticator),
@@ -151,6 +156,7 @@ struct Domain {
   storage::PgAclStore acl_store;
   storage::PgChangeLogReader change_log;
   storage::PgSyncStore sync_store;
+  storage::PgExternalCaStore external_ca_store;
   pki::SoftwareKeyStore key_store;
   auth::Authenticator authenticator;
   registry::Registry registry;
@@ -158,6 +164,7 @@ struct Domain {
   policy::PolicyIndex policy_index;
   brokers::BrokerRegistry brokers;
   ca::CertificateAuthority ca;
+  ca::ExternalCas external_cas;
   issuance::Issuance issuance;
   identity::Identities identities;
   revocation::Revocations revocations;
@@ -281,14 +288,15 @@ int Serve(const Config& config, storage::ConnectionPool& pool, Domain& domain) {
   auto observer = std::make_unique<api::RpcObserverFactory>(metrics, config.access_log);
   api::RpcObserverFactory* const rpc_observer = observer.get();
   api::DeviceRegistryService device_registry_service(domain.registry);
-  api::CertificateAuthorityService certificate_authority_service(domain.ca);
-  api::IssuanceService issuance_service(domain.issuance, &service_metrics);
+  api::CertificateAuthorityService certificate_authority_service(domain.ca, &domain.external_cas);
+  api::IssuanceService issuance_service(domain.issuance, &service_metrics, &domain.external_cas);
   api::SyncFeed sync_feed(domain.change_log, domain.sync_store, api::SyncFeed::Options{});
   api::StreamTracker stream_tracker;
   api::BrokerSyncService broker_sync_service(domain.brokers, sync_feed, stream_tracker);
   api::IdentityService identity_service(domain.identities, domain.certificate_store, domain.ca);
   api::RevocationService revocation_service(domain.revocations, domain.crls, domain.issuance,
-                                            domain.registry, &service_metrics);
+                                            domain.registry, &service_metrics,
+                                            &domain.external_cas);
   api::AuditService audit_service(domain.audit_store);
   api::AclService acl_service(domain.policy);
   api::BrokerAuthService broker_auth_service(domain.policy_index);

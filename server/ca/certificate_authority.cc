@@ -398,13 +398,35 @@ absl::StatusOr<std::string> CertificateAuthority::TrustBundle(
     return absl::FailedPreconditionError(
         "the CA has no certificates yet: initialise it first (fleetca-server init)");
   }
+  // Customer CAs trusted for devices, after fleetca's own.
+  std::string external;
+  std::vector<std::string> external_ids;
+  std::vector<BundleCertificate> external_certificates;
+  if (external_cas_ != nullptr && scope != BundleScope::kServerAuth) {
+    for (std::string after;;) {
+      ASSIGN_OR_RETURN(std::vector<storage::ExternalCa> page, external_cas_->List(after, 1000));
+      for (const storage::ExternalCa& ca : page) {
+        if (!ca.enabled || ca.not_after <= now || !seen.insert(ca.certificate_der).second) continue;
+        external += pki::DerToPem(ca.certificate_der, "CERTIFICATE");
+        external_ids.push_back(ca.id);
+        external_certificates.push_back({ca.id, ca.certificate_der});
+      }
+      if (page.size() < 1000) break;
+      after = page.back().id;
+    }
+  }
   // Intermediates first, roots last (the order of a TLS chain, and of the API contract).
-  if (ids != nullptr) ids->insert(ids->end(), root_ids.begin(), root_ids.end());
+  if (ids != nullptr) {
+    ids->insert(ids->end(), root_ids.begin(), root_ids.end());
+    ids->insert(ids->end(), external_ids.begin(), external_ids.end());
+  }
   if (certificates != nullptr) {
     *certificates = std::move(intermediate_certificates);
     certificates->insert(certificates->end(), root_certificates.begin(), root_certificates.end());
+    certificates->insert(certificates->end(), external_certificates.begin(),
+                         external_certificates.end());
   }
-  return intermediates + roots;
+  return intermediates + roots + external;
 }
 
 absl::StatusOr<Issuer> CertificateAuthority::CreateIntermediateCsr(IssuerPurpose purpose,

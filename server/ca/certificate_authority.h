@@ -19,6 +19,7 @@
 #include "pki/certificate_builder.h"
 #include "pki/kek.h"
 #include "pki/key_store.h"
+#include "storage/external_ca_store.h"
 #include "storage/issuer_store.h"
 
 namespace fleetca::ca {
@@ -59,9 +60,16 @@ enum class BundleScope { kAll, kClientAuth, kServerAuth };
 class CertificateAuthority {
  public:
   // All borrowed; they must outlive the CA.
+  // external_cas, when given, adds the enabled external CAs to CLIENT_AUTH and ALL trust
+  // bundles.
   CertificateAuthority(storage::IssuerStore& store, pki::SoftwareKeyStore& keys,
-                       const pki::KeyRing& ring, CaConfig config)
-      : store_(store), keys_(keys), ring_(ring), config_(std::move(config)) {}
+                       const pki::KeyRing& ring, CaConfig config,
+                       storage::ExternalCaStore* external_cas = nullptr)
+      : store_(store),
+        keys_(keys),
+        ring_(ring),
+        config_(std::move(config)),
+        external_cas_(external_cas) {}
 
   // LoadKeys unwraps every stored issuer key into the KeyStore. FAILED_PRECONDITION naming
   // the issuer and the KEK when a KEK is missing from the ring or does not authenticate the
@@ -91,7 +99,8 @@ class CertificateAuthority {
   // roots last (issuer_ids in the same order):
   // kClientAuth (brokers checking devices and identities): root, devices, operators CAs;
   // kServerAuth (devices checking brokers): root, brokers CA; kAll: every active or pending-
-  // chain certificate. Retired issuers stay while their certificate is valid (their leaves
+  // chain certificate. kClientAuth and kAll end with the enabled, unexpired external CAs
+  // (alias: their id). Retired issuers stay while their certificate is valid (their leaves
   // still are). FAILED_PRECONDITION when there is nothing to trust yet.
   // With `certificates`, also each certificate's DER with an alias, in the same order: the
   // issuer id for an issuer's own certificate, "<issuer id>-chain-<n>" (n from 1, nearest
@@ -157,6 +166,7 @@ class CertificateAuthority {
   pki::SoftwareKeyStore& keys_;
   const pki::KeyRing& ring_;
   const CaConfig config_;
+  storage::ExternalCaStore* const external_cas_;
 
   absl::Mutex mu_;
   // Active issuers by purpose, reloaded after kCacheTtl so replicas see each other's changes.

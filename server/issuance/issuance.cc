@@ -96,7 +96,10 @@ absl::StatusOr<IssuedCertificate> Issuance::Complete(CertificateRecord record, b
                                                      const ca::ActiveIssuer* signer) {
   IssuedCertificate out;
   out.certificate_pem = pki::DerToPem(record.der, "CERTIFICATE");
-  if (signer != nullptr && signer->row.id == record.issuer_id) {
+  if (record.kind == CertificateKind::kExternalDevice) {
+    // A customer CA's: fleetca holds no chain for it (the external CA's certificate is in
+    // ExternalCa, its intermediates with the device).
+  } else if (signer != nullptr && signer->row.id == record.issuer_id) {
     out.chain_pem = signer->chain_pem;
   } else {
     ASSIGN_OR_RETURN(storage::Issuer issuer, ca_.GetIssuer(record.issuer_id));
@@ -346,8 +349,9 @@ absl::StatusOr<IssuedCertificate> Issuance::RenewDeviceCertificate(const SignReq
   return Sign(CertificateKind::kDevice, req, ctx);
 }
 
-absl::StatusOr<IssuedCertificate> Issuance::GetBySerial(const std::string& serial) {
-  ASSIGN_OR_RETURN(CertificateRecord record, certificates_.GetBySerial(serial));
+absl::StatusOr<IssuedCertificate> Issuance::GetBySerial(const std::string& serial,
+                                                        const std::string& issuer_id) {
+  ASSIGN_OR_RETURN(CertificateRecord record, certificates_.GetBySerial(serial, issuer_id));
   return Complete(std::move(record), false);
 }
 

@@ -96,7 +96,9 @@ class Issuance {
                                                            const RequestContext& ctx);
 
   // GetCertificate by serial or SHA-256 fingerprint (bytes). NOT_FOUND when unknown.
-  absl::StatusOr<IssuedCertificate> GetBySerial(const std::string& serial);
+  // GetBySerial: issuer_id ("" for any) narrows a serial external CAs may share.
+  absl::StatusOr<IssuedCertificate> GetBySerial(const std::string& serial,
+                                                const std::string& issuer_id = "");
   absl::StatusOr<IssuedCertificate> GetByFingerprint(const std::string& fingerprint);
 
   absl::StatusOr<ListCertificatesPage> List(const ListCertificatesQuery& query);

@@ -36,6 +36,10 @@ std::optional<PolicyIndex::FingerprintKey> PolicyIndex::ToFingerprintKey(
 }
 
 void PolicyIndex::CertificateMaps::Put(const storage::SyncCertificate& c) {
+  if (c.from_imported_crl_only) {
+    imported_revoked.insert(absl::StrCat(c.issuer_id, "/", c.serial));
+    return;
+  }
   const std::optional<SerialKey> serial = ToSerialKey(c.serial);
   const std::optional<FingerprintKey> fingerprint = ToFingerprintKey(c.fingerprint);
   if (!serial || !fingerprint) return;  // not what the database holds: never matches
@@ -66,15 +70,21 @@ void PolicyIndex::CertificateMaps::Drop(absl::string_view serial) {
   fingerprint_by_serial.erase(it);
 }
 
-absl::StatusOr<std::vector<std::string>> PolicyIndex::ReadClientIssuers() {
-  std::vector<std::string> ders;
-  ASSIGN_OR_RETURN(storage::SyncPage issuers,
-                   sync_store_.List(storage::SyncKind::kIssuer, "", 1000));
-  for (const storage::SyncObject& o : issuers.objects) {
-    const auto& i = std::get<storage::SyncIssuer>(o.value);
-    if (i.purpose != storage::IssuerPurpose::kBrokers) ders.push_back(i.certificate_der);
+absl::StatusOr<std::vector<ClientIssuer>> PolicyIndex::ReadClientIssuers() {
+  std::vector<ClientIssuer> out;
+  for (std::string cursor;;) {
+    ASSIGN_OR_RETURN(storage::SyncPage issuers,
+                     sync_store_.List(storage::SyncKind::kIssuer, cursor, 1000));
+    for (const storage::SyncObject& o : issuers.objects) {
+      const auto& i = std::get<storage::SyncIssuer>(o.value);
+      if (i.purpose == storage::IssuerPurpose::kBrokers) continue;
+      out.push_back(ClientIssuer{i.id, i.certificate_der, i.external, i.enabled,
+                                 i.accept_unregistered});
+    }
+    if (issuers.next.empty()) break;
+    cursor = std::move(issuers.next);
   }
-  return ders;
+  return out;
 }
 
 PolicyIndex::HeldProfile PolicyIndex::Hold(storage::AclProfileRow row) {
@@ -141,14 +151,14 @@ absl::Status PolicyIndex::Load() {
     if (page.next.empty()) break;
     cursor = std::move(page.next);
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> issuers, ReadClientIssuers());
+  ASSIGN_OR_RETURN(std::vector<ClientIssuer> issuers, ReadClientIssuers());
   absl::MutexLock lock(&mu_);
   devices_ = std::move(devices);
   identities_ = std::move(identities);
   profiles_ = std::move(profiles);
   assignments_ = std::move(assignments);
   certificates_ = std::move(certificates);
-  client_issuer_ders_ = std::move(issuers);
+  client_issuers_ = std::move(issuers);
   revision_ = head;
   loaded_ = true;
   return absl::OkStatus();
@@ -246,10 +256,10 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
       });
     }
     if (issuers_changed) {
-      ASSIGN_OR_RETURN(std::vector<std::string> ders, ReadClientIssuers());
-      apply.push_back([this, ders = std::move(ders)]() mutable {
+      ASSIGN_OR_RETURN(std::vector<ClientIssuer> issuers, ReadClientIssuers());
+      apply.push_back([this, issuers = std::move(issuers)]() mutable {
         mu_.AssertHeld();
-        client_issuer_ders_ = std::move(ders);
+        client_issuers_ = std::move(issuers);
       });
     }
     {
@@ -283,9 +293,9 @@ PolicyIndex::Counts PolicyIndex::counts() const {
   return c;
 }
 
-std::vector<std::string> PolicyIndex::ClientIssuerDers() const {
+std::vector<ClientIssuer> PolicyIndex::ClientIssuers() const {
   absl::ReaderMutexLock lock(&mu_);
-  return client_issuer_ders_;
+  return client_issuers_;
 }
 
 absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef& certificate,
@@ -326,8 +336,20 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
   answer.issuer_id = certificates_.issuer_ids[entry->issuer];
   answer.principal_type = entry->principal_type;
   answer.principal_id = entry->principal_id;
-  const char* what = entry->principal_type == PrincipalType::kDevice ? "device" : "identity";
-  // 2. Within its validity, neither revoked nor held.
+  // 2. Its issuer still trusted (an external CA may be disabled or deleted).
+  const ClientIssuer* issuer = nullptr;
+  for (const ClientIssuer& i : client_issuers_) {
+    if (i.id == answer.issuer_id) issuer = &i;
+  }
+  if (issuer == nullptr) {
+    return deny(ConnectVerdict::kUntrustedIssuer,
+                absl::StrCat("issuer ", answer.issuer_id, " is no longer trusted for clients"));
+  }
+  if (!issuer->enabled) {
+    return deny(ConnectVerdict::kIssuerDisabled,
+                absl::StrCat("external CA ", answer.issuer_id, " is disabled"));
+  }
+  // 3. Within its validity, neither revoked nor held.
   if (absl::ToUnixSeconds(now) >= entry->not_after) {
     return deny(ConnectVerdict::kCertificateExpired,
                 absl::StrCat("the certificate expired at ",
@@ -339,26 +361,84 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
   if (entry->status == storage::CertificateStatus::kOnHold) {
     return deny(ConnectVerdict::kCertificateOnHold, "the certificate is on hold");
   }
-  // 3. CN = client id.
-  if (client_id != entry->principal_id) {
+  return ConnectAllowedLocked(entry->principal_type, entry->principal_id, client_id,
+                              std::move(answer));
+}
+
+ConnectAnswer PolicyIndex::ConnectAllowedLocked(PrincipalType type,
+                                                const std::string& principal_id,
+                                                const std::string& client_id,
+                                                ConnectAnswer answer) const {
+  auto deny = [&](ConnectVerdict verdict, std::string message) {
+    answer.verdict = verdict;
+    answer.message = std::move(message);
+    return answer;
+  };
+  const char* what = type == PrincipalType::kDevice ? "device" : "identity";
+  // CN = client id.
+  if (client_id != principal_id) {
     return deny(ConnectVerdict::kClientIdMismatch,
                 absl::StrCat("the client id \"", client_id, "\" is not the certificate's CN \"",
-                             entry->principal_id, "\""));
+                             principal_id, "\""));
   }
-  // 4. The principal, registered and active; its rules.
+  // The principal, registered and active; its rules.
   Resolution resolved;
-  if (!ResolveLocked(entry->principal_type, entry->principal_id, &resolved)) {
+  if (!ResolveLocked(type, principal_id, &resolved)) {
     return deny(ConnectVerdict::kPrincipalUnknown,
-                absl::StrCat(what, " ", entry->principal_id, " is not registered"));
+                absl::StrCat(what, " ", principal_id, " is not registered"));
   }
   if (!resolved.active) {
     return deny(ConnectVerdict::kPrincipalInactive,
-                absl::StrCat(what, " ", entry->principal_id, " is not active"));
+                absl::StrCat(what, " ", principal_id, " is not active"));
   }
   answer.verdict = ConnectVerdict::kAllowed;
-  answer.message = absl::StrCat(what, " ", entry->principal_id, " may connect");
+  answer.message = absl::StrCat(what, " ", principal_id, " may connect");
   answer.rules = std::move(resolved.rules);
   return answer;
+}
+
+absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeUnregistered(
+    const std::string& issuer_id, const std::string& serial, const std::string& common_name,
+    absl::Time not_after, const std::string& client_id, absl::Time now) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (!loaded_) return absl::UnavailableError("the policy index is loading: retry shortly");
+  ConnectAnswer answer;
+  answer.revision = revision_;
+  answer.serial = serial;
+  answer.issuer_id = issuer_id;
+  auto deny = [&](ConnectVerdict verdict, std::string message) {
+    answer.verdict = verdict;
+    answer.message = std::move(message);
+    return answer;
+  };
+  const ClientIssuer* issuer = nullptr;
+  for (const ClientIssuer& i : client_issuers_) {
+    if (i.id == issuer_id && i.external) issuer = &i;
+  }
+  if (issuer == nullptr) {
+    return deny(ConnectVerdict::kUntrustedIssuer,
+                absl::StrCat("no external CA ", issuer_id, " is trusted"));
+  }
+  if (!issuer->enabled) {
+    return deny(ConnectVerdict::kIssuerDisabled,
+                absl::StrCat("external CA ", issuer_id, " is disabled"));
+  }
+  if (!issuer->accept_unregistered) {
+    return deny(ConnectVerdict::kPrincipalUnknown,
+                absl::StrCat("the certificate is not registered, and external CA ", issuer_id,
+                             " accepts registered certificates only"));
+  }
+  if (now >= not_after) {
+    return deny(ConnectVerdict::kCertificateExpired,
+                absl::StrCat("the certificate expired at ", absl::FormatTime(not_after)));
+  }
+  if (certificates_.imported_revoked.contains(absl::StrCat(issuer_id, "/", serial))) {
+    return deny(ConnectVerdict::kCertificateRevoked,
+                "the certificate is listed in the CRL imported for its CA");
+  }
+  answer.principal_type = PrincipalType::kDevice;
+  answer.principal_id = common_name;
+  return ConnectAllowedLocked(PrincipalType::kDevice, common_name, client_id, std::move(answer));
 }
 
 bool PolicyIndex::ResolveLocked(PrincipalType type, const std::string& id, Resolution* out) const {

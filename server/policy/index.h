@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "acl/policy.h"
@@ -54,6 +55,17 @@ enum class ConnectVerdict {
   kClientIdMismatch,
   kPrincipalUnknown,
   kPrincipalInactive,
+  kIssuerDisabled,  // a disabled external CA
+};
+
+// An issuer of client certificates as the index holds it: fleetca's roots, devices and
+// operators CAs, and the external CAs (disabled ones included).
+struct ClientIssuer {
+  std::string id;
+  std::string der;
+  bool external = false;
+  bool enabled = true;
+  bool accept_unregistered = false;
 };
 
 // The client certificate AuthorizeConnect asks about: by SHA-256 fingerprint (bytes), or
@@ -114,9 +126,21 @@ class PolicyIndex {
   absl::StatusOr<ConnectAnswer> AuthorizeConnect(const CertificateRef& certificate,
                                                  const std::string& client_id,
                                                  absl::Time now) const;
-  // ClientIssuerDers: the certificates (DER) of the issuers client certificates chain to:
-  // the roots, and the devices and operators CAs.
-  std::vector<std::string> ClientIssuerDers() const;
+  // ClientIssuers: the issuers client certificates chain to: the roots, the devices and
+  // operators CAs, and the external CAs (disabled ones too: enabled tells).
+  std::vector<ClientIssuer> ClientIssuers() const;
+
+  // AuthorizeUnregistered decides for a certificate the inventory does not hold that the
+  // caller verified to chain to external CA issuer_id: the CA must be enabled and accept
+  // unregistered certificates, the serial not be listed in the CA's imported CRL, the
+  // certificate be within its validity, its CN the client id, and the CN a registered,
+  // active device. UNAVAILABLE until loaded.
+  absl::StatusOr<ConnectAnswer> AuthorizeUnregistered(const std::string& issuer_id,
+                                                      const std::string& serial,
+                                                      const std::string& common_name,
+                                                      absl::Time not_after,
+                                                      const std::string& client_id,
+                                                      absl::Time now) const;
 
   // Sizes, for logs and metrics.
   struct Counts {
@@ -167,11 +191,18 @@ class PolicyIndex {
     absl::flat_hash_map<FingerprintKey, CertificateEntry> by_fingerprint;
     absl::flat_hash_map<SerialKey, FingerprintKey> fingerprint_by_serial;
     std::vector<std::string> issuer_ids;
+    // Serials listed in imported customer CRLs and not tracked: "<issuer>/<serial bytes>".
+    absl::flat_hash_set<std::string> imported_revoked;
     // Put adds or replaces a certificate; Drop removes one (by serial).
     void Put(const storage::SyncCertificate& c);
     void Drop(absl::string_view serial);
   };
-  absl::StatusOr<std::vector<std::string>> ReadClientIssuers();
+  absl::StatusOr<std::vector<ClientIssuer>> ReadClientIssuers();
+  // ConnectAllowedLocked: steps 3 and 4 of AuthorizeConnect (CN = client id; the principal
+  // registered and active, with its rules), filling answer.
+  ConnectAnswer ConnectAllowedLocked(PrincipalType type, const std::string& principal_id,
+                                     const std::string& client_id, ConnectAnswer answer) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   static std::string SubjectKey(storage::AclSubject type, absl::string_view id);
   // Re-reads one changed key into the maps (mu_ held for writing).
@@ -195,7 +226,7 @@ class PolicyIndex {
   absl::flat_hash_map<std::string, HeldProfile> profiles_ ABSL_GUARDED_BY(mu_);
   AssignmentMap assignments_ ABSL_GUARDED_BY(mu_);
   CertificateMaps certificates_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> client_issuer_ders_ ABSL_GUARDED_BY(mu_);
+  std::vector<ClientIssuer> client_issuers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetca::policy

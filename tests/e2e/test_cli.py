@@ -20,6 +20,7 @@ import time
 import unittest
 
 from fleetca_e2e import REPO, E2ETestCase, _die_with_parent, log
+from test_issuance import Pki
 
 CLI = os.environ.get("FLEETCA_CLI") or os.path.join(REPO, "build", "cli", "fleetca")
 
@@ -308,7 +309,27 @@ class DeviceLifeCycleTest(CliTestCase):
         self.assertError(self.cli("broker", "get", "broker-1", expect=None), 3, "NOT_FOUND")
         # Not built yet on the server: reported cleanly, with its own exit code.
         self.assertError(self.cli("ca", "rotate", "devices-1", expect=None), 8, "UNIMPLEMENTED")
-        self.assertError(self.cli("ca", "external", "list", expect=None), 8, "UNIMPLEMENTED")
+        # External CAs: a customer CA made with openssl, registered with the CLI; a device
+        # certificate it signed, registered with `cert register-external`.
+        pki = Pki(os.path.join(self.tmpdir, "customer"))
+        ca_key, ca_cert = pki.self_signed_ca("customer", "/O=Customer/CN=Customer Devices CA")
+        registered = self.json("ca", "external", "register", "customer", "--certificate", ca_cert,
+                               "--display-name", "Customer devices")
+        self.assertTrue(registered["enabled"], registered)
+        listed = self.cli("ca", "external", "list").stdout
+        self.assertIn("customer", listed)
+        self.cli("device", "register", "SN-EXT")
+        key, csr = pki.csr("sn-ext", "/CN=SN-EXT")
+        pki.sign("sn-ext", csr, ca_cert, ca_key, ["basicConstraints=critical,CA:FALSE",
+                                                  "extendedKeyUsage=clientAuth"])
+        cert = self.json("cert", "register-external", "SN-EXT", "--certificate",
+                         pki.path("sn-ext.crt"))
+        self.assertTrue(cert["certificate"]["external"], cert)
+        self.assertEqual(cert["certificate"]["issuerId"], "customer")
+        self.assertError(self.cli("ca", "external", "delete", "customer", expect=None), 4,
+                         "FAILED_PRECONDITION")
+        self.assertError(self.cli("cert", "register-external", "SN-OTHER", "--certificate",
+                                  pki.path("sn-ext.crt"), expect=None), 2, "INVALID_ARGUMENT")
 
 
 class ImportTest(CliTestCase):

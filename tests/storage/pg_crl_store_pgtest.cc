@@ -40,7 +40,7 @@ class PgCrlStoreTest : public ::testing::Test {
   void Revoke(const std::string& serial, int reason) {
     db_.Exec(absl::StrCat("INSERT INTO revocations (serial, issuer_id, reason, revision) VALUES "
                           "('\\x", serial, "', 'devices-1', ", reason, ", 1) ",
-                          "ON CONFLICT (serial) DO UPDATE SET reason = excluded.reason"));
+                          "ON CONFLICT (serial, issuer_id) DO UPDATE SET reason = excluded.reason"));
   }
 
   // Build runs BuildIfNeeded until this test's builder gets the lock (tests in other
