@@ -56,7 +56,7 @@ struct CertificateFilter {
   std::string comm_id;
   std::string issuer_id;
   std::string broker_name;
-  std::optional<CertificateKind> kind;
+  std::optional<CertificateKind> kind;  // kDevice includes kExternalDevice
   std::optional<CertificateStatus> status;
   std::optional<absl::Time> expires_after;   // not_after >= this
   std::optional<absl::Time> expires_before;  // not_after < this

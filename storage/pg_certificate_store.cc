@@ -45,7 +45,7 @@ constexpr char kListSql[] =
     "WHERE (created_at, serial) > (timestamptz 'epoch' + $10::bigint * interval '1 microsecond', "
     "decode($1, 'hex')) AND status <> 'reserved' "
     "AND ($2 = '' OR comm_id = $2) AND ($3 = '' OR issuer_id = $3) "
-    "AND ($4 = '' OR broker_name = $4) AND ($5 = '' OR kind = $5) AND ($6 = '' OR status = $6) "
+    "AND ($4 = '' OR broker_name = $4) AND ($5 = '' OR kind = $5 OR ($5 = 'device' AND kind = 'external_device')) AND ($6 = '' OR status = $6) "
     "AND ($7::bigint IS NULL OR not_after >= to_timestamp($7::bigint / 1000000.0)) "
     "AND ($8::bigint IS NULL OR not_after < to_timestamp($8::bigint / 1000000.0)) "
     "AND ($11 = '' OR requester = $11) "

@@ -40,14 +40,15 @@ void PolicyIndex::CertificateMaps::Put(const storage::SyncCertificate& c) {
     imported_revoked.insert(absl::StrCat(c.issuer_id, "/", c.serial));
     return;
   }
-  const std::optional<SerialKey> serial = ToSerialKey(c.serial);
+  std::optional<SerialKey> serial = ToSerialKey(c.serial);
   const std::optional<FingerprintKey> fingerprint = ToFingerprintKey(c.fingerprint);
   if (!serial || !fingerprint) return;  // not what the database holds: never matches
   CertificateEntry e;
-  e.serial = *serial;
   auto issuer = std::find(issuer_ids.begin(), issuer_ids.end(), c.issuer_id);
   if (issuer == issuer_ids.end()) issuer = issuer_ids.insert(issuer_ids.end(), c.issuer_id);
   e.issuer = static_cast<uint16_t>(issuer - issuer_ids.begin());
+  serial->issuer = e.issuer;
+  e.serial = *serial;
   if (c.kind == storage::CertificateKind::kIdentity) {
     e.principal_type = PrincipalType::kIdentity;
     e.principal_id = c.identity_name;
@@ -61,9 +62,18 @@ void PolicyIndex::CertificateMaps::Put(const storage::SyncCertificate& c) {
   by_fingerprint[*fingerprint] = std::move(e);
 }
 
-void PolicyIndex::CertificateMaps::Drop(absl::string_view serial) {
-  const std::optional<SerialKey> key = ToSerialKey(serial);
-  if (!key) return;
+std::optional<uint16_t> PolicyIndex::CertificateMaps::IssuerIndex(
+    const std::string& issuer_id) const {
+  auto it = std::find(issuer_ids.begin(), issuer_ids.end(), issuer_id);
+  if (it == issuer_ids.end()) return std::nullopt;
+  return static_cast<uint16_t>(it - issuer_ids.begin());
+}
+
+void PolicyIndex::CertificateMaps::Drop(const std::string& issuer_id, absl::string_view serial) {
+  std::optional<SerialKey> key = ToSerialKey(serial);
+  const std::optional<uint16_t> issuer = IssuerIndex(issuer_id);
+  if (!key || !issuer) return;
+  key->issuer = *issuer;
   auto it = fingerprint_by_serial.find(*key);
   if (it == fingerprint_by_serial.end()) return;
   by_fingerprint.erase(it->second);
@@ -248,7 +258,7 @@ absl::StatusOr<int> PolicyIndex::Refresh() {
         for (const storage::SyncObject& o : certificates) {
           const auto& c = std::get<storage::SyncCertificate>(o.value);
           if (o.deleted) {
-            certificates_.Drop(c.serial);  // expired: out of view
+            certificates_.Drop(c.issuer_id, c.serial);  // expired: out of view
           } else {
             certificates_.Put(c);
           }
@@ -316,8 +326,22 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
   if (!certificate.fingerprint.empty()) {
     fingerprint = ToFingerprintKey(certificate.fingerprint);
   } else if (std::optional<SerialKey> serial = ToSerialKey(certificate.serial)) {
-    auto f = certificates_.fingerprint_by_serial.find(*serial);
-    if (f != certificates_.fingerprint_by_serial.end()) fingerprint = f->second;
+    // By issuer and serial; without the issuer, the serial must name one certificate.
+    int found = 0;
+    for (uint16_t i = 0; i < certificates_.issuer_ids.size(); ++i) {
+      if (!certificate.issuer_id.empty() && certificates_.issuer_ids[i] != certificate.issuer_id) {
+        continue;
+      }
+      serial->issuer = i;
+      auto f = certificates_.fingerprint_by_serial.find(*serial);
+      if (f == certificates_.fingerprint_by_serial.end()) continue;
+      fingerprint = f->second;
+      ++found;
+    }
+    if (found > 1) {
+      return deny(ConnectVerdict::kCertificateUnknown,
+                  "the serial names certificates of several issuers: give the issuer_id");
+    }
   }
   if (fingerprint) {
     auto it = certificates_.by_fingerprint.find(*fingerprint);

@@ -171,10 +171,13 @@ class PolicyIndex {
   struct SerialKey {
     std::array<uint8_t, 20> bytes{};  // RFC 5280: at most 20 octets
     uint8_t size = 0;
-    bool operator==(const SerialKey& o) const { return size == o.size && bytes == o.bytes; }
+    uint16_t issuer = 0;  // index into issuer_ids (external CAs' serials repeat)
+    bool operator==(const SerialKey& o) const {
+      return size == o.size && issuer == o.issuer && bytes == o.bytes;
+    }
     template <typename H>
     friend H AbslHashValue(H h, const SerialKey& k) {
-      return H::combine(std::move(h), k.size, k.bytes);
+      return H::combine(std::move(h), k.size, k.issuer, k.bytes);
     }
   };
   static std::optional<SerialKey> ToSerialKey(absl::string_view serial);
@@ -193,9 +196,11 @@ class PolicyIndex {
     std::vector<std::string> issuer_ids;
     // Serials listed in imported customer CRLs and not tracked: "<issuer>/<serial bytes>".
     absl::flat_hash_set<std::string> imported_revoked;
-    // Put adds or replaces a certificate; Drop removes one (by serial).
+    // Put adds or replaces a certificate; Drop removes one (by issuer and serial).
     void Put(const storage::SyncCertificate& c);
-    void Drop(absl::string_view serial);
+    void Drop(const std::string& issuer_id, absl::string_view serial);
+    // IssuerIndex: the index of issuer_id in issuer_ids, or nullopt.
+    std::optional<uint16_t> IssuerIndex(const std::string& issuer_id) const;
   };
   absl::StatusOr<std::vector<ClientIssuer>> ReadClientIssuers();
   // ConnectAllowedLocked: steps 3 and 4 of AuthorizeConnect (CN = client id; the principal

@@ -6,6 +6,7 @@ the serial is revoked in fleetca (a connected device is disconnected), when the 
 disabled, and when the CN is not registered. A customer CRL made with `openssl ca -gencrl`
 is imported and honoured. AuthorizeConnect (the query mode's RPC) answers the same."""
 
+import base64
 import os
 import subprocess
 import time
@@ -230,6 +231,16 @@ class CustomerPkiTest(PluginTest):
                     "externalCaId": bad_id, "certificatePem": read(customer.cert)}),
                     "INVALID_ARGUMENT", "external_ca_id", bad_id)
         ca = self.register_ca(customer, "globex")
+        with self.subTest("the customer CA is in the PKCS#12 truststore, as keytool lists it"):
+            body = self.ok(self.ca_call("GetTrustBundle", {
+                "scope": "TRUST_BUNDLE_SCOPE_CLIENT_AUTH", "format": "TRUST_BUNDLE_FORMAT_PKCS12",
+                "keystorePassword": "changeit"}), "GetTrustBundle PKCS12")
+            self.assertEqual(body["issuerIds"][-1], "globex", body["issuerIds"])
+            path = write(self.pki.path("trust.p12"), base64.b64decode(body["keystore"]))
+            listing = run(["keytool", "-list", "-storetype", "PKCS12", "-keystore", path,
+                           "-storepass", "changeit"]).stdout
+            self.assertRegex(listing, r"(?m)^globex, .*trustedCertEntry")
+            self.assertEqual(listing.count("trustedCertEntry"), len(body["issuerIds"]), listing)
         with self.subTest("ids and certificates are registered once"):
             self.assertRefused(self.ca_call("RegisterExternalCa", {
                 "externalCaId": "globex", "certificatePem": read(customer.cert)}),
@@ -291,6 +302,9 @@ class CustomerPkiTest(PluginTest):
                      "-out", out])
                 pems.append(read(out))
             self.ok(self.register_cert("gx-3", pems[0]))
+            listed = self.ok(self.admin.call("ListCertificates", {
+                "commId": "gx-3", "kind": "CERTIFICATE_KIND_DEVICE"}, service=ISSUANCE))
+            self.assertEqual([c["issuerId"] for c in listed["certificates"]], ["globex"], listed)
             self.ok(self.register_cert("in-3", pems[1]))
             ambiguous = self.admin.call("RevokeCertificate", {
                 "serial": "07", "reason": "REVOCATION_REASON_SUPERSEDED"}, service=REVOCATION)
