@@ -17,6 +17,13 @@ constexpr int kLoadPage = 1000;  // rows per read while loading
 constexpr int kRefreshBatch = 1000;  // changes applied per lock
 constexpr int kCertificatePage = 5000;
 
+// Deny: the answer, refused for this reason.
+ConnectAnswer Deny(ConnectAnswer& answer, ConnectVerdict verdict, std::string message) {
+  answer.verdict = verdict;
+  answer.message = std::move(message);
+  return answer;
+}
+
 }  // namespace
 
 std::optional<PolicyIndex::SerialKey> PolicyIndex::ToSerialKey(absl::string_view serial) {
@@ -315,11 +322,6 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
   if (!loaded_) return absl::UnavailableError("the policy index is loading: retry shortly");
   ConnectAnswer answer;
   answer.revision = revision_;
-  auto deny = [&](ConnectVerdict verdict, std::string message) {
-    answer.verdict = verdict;
-    answer.message = std::move(message);
-    return answer;
-  };
   // 1. A client certificate the inventory holds.
   const CertificateEntry* entry = nullptr;
   std::optional<FingerprintKey> fingerprint;
@@ -339,7 +341,7 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
       ++found;
     }
     if (found > 1) {
-      return deny(ConnectVerdict::kCertificateUnknown,
+      return Deny(answer, ConnectVerdict::kCertificateUnknown,
                   "the serial names certificates of several issuers: give the issuer_id");
     }
   }
@@ -352,7 +354,7 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
     }
   }
   if (entry == nullptr) {
-    return deny(ConnectVerdict::kCertificateUnknown,
+    return Deny(answer, ConnectVerdict::kCertificateUnknown,
                 "the certificate is not an unexpired client certificate of this CA");
   }
   answer.serial.assign(reinterpret_cast<const char*>(entry->serial.bytes.data()),
@@ -361,58 +363,57 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeConnect(const CertificateRef
   answer.principal_type = entry->principal_type;
   answer.principal_id = entry->principal_id;
   // 2. Its issuer still trusted (an external CA may be disabled or deleted).
-  const ClientIssuer* issuer = nullptr;
-  for (const ClientIssuer& i : client_issuers_) {
-    if (i.id == answer.issuer_id) issuer = &i;
-  }
+  const ClientIssuer* issuer = FindClientIssuerLocked(answer.issuer_id);
   if (issuer == nullptr) {
-    return deny(ConnectVerdict::kUntrustedIssuer,
+    return Deny(answer, ConnectVerdict::kUntrustedIssuer,
                 absl::StrCat("issuer ", answer.issuer_id, " is no longer trusted for clients"));
   }
   if (!issuer->enabled) {
-    return deny(ConnectVerdict::kIssuerDisabled,
+    return Deny(answer, ConnectVerdict::kIssuerDisabled,
                 absl::StrCat("external CA ", answer.issuer_id, " is disabled"));
   }
   // 3. Within its validity, neither revoked nor held.
   if (absl::ToUnixSeconds(now) >= entry->not_after) {
-    return deny(ConnectVerdict::kCertificateExpired,
+    return Deny(answer, ConnectVerdict::kCertificateExpired,
                 absl::StrCat("the certificate expired at ",
                              absl::FormatTime(absl::FromUnixSeconds(entry->not_after))));
   }
   if (entry->status == storage::CertificateStatus::kRevoked) {
-    return deny(ConnectVerdict::kCertificateRevoked, "the certificate is revoked");
+    return Deny(answer, ConnectVerdict::kCertificateRevoked, "the certificate is revoked");
   }
   if (entry->status == storage::CertificateStatus::kOnHold) {
-    return deny(ConnectVerdict::kCertificateOnHold, "the certificate is on hold");
+    return Deny(answer, ConnectVerdict::kCertificateOnHold, "the certificate is on hold");
   }
   return ConnectAllowedLocked(entry->principal_type, entry->principal_id, client_id,
                               std::move(answer));
+}
+
+const ClientIssuer* PolicyIndex::FindClientIssuerLocked(const std::string& id) const {
+  for (const ClientIssuer& i : client_issuers_) {
+    if (i.id == id) return &i;
+  }
+  return nullptr;
 }
 
 ConnectAnswer PolicyIndex::ConnectAllowedLocked(PrincipalType type,
                                                 const std::string& principal_id,
                                                 const std::string& client_id,
                                                 ConnectAnswer answer) const {
-  auto deny = [&](ConnectVerdict verdict, std::string message) {
-    answer.verdict = verdict;
-    answer.message = std::move(message);
-    return answer;
-  };
   const char* what = type == PrincipalType::kDevice ? "device" : "identity";
   // CN = client id.
   if (client_id != principal_id) {
-    return deny(ConnectVerdict::kClientIdMismatch,
+    return Deny(answer, ConnectVerdict::kClientIdMismatch,
                 absl::StrCat("the client id \"", client_id, "\" is not the certificate's CN \"",
                              principal_id, "\""));
   }
   // The principal, registered and active; its rules.
   Resolution resolved;
   if (!ResolveLocked(type, principal_id, &resolved)) {
-    return deny(ConnectVerdict::kPrincipalUnknown,
+    return Deny(answer, ConnectVerdict::kPrincipalUnknown,
                 absl::StrCat(what, " ", principal_id, " is not registered"));
   }
   if (!resolved.active) {
-    return deny(ConnectVerdict::kPrincipalInactive,
+    return Deny(answer, ConnectVerdict::kPrincipalInactive,
                 absl::StrCat(what, " ", principal_id, " is not active"));
   }
   answer.verdict = ConnectVerdict::kAllowed;
@@ -430,34 +431,26 @@ absl::StatusOr<ConnectAnswer> PolicyIndex::AuthorizeUnregistered(
   answer.revision = revision_;
   answer.serial = serial;
   answer.issuer_id = issuer_id;
-  auto deny = [&](ConnectVerdict verdict, std::string message) {
-    answer.verdict = verdict;
-    answer.message = std::move(message);
-    return answer;
-  };
-  const ClientIssuer* issuer = nullptr;
-  for (const ClientIssuer& i : client_issuers_) {
-    if (i.id == issuer_id && i.external) issuer = &i;
-  }
-  if (issuer == nullptr) {
-    return deny(ConnectVerdict::kUntrustedIssuer,
+  const ClientIssuer* issuer = FindClientIssuerLocked(issuer_id);
+  if (issuer == nullptr || !issuer->external) {
+    return Deny(answer, ConnectVerdict::kUntrustedIssuer,
                 absl::StrCat("no external CA ", issuer_id, " is trusted"));
   }
   if (!issuer->enabled) {
-    return deny(ConnectVerdict::kIssuerDisabled,
+    return Deny(answer, ConnectVerdict::kIssuerDisabled,
                 absl::StrCat("external CA ", issuer_id, " is disabled"));
   }
   if (!issuer->accept_unregistered) {
-    return deny(ConnectVerdict::kPrincipalUnknown,
+    return Deny(answer, ConnectVerdict::kPrincipalUnknown,
                 absl::StrCat("the certificate is not registered, and external CA ", issuer_id,
                              " accepts registered certificates only"));
   }
   if (now >= not_after) {
-    return deny(ConnectVerdict::kCertificateExpired,
+    return Deny(answer, ConnectVerdict::kCertificateExpired,
                 absl::StrCat("the certificate expired at ", absl::FormatTime(not_after)));
   }
   if (certificates_.imported_revoked.contains(absl::StrCat(issuer_id, "/", serial))) {
-    return deny(ConnectVerdict::kCertificateRevoked,
+    return Deny(answer, ConnectVerdict::kCertificateRevoked,
                 "the certificate is listed in the CRL imported for its CA");
   }
   answer.principal_type = PrincipalType::kDevice;

@@ -203,6 +203,8 @@ class PolicyIndex {
     std::optional<uint16_t> IssuerIndex(const std::string& issuer_id) const;
   };
   absl::StatusOr<std::vector<ClientIssuer>> ReadClientIssuers();
+  const ClientIssuer* FindClientIssuerLocked(const std::string& id) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // ConnectAllowedLocked: steps 3 and 4 of AuthorizeConnect (CN = client id; the principal
   // registered and active, with its rules), filling answer.
   ConnectAnswer ConnectAllowedLocked(PrincipalType type, const std::string& principal_id,
