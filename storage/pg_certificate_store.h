@@ -21,12 +21,12 @@ namespace fleetca::storage {
   "(CASE WHEN c.kind = 'external_device' THEN c.issuer_id || '/' || encode(c.serial, 'hex') " \
   "ELSE encode(c.serial, 'hex') END)"
 // A condition on a row of certificates aliased c: its key is one of the text[] parameter
-// KEYS (for example "$1::text[]"). Both halves use the primary key's index.
-#define FLEETCA_CERTIFICATE_KEY_IN_SQL(KEYS)                                                 \
-  "((c.kind <> 'external_device' AND c.serial = ANY (ARRAY(SELECT decode(k, 'hex') FROM "      \
-  "unnest(" KEYS ") k WHERE strpos(k, '/') = 0))) OR (c.kind = 'external_device' AND "          \
-  "(c.serial, c.issuer_id) IN (SELECT decode(split_part(k, '/', 2), 'hex'), split_part(k, '/', 1) " \
-  "FROM unnest(" KEYS ") k WHERE strpos(k, '/') > 0)))"
+// KEYS (for example "$1::text[]"). The serials of the keys (the part after the last '/')
+// probe the primary key's index; the row's own key must then be one of KEYS. (An OR of a
+// condition per kind made PostgreSQL scan the whole table.)
+#define FLEETCA_CERTIFICATE_KEY_IN_SQL(KEYS)                                              \
+  "(c.serial = ANY (ARRAY(SELECT decode(split_part(k, '/', -1), 'hex') FROM unnest(" KEYS \
+  ") k)) AND " FLEETCA_CERTIFICATE_KEY_SQL " = ANY (" KEYS "))"
 
 // ReadCertificate: the certificate (serial, issuer_id) as tx sees it; NOT_FOUND when none.
 absl::StatusOr<CertificateRecord> ReadCertificate(pqxx::transaction_base& tx,
