@@ -75,6 +75,11 @@ struct CertificateCursor {
 std::string CertificateChangeKey(CertificateKind kind, const std::string& issuer_id,
                                  const std::string& serial);
 
+// AmbiguousSerial: INVALID_ARGUMENT (issuer_id) for a serial that names certificates of
+// several issuers, listing them (some of them, with "..." after, unless complete).
+absl::Status AmbiguousSerial(const std::string& serial, const std::vector<std::string>& issuers,
+                             bool complete);
+
 // OneCertificate: the single certificate of a lookup by serial (found: the matches, at
 // most a few): NOT_FOUND for none, INVALID_ARGUMENT (issuer_id) for several.
 absl::StatusOr<CertificateRecord> OneCertificate(std::vector<CertificateRecord> found,

@@ -103,4 +103,8 @@ class ExternalCaStore {
   virtual absl::StatusOr<ImportedCrl> GetImportedCrl(const std::string& id) = 0;
 };
 
+// AllExternalCas: every external CA (enabled or not, removed ones left out), by id, read a
+// page of List at a time.
+absl::StatusOr<std::vector<ExternalCa>> AllExternalCas(ExternalCaStore& store);
+
 }  // namespace fleetca::storage

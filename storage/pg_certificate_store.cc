@@ -117,6 +117,14 @@ std::string CertificateChangeKey(CertificateKind kind, const std::string& issuer
   return ToHex(serial);
 }
 
+absl::Status AmbiguousSerial(const std::string& serial, const std::vector<std::string>& issuers,
+                             bool complete) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("issuer_id: serial ", ToHex(serial), " names certificates of several issuers (",
+                   absl::StrJoin(issuers, ", "), complete ? "" : "...",
+                   "): give the issuer_id"));
+}
+
 absl::StatusOr<CertificateRecord> OneCertificate(std::vector<CertificateRecord> found,
                                                  const std::string& serial,
                                                  const std::string& issuer_id) {
@@ -127,9 +135,7 @@ absl::StatusOr<CertificateRecord> OneCertificate(std::vector<CertificateRecord> 
   if (found.size() > 1) {
     std::vector<std::string> issuers;
     for (const CertificateRecord& c : found) issuers.push_back(c.issuer_id);
-    return absl::InvalidArgumentError(
-        absl::StrCat("issuer_id: serial ", ToHex(serial), " names certificates of several issuers (",
-                     absl::StrJoin(issuers, ", "), "): give the issuer_id"));
+    return AmbiguousSerial(serial, issuers, /*complete=*/found.size() < 8);  // kBySerialSql: LIMIT 8
   }
   return std::move(found[0]);
 }

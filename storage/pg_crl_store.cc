@@ -122,8 +122,7 @@ absl::StatusOr<bool> PgCrlStore::BuildIfNeeded(
                          : tx.exec_params(kChangedEntriesSql, issuer_id, known_changes, work.changes);
         changes.entries.reserve(rows.size());
         for (const pqxx::row& row : rows) {
-          const pqxx::binarystring serial(row[0]);
-          std::string bytes(reinterpret_cast<const char*>(serial.data()), serial.size());
+          std::string bytes = ByteaValue(row[0]);
           if (row[1].is_null()) {  // no longer revoked
             changes.removed.push_back(std::move(bytes));
             continue;

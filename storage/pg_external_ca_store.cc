@@ -48,7 +48,7 @@ constexpr char kListSql[] = "SELECT " FLEETCA_EXTERNAL_CA_COLUMNS FLEETCA_EXTERN
 // The CA locked for a change (FOR UPDATE: one change at a time, and registrations and
 // imports under it wait for a disabling to commit).
 constexpr char kLockSql[] =
-    "SELECT i.state, i.version, i.certificate_der FROM issuers i "
+    "SELECT i.state, i.version FROM issuers i "
     "WHERE i.id = $1 AND" FLEETCA_EXTERNAL_CA_VISIBLE "FOR UPDATE";
 constexpr char kUpdateSql[] =
     "UPDATE issuers SET options = options "
@@ -66,17 +66,12 @@ constexpr char kRemoveSql[] =
 #undef FLEETCA_EXTERNAL_CA_FROM
 #undef FLEETCA_EXTERNAL_CA_VISIBLE
 
-std::string Bytes(const pqxx::field& f) {
-  const pqxx::binarystring b(f);
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
-
 ExternalCa FromRow(const pqxx::row& row) {
   ExternalCa ca;
   ca.id = row[0].as<std::string>();
   ca.display_name = row[1].as<std::string>();
   ca.subject = row[2].as<std::string>();
-  ca.certificate_der = Bytes(row[3]);
+  ca.certificate_der = ByteaValue(row[3]);
   ca.not_before = FromMicros(row[4].as<int64_t>());
   ca.not_after = FromMicros(row[5].as<int64_t>());
   ca.enabled = row[6].as<std::string>() == "active";
@@ -93,12 +88,8 @@ absl::Status NotFound(const std::string& id) {
   return absl::NotFoundError(absl::StrCat("external_ca_id: no external CA \"", id, "\""));
 }
 
-struct Locked {
-  bool enabled = false;
-  std::string certificate_der;
-};
-
-absl::StatusOr<Locked> Lock(pqxx::transaction_base& tx, const std::string& id,
+// Lock: whether the CA is enabled.
+absl::StatusOr<bool> Lock(pqxx::transaction_base& tx, const std::string& id,
                             std::optional<int64_t> expected_version) {
   const pqxx::result r = tx.exec_params(kLockSql, id);
   if (r.empty()) return NotFound(id);
@@ -106,10 +97,7 @@ absl::StatusOr<Locked> Lock(pqxx::transaction_base& tx, const std::string& id,
     return absl::AbortedError(absl::StrCat("etag: external CA \"", id, "\" changed since etag \"",
                                            *expected_version, "\" was read: read it again"));
   }
-  Locked out;
-  out.enabled = r[0][0].as<std::string>() == "active";
-  out.certificate_der = Bytes(r[0][2]);
-  return out;
+  return r[0][0].as<std::string>() == "active";
 }
 
 absl::StatusOr<ExternalCa> Read(pqxx::transaction_base& tx, const std::string& id) {
@@ -134,6 +122,18 @@ std::string CaDetails(const ExternalCa& ca) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<ExternalCa>> AllExternalCas(ExternalCaStore& store) {
+  constexpr int kPage = 1000;
+  std::vector<ExternalCa> all;
+  for (std::string after;;) {
+    ASSIGN_OR_RETURN(std::vector<ExternalCa> page, store.List(after, kPage));
+    for (ExternalCa& ca : page) all.push_back(std::move(ca));
+    if (page.size() < static_cast<size_t>(kPage)) break;
+    after = all.back().id;
+  }
+  return all;
+}
 
 absl::StatusOr<ExternalCa> PgExternalCaStore::Create(const ExternalCa& ca,
                                                      const RequestContext& ctx) {
@@ -216,8 +216,8 @@ absl::Status PgExternalCaStore::Remove(const std::string& id,
   return pool_.Transact(
       "delete external CA", TxMode::kReadWrite,
       [&](pqxx::transaction_base& tx) -> absl::Status {
-        ASSIGN_OR_RETURN(Locked locked, Lock(tx, id, expected_version));
-        if (locked.enabled) {
+        ASSIGN_OR_RETURN(const bool enabled, Lock(tx, id, expected_version));
+        if (enabled) {
           return absl::FailedPreconditionError(absl::StrCat(
               "external CA \"", id, "\" is enabled: disable it first (UpdateExternalCa), so "
               "that brokers stop trusting it before it disappears"));
@@ -350,7 +350,7 @@ absl::StatusOr<ImportCrlOutcome> PgExternalCaStore::ImportCrl(const std::string&
           if (entries.size() > 1) entries.push_back(',');
           absl::StrAppend(&entries, "{\"s\":\"", ToHex(e.serial), "\",\"r\":", e.reason,
                           ",\"t\":", ToMicros(e.revoke_time), "}");
-          keys.push_back(absl::StrCat(id, "/", ToHex(e.serial)));
+          keys.push_back(CertificateChangeKey(CertificateKind::kExternalDevice, id, e.serial));
         }
         entries.push_back(']');
         tx.exec_params("DELETE FROM imported_revocations WHERE issuer_id = $1", id);
@@ -362,24 +362,23 @@ absl::StatusOr<ImportCrlOutcome> PgExternalCaStore::ImportCrl(const std::string&
             "ON CONFLICT DO NOTHING",
             id, entries);
         // The tracked certificates it revokes (live ones: a revocation is final, and one
-        // revoked in fleetca keeps its own reason).
-        std::map<std::string, int> reason_of;  // key -> the entry's reason
-        for (const ImportedCrl::Entry& e : crl.entries) {
-          reason_of.emplace(absl::StrCat(id, "/", ToHex(e.serial)), e.reason);
-        }
-        std::vector<std::string> to_revoke;
+        // revoked in fleetca keeps its own reason), by the entry's reason: unspecified (0)
+        // when it has none; certificateHold stays a hold.
+        std::map<int, std::vector<std::string>> by_reason;
+        size_t newly_revoked = 0;
         for (const pqxx::row& row : tx.exec_params(
-                 "SELECT c.issuer_id || '/' || encode(c.serial, 'hex') FROM certificates c "
+                 "SELECT " FLEETCA_CERTIFICATE_KEY_SQL ", coalesce(v.reason, 0) FROM certificates c "
                  "JOIN imported_revocations v ON v.issuer_id = c.issuer_id AND v.serial = c.serial "
                  "WHERE c.issuer_id = $1 AND c.status IN ('issued', 'on_hold') "
                  "ORDER BY c.serial FOR UPDATE OF c",
                  id)) {
-          to_revoke.push_back(row[0].as<std::string>());
+          by_reason[row[1].as<int>()].push_back(row[0].as<std::string>());
+          ++newly_revoked;
         }
         std::map<std::string, std::string> details = {
             {"crl_number", number.value_or("")},
             {"entries", std::to_string(crl.entries.size())},
-            {"newly_revoked", std::to_string(to_revoke.size())}};
+            {"newly_revoked", std::to_string(newly_revoked)}};
         Journal(tx, ctx, {"ImportCrl", "crl", {id}, false, JsonObject(details)});
         // One revision for every listed serial (brokers refuse them all), tracked or not.
         if (!keys.empty()) {
@@ -389,18 +388,12 @@ absl::StatusOr<ImportCrlOutcome> PgExternalCaStore::ImportCrl(const std::string&
                               "VALUES ('revocation', $1, 'upsert', $2::text[]) RETURNING revision",
                               keys[0], PgTextArray(keys))[0]
                   .as<int64_t>();
-          // By reason: the entry's, or unspecified (0); certificateHold stays a hold.
-          std::map<int, std::vector<std::string>> by_reason;
-          for (const std::string& k : to_revoke) {
-            const int reason = reason_of[k];
-            by_reason[reason < 0 ? 0 : reason].push_back(k);
-          }
           for (const auto& [reason, group] : by_reason) {
             RevokeLocked(tx, group, reason, std::nullopt, "listed in an imported CRL", revision,
                          /*from_imported_crl=*/true);
           }
         }
-        out.newly_revoked = static_cast<int>(to_revoke.size());
+        out.newly_revoked = static_cast<int>(newly_revoked);
         return absl::OkStatus();
       },
       &ctx));
@@ -422,7 +415,7 @@ absl::StatusOr<ImportedCrl> PgExternalCaStore::GetImportedCrl(const std::string&
           return absl::NotFoundError(
               absl::StrCat("issuer_id: no CRL was imported for external CA \"", id, "\""));
         }
-        out.der = Bytes(r[0][0]);
+        out.der = ByteaValue(r[0][0]);
         if (!r[0][1].is_null()) out.crl_number = r[0][1].as<int64_t>();
         out.this_update = FromMicros(r[0][2].as<int64_t>());
         if (!r[0][3].is_null()) out.next_update = FromMicros(r[0][3].as<int64_t>());

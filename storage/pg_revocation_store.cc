@@ -51,10 +51,8 @@ absl::StatusOr<RevocationState> ReadState(pqxx::transaction_base& tx, const std:
   const pqxx::result r = tx.exec_params(kStateSql, ToHex(serial), issuer_id);
   if (r.empty()) return NotFound(serial, issuer_id);
   if (r.size() > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("issuer_id: serial ", ToHex(serial), " names certificates of several issuers (",
-                     r[0][0].as<std::string>(), ", ", r[1][0].as<std::string>(),
-                     "...): give the issuer_id"));
+    return AmbiguousSerial(serial, {r[0][0].as<std::string>(), r[1][0].as<std::string>()},
+                           /*complete=*/false);
   }
   const pqxx::row row = r[0];
   RevocationState s;
@@ -119,10 +117,9 @@ absl::StatusOr<RevocationOutcome> PgRevocationStore::Change(
         const pqxx::result locked = tx.exec_params(kLockSql, hex, issuer_id);
         if (locked.empty()) return NotFound(serial, issuer_id);
         if (locked.size() > 1) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "issuer_id: serial ", hex, " names certificates of several issuers (",
-              locked[0][0].as<std::string>(), ", ", locked[1][0].as<std::string>(),
-              "...): give the issuer_id"));
+          return AmbiguousSerial(
+              serial, {locked[0][0].as<std::string>(), locked[1][0].as<std::string>()},
+              /*complete=*/false);
         }
         const std::string cert_issuer = locked[0][0].as<std::string>();
         const std::string status = locked[0][1].as<std::string>();

@@ -153,11 +153,6 @@ const char* SqlOf(SyncKind kind) {
   }
 }
 
-std::string Bytes(const pqxx::field& f) {
-  const pqxx::binarystring b(f);
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
-
 bool IsClientCertificate(CertificateKind kind) {
   return kind == CertificateKind::kDevice || kind == CertificateKind::kIdentity ||
          kind == CertificateKind::kExternalDevice;
@@ -180,7 +175,7 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
         ASSIGN_OR_RETURN(i.purpose, IssuerPurposeFromName(row[2].as<std::string>()));
       }
       if (!obj->deleted) {
-        i.certificate_der = Bytes(row[3]);
+        i.certificate_der = ByteaValue(row[3]);
         if (!row[4].is_null()) i.not_after = FromMicros(row[4].as<int64_t>());
       }
       obj->value = std::move(i);
@@ -192,7 +187,7 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
       c.crl_number = row[2].as<int64_t>();
       c.this_update = FromMicros(row[3].as<int64_t>());
       c.next_update = FromMicros(row[4].as<int64_t>());
-      c.der = Bytes(row[5]);
+      c.der = ByteaValue(row[5]);
       c.imported = row[6].as<bool>();
       obj->value = std::move(c);
       return true;
@@ -224,7 +219,7 @@ absl::StatusOr<bool> FromRow(const pqxx::row& row, SyncObject* obj) {
       c.identity_name = row[5].as<std::string>();
       ASSIGN_OR_RETURN(c.status, CertificateStatusFromName(row[6].as<std::string>()));
       c.reason = row[7].is_null() ? -1 : row[7].as<int>();
-      c.fingerprint = Bytes(row[8]);
+      c.fingerprint = ByteaValue(row[8]);
       c.not_after = FromMicros(row[9].as<int64_t>());
       obj->value = std::move(c);
       return true;

@@ -34,6 +34,11 @@ const char* NullableParam(const std::optional<std::string>& value) {
   return value ? value->c_str() : nullptr;
 }
 
+std::string ByteaValue(const pqxx::field& f) {
+  const pqxx::binarystring b(f);
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
 std::vector<std::string> ParseTextArray(const pqxx::field& f) {
   std::vector<std::string> out;
   pqxx::array_parser parser = f.as_array();

@@ -34,6 +34,9 @@ const char* NullableParam(const std::optional<std::string>& value);
 // where parsing and planning the statement text each time would cost more than running it.
 const std::string& Prepared(pqxx::transaction_base& tx, const std::string& name, const char* sql);
 
+// ByteaValue reads a bytea column as its bytes.
+std::string ByteaValue(const pqxx::field& f);
+
 // ParseTextArray reads a text[] column.
 std::vector<std::string> ParseTextArray(const pqxx::field& f);
 

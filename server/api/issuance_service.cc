@@ -326,16 +326,11 @@ grpc::Status IssuanceService::ExportPkcs12(grpc::ServerContext* context,
   if (!encryption.ok()) return ToGrpcStatus(encryption.status());
 
   // 2. The certificate, narrowed to issuer_id when given (as GetCertificate: a serial that
-  // external CAs share needs it). The store already narrows; the check below keeps the
-  // answer NOT_FOUND whatever it returns.
+  // external CAs share needs it; another issuer's serial is NOT_FOUND).
   auto c = issuance_.GetBySerial(*serial, request->issuer_id());
   if (!c.ok()) return ToGrpcStatus(c.status());
   const storage::CertificateRecord& r = c->record;
   const std::string serial_hex = pki::SerialToHex(r.serial);
-  if (!request->issuer_id().empty() && request->issuer_id() != r.issuer_id) {
-    return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
-        "no certificate has serial ", serial_hex, " and issuer ", request->issuer_id())));
-  }
 
   // 3. Who may: admin any, provisioner what it requested, device its own (as GetCertificate).
   if (absl::Status st = MayRead(RequestContextFor(*context), r); !st.ok()) {

@@ -1,5 +1,8 @@
 #include "server/api/revocation_service.h"
 
+#include <optional>
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "pki/certificate_builder.h"
 #include "pki/crl_reader.h"
@@ -26,6 +29,24 @@ void ToProto(const storage::RevocationEntry& e, v1::RevocationInfo* out) {
   out->set_from_imported_crl(e.from_imported_crl);
 }
 
+// SetCrlBody ends GetCrl's answer for a CRL of this number: not_modified when the caller
+// has it already (newer_than_crl_number; never for a CRL without a number, which the caller
+// cannot name), else the CRL in the encoding asked for.
+grpc::Status SetCrlBody(const v1::GetCrlRequest& request, std::optional<int64_t> crl_number,
+                        const std::string& der, v1::GetCrlResponse* response) {
+  if (request.newer_than_crl_number() > 0 && crl_number &&
+      *crl_number <= request.newer_than_crl_number()) {
+    response->set_not_modified(true);
+    return grpc::Status::OK;
+  }
+  if (request.encoding() == v1::CRL_ENCODING_PEM) {
+    response->set_crl_pem(pki::DerToPem(der, "X509 CRL"));
+  } else {
+    response->set_crl_der(der);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status ImportedCrlResponse(const v1::GetCrlRequest& request,
                                  const storage::ImportedCrl& crl, v1::GetCrlResponse* response) {
   if (request.delta()) {
@@ -38,17 +59,7 @@ grpc::Status ImportedCrlResponse(const v1::GetCrlRequest& request,
   if (crl.next_update) SetTimestamp(*crl.next_update, response->mutable_next_update());
   response->set_crl_sha256(pki::Sha256Hex(crl.der));
   if (auto parsed = pki::CrlEntryCount(crl.der); parsed.ok()) response->set_entry_count(*parsed);
-  if (request.newer_than_crl_number() > 0 && crl.crl_number &&
-      *crl.crl_number <= request.newer_than_crl_number()) {
-    response->set_not_modified(true);
-    return grpc::Status::OK;
-  }
-  if (request.encoding() == v1::CRL_ENCODING_PEM) {
-    response->set_crl_pem(pki::DerToPem(crl.der, "X509 CRL"));
-  } else {
-    response->set_crl_der(crl.der);
-  }
-  return grpc::Status::OK;
+  return SetCrlBody(request, crl.crl_number, crl.der, response);
 }
 
 }  // namespace
@@ -187,17 +198,7 @@ grpc::Status RevocationService::GetCrl(grpc::ServerContext*, const v1::GetCrlReq
   SetTimestamp((*crl)->next_update, response->mutable_next_update());
   response->set_entry_count((*crl)->entries);
   response->set_crl_sha256((*crl)->sha256_hex);
-  if (request->newer_than_crl_number() > 0 &&
-      (*crl)->crl_number <= request->newer_than_crl_number()) {
-    response->set_not_modified(true);
-    return grpc::Status::OK;
-  }
-  if (request->encoding() == v1::CRL_ENCODING_PEM) {
-    response->set_crl_pem(pki::DerToPem((*crl)->der, "X509 CRL"));
-  } else {
-    response->set_crl_der((*crl)->der);
-  }
-  return grpc::Status::OK;
+  return SetCrlBody(*request, (*crl)->crl_number, (*crl)->der, response);
 }
 
 grpc::Status RevocationService::GetRevocationStatus(

@@ -403,16 +403,12 @@ absl::StatusOr<std::string> CertificateAuthority::TrustBundle(
   std::vector<std::string> external_ids;
   std::vector<BundleCertificate> external_certificates;
   if (external_cas_ != nullptr && scope != BundleScope::kServerAuth) {
-    for (std::string after;;) {
-      ASSIGN_OR_RETURN(std::vector<storage::ExternalCa> page, external_cas_->List(after, 1000));
-      for (const storage::ExternalCa& ca : page) {
-        if (!ca.enabled || ca.not_after <= now || !seen.insert(ca.certificate_der).second) continue;
-        external += pki::DerToPem(ca.certificate_der, "CERTIFICATE");
-        external_ids.push_back(ca.id);
-        external_certificates.push_back({ca.id, ca.certificate_der});
-      }
-      if (page.size() < 1000) break;
-      after = page.back().id;
+    ASSIGN_OR_RETURN(std::vector<storage::ExternalCa> cas, storage::AllExternalCas(*external_cas_));
+    for (const storage::ExternalCa& ca : cas) {
+      if (!ca.enabled || ca.not_after <= now || !seen.insert(ca.certificate_der).second) continue;
+      external += pki::DerToPem(ca.certificate_der, "CERTIFICATE");
+      external_ids.push_back(ca.id);
+      external_certificates.push_back({ca.id, ca.certificate_der});
     }
   }
   // Intermediates first, roots last (the order of a TLS chain, and of the API contract).

@@ -181,17 +181,6 @@ absl::Status ExternalCas::Delete(const std::string& id, const std::string& etag,
   return store_.Remove(id, version, ctx);
 }
 
-absl::StatusOr<std::vector<storage::ExternalCa>> ExternalCas::AllCas() {
-  std::vector<storage::ExternalCa> all;
-  for (std::string after;;) {
-    ASSIGN_OR_RETURN(std::vector<storage::ExternalCa> page, store_.List(after, 1000));
-    for (storage::ExternalCa& ca : page) all.push_back(std::move(ca));
-    if (page.size() < 1000) break;
-    after = all.back().id;
-  }
-  return all;
-}
-
 absl::StatusOr<storage::RegisteredCertificate> ExternalCas::RegisterCertificate(
     const ExternalCertificateInput& in, const RequestContext& ctx) {
   RETURN_IF_ERROR(registry::ValidateCommId("comm_id", in.comm_id));
@@ -232,7 +221,7 @@ absl::StatusOr<storage::RegisteredCertificate> ExternalCas::RegisterCertificate(
     }
   }
   // 3. Its external CA: the chain verifies to one.
-  ASSIGN_OR_RETURN(std::vector<storage::ExternalCa> cas, AllCas());
+  ASSIGN_OR_RETURN(std::vector<storage::ExternalCa> cas, storage::AllExternalCas(store_));
   const storage::ExternalCa* signer = nullptr;
   std::string why = "no external CA is registered";
   for (const storage::ExternalCa& ca : cas) {

@@ -84,8 +84,6 @@ class ExternalCas {
   static absl::Status ValidateId(absl::string_view field, absl::string_view id);
 
  private:
-  // AllCas: every external CA (enabled or not), for chain building.
-  absl::StatusOr<std::vector<storage::ExternalCa>> AllCas();
 
   storage::ExternalCaStore& store_;
   CertificateAuthority& ca_;
