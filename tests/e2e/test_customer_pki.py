@@ -14,7 +14,7 @@ import unittest
 
 from fleetca_e2e import CALL_TIMEOUT
 from test_issuance import CA, ISSUANCE, read, write
-from test_plugin import NOT_AUTHORIZED, PluginTest, REVOCATION
+from test_plugin import PluginTestCase, REVOCATION
 
 AUTH = "fleetca.v1.BrokerAuthService"
 
@@ -60,7 +60,7 @@ class CustomerCa:
         return read(out)
 
 
-class CustomerPkiTest(PluginTest):
+class CustomerPkiTest(PluginTestCase):
     def ca_call(self, method, request):
         return self.admin.call(method, request, service=CA)
 

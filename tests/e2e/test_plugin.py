@@ -87,7 +87,11 @@ class MqttSession:
         self.client.loop_stop()
 
 
-class PluginTest(SecurityTestCase):
+class PluginTestCase(SecurityTestCase):
+    """The world of a plugin test (a TLS fleetca, a broker identity, mosquitto with the
+    plugin) and its helpers, without tests: other modules build on it without running
+    PluginTest's tests again."""
+
     def setUp(self):
         super().setUp()
         self.assertTrue(os.path.exists(PLUGIN), f"{PLUGIN} not built")
@@ -249,6 +253,8 @@ class PluginTest(SecurityTestCase):
                             + self.mosq.log_text())
             time.sleep(0.2)
 
+
+class PluginTest(PluginTestCase):
     # -- tests ---------------------------------------------------------------------------
 
     def test_policy_is_enforced_in_the_broker(self):

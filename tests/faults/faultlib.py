@@ -188,8 +188,8 @@ class Load:
             self._out.close()
 
 
-class FaultTestCase(test_plugin.PluginTest):
-    """PluginTest's world (a TLS fleetca, a broker identity, mosquitto with the plugin),
+class FaultTestCase(test_plugin.PluginTestCase):
+    """The plugin tests' world (a TLS fleetca, a broker identity, mosquitto with the plugin),
     on a PostgreSQL cluster of the test's own so that it can be stopped and refused."""
 
     def setUp(self):
@@ -497,7 +497,3 @@ def load_prefix(certs):
     return certs[0]["request_id"].split("-c", 1)[0] + "-c"
 
 
-# PluginTest's own tests are not ours to run again.
-for _name in dir(test_plugin.PluginTest):
-    if _name.startswith("test"):
-        setattr(FaultTestCase, _name, None)
