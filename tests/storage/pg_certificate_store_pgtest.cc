@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "storage/journal.h"
+#include "storage/pg_audit_store.h"
 #include "storage/pg_change_log.h"
 #include "storage/pg_device_store.h"
 #include "tests/testing/test_database.h"
@@ -235,6 +237,68 @@ TEST_F(PgCertificateStoreTest, GroupCommitKeepsOutcomesApart) {
     after = page->back().revision;
   }
   EXPECT_EQ(paged, keys);
+}
+
+// An issuance batch chains its own audit entries as it stores them (migration 0010): they
+// are chained at commit, without the sequencer, after whatever was chained before; entries
+// of other writers still wait for the sequencer, which chains them after. The chain
+// verifies whole, by the same C++ hash as the sequencer's entries.
+TEST_F(PgCertificateStoreTest, IssuanceChainsItsAuditEntriesAsItStoresThem) {
+  auto chain = [&] {
+    ASSERT_TRUE(db_.pool()
+                    .Transact("chain", TxMode::kReadWrite,
+                              [](pqxx::transaction_base& tx) {
+                                while (ChainAudit(tx, 2) > 0) {
+                                }
+                                return absl::OkStatus();
+                              })
+                    .ok());
+  };
+  chain();  // SetUp's device creation: chained by the sequencer
+  const std::string first_chained = db_.Exec("SELECT max(chain_seq) FROM audit_log");
+  ASSERT_EQ(first_chained, "1");
+  Device d;
+  d.comm_id = "dev-2";
+  ASSERT_TRUE(devices_.Create(d, ctx_).ok());  // left unchained for now
+  constexpr int kClients = 12;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      CertificateRecord r = Record(std::string(1, static_cast<char>(0x40 + i)), absl::StrCat("a", i));
+      auto out = store_.Issue(r, [&]() -> absl::StatusOr<std::string> {
+        absl::SleepFor(absl::Milliseconds(10));  // let the calls meet in batches
+        return absl::StrCat("DER-a", i);
+      }, ctx_);
+      if (!out.ok()) ++failed;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  // Every issuance entry was chained by its batch; the device's entry still waits.
+  EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log WHERE action = 'IssueCertificate' AND "
+                     "chain_seq IS NOT NULL"),
+            std::to_string(kClients));
+  EXPECT_EQ(db_.Exec("SELECT string_agg(action, ',') FROM audit_log WHERE chain_seq IS NULL"),
+            "RegisterDevice");
+  EXPECT_EQ(db_.Exec("SELECT min(chain_seq) || '-' || max(chain_seq) FROM audit_log WHERE "
+                     "action = 'IssueCertificate'"),
+            absl::StrCat("2-", 1 + kClients));
+  chain();
+  EXPECT_EQ(db_.Exec("SELECT chain_seq FROM audit_log WHERE action = 'RegisterDevice' AND "
+                     "target = 'dev-2'"),
+            std::to_string(2 + kClients));
+  PgAuditStore audit(db_.pool());
+  auto v = audit.Verify({}, nullptr);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->intact) << v->break_reason << " at " << v->first_break_sequence;
+  EXPECT_EQ(v->events_checked, 2 + kClients);
+  // And a tampered issuance entry is found.
+  db_.Exec("UPDATE audit_log SET target = 'ff' WHERE chain_seq = 3");
+  v = audit.Verify({}, nullptr);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_FALSE(v->intact);
+  EXPECT_EQ(v->first_break_sequence, 3);
 }
 
 // The subject's row is locked from its check until the certificate is committed: a
