@@ -105,6 +105,16 @@ class CertificateStore {
                                              const std::function<absl::StatusOr<std::string>()>& sign,
                                              const RequestContext& ctx) = 0;
 
+  // IssueAsync is Issue without a waiting caller: done gets what Issue would return, on a
+  // thread of the store's (or at once, on the caller's). sign and done own what they
+  // capture. The default runs Issue on the caller's thread.
+  using SignFn = std::function<absl::StatusOr<std::string>()>;
+  using IssueDone = std::function<void(absl::StatusOr<IssueOutcome>)>;
+  virtual void IssueAsync(CertificateRecord record, SignFn sign, RequestContext ctx,
+                          IssueDone done) {
+    done(Issue(record, sign, ctx));
+  }
+
   // GetBySerial / GetByFingerprint: NOT_FOUND when unknown. Reserved rows are never visible
   // (they only exist inside an uncommitted issuance). A serial names one certificate of
   // fleetca's, but external CAs' serials may repeat (another's, or one of fleetca's):

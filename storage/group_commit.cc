@@ -5,38 +5,67 @@
 namespace fleetca::storage {
 
 GroupCommitter::GroupCommitter(int max_in_flight, size_t max_batch, BatchFn run)
-    : max_in_flight_(max_in_flight < 1 ? 1 : max_in_flight),
-      max_batch_(max_batch < 1 ? 1 : max_batch),
-      run_(std::move(run)) {}
+    : max_batch_(max_batch < 1 ? 1 : max_batch), run_(std::move(run)) {
+  const int workers = max_in_flight < 1 ? 1 : max_in_flight;
+  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { Work(); });
+}
 
-bool GroupCommitter::CanRun(Item* item) {
-  return item->done || (in_flight_ < max_in_flight_ && !queue_.empty());
+GroupCommitter::~GroupCommitter() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
 }
 
 void GroupCommitter::Submit(Item* item) {
   absl::MutexLock lock(&mu_);
+  item->done = false;
   queue_.push_back(item);
-  struct Waiter {
+  mu_.Await(absl::Condition(&item->done));
+}
+
+void GroupCommitter::SubmitAsync(Item* item) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(item);
+}
+
+void GroupCommitter::Work() {
+  struct Ready {
     GroupCommitter* self;
-    Item* item;
-  } waiter{this, item};
-  const absl::Condition turn(
-      +[](Waiter* w) ABSL_NO_THREAD_SAFETY_ANALYSIS { return w->self->CanRun(w->item); },
-      &waiter);
-  while (true) {
-    mu_.Await(turn);
-    if (item->done) return;
-    std::vector<Item*> batch;
-    while (!queue_.empty() && batch.size() < max_batch_) {
-      batch.push_back(queue_.front());
-      queue_.pop_front();
+    static bool Check(Ready* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return !r->self->queue_.empty() || r->self->stopping_;
     }
-    ++in_flight_;
-    mu_.Unlock();
+  } ready{this};
+  std::vector<Item*> batch;
+  std::vector<Item*> async_done;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&Ready::Check, &ready));
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      batch.clear();
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
     run_(batch);
-    mu_.Lock();
-    --in_flight_;
-    for (Item* done : batch) done->done = true;
+    async_done.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      for (Item* item : batch) {
+        if (item->on_done) {
+          async_done.push_back(item);
+        } else {
+          item->done = true;  // its Submit returns (and may free it) once we unlock
+        }
+      }
+    }
+    for (Item* item : async_done) {
+      std::function<void()> on_done = std::move(item->on_done);
+      on_done();  // may delete item
+    }
   }
 }
 

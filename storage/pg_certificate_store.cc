@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "common/json.h"
 #include "common/status_macros.h"
 #include "storage/journal.h"
@@ -239,11 +240,13 @@ void AppendStoreItem(std::string* out, size_t idx, const CertificateRecord& r,
 
 }  // namespace
 
-// One signed certificate waiting to be stored by a group commit.
+// One signed certificate waiting to be stored by a group commit: the request (owned) and,
+// once its batch has run, the results.
 struct PgCertificateStore::Pending : GroupCommitter::Item {
-  const CertificateRecord* record = nullptr;
-  const std::function<absl::StatusOr<std::string>()>* sign = nullptr;
-  const RequestContext* ctx = nullptr;
+  CertificateRecord record;
+  SignFn sign;
+  RequestContext ctx;
+  IssueDone done;
   absl::Status status;       // the batch's transaction
   absl::Status sign_status;  // this item's signature
   std::string der;
@@ -260,21 +263,72 @@ PgCertificateStore::PgCertificateStore(ConnectionPool& pool, int max_stores_in_f
 absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
     const CertificateRecord& r, const std::function<absl::StatusOr<std::string>()>& sign,
     const RequestContext& ctx) {
-  // 0. One request id at a time in this process: a retry sent while its first attempt is
-  //    still running waits for it and then gets its answer, without a second signature.
-  //    (Across replicas the database decides: two first attempts racing on two servers may
-  //    both sign, but only one certificate is stored and returned by both; the other DER
-  //    never leaves the process.)
-  InFlight in_flight(this, r.request_id);
+  absl::Notification finished;
+  absl::StatusOr<IssueOutcome> out = absl::InternalError("not run");
+  IssueAsync(r, sign, ctx, [&](absl::StatusOr<IssueOutcome> o) {
+    out = std::move(o);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return out;
+}
 
-  // 1. Checked, signed and stored with the requests of concurrent callers, one transaction
-  //    per batch (a group commit: StoreBatch). The DER leaves this function only once its
-  //    row is committed.
-  Pending pending;
-  pending.record = &r;
-  pending.sign = &sign;
-  pending.ctx = &ctx;
-  stores_.Submit(&pending);
+void PgCertificateStore::IssueAsync(CertificateRecord record, SignFn sign, RequestContext ctx,
+                                    IssueDone done) {
+  auto* pending = new Pending;
+  pending->record = std::move(record);
+  pending->sign = std::move(sign);
+  pending->ctx = std::move(ctx);
+  pending->done = std::move(done);
+  // Checked, signed and stored with the requests of concurrent callers, one transaction per
+  // batch (a group commit: StoreBatch). The DER leaves the store only once its row is
+  // committed. When the batch has run: the answer, then the request id's next waiter.
+  pending->on_done = [this, pending] {
+    absl::StatusOr<IssueOutcome> out = Outcome(*pending);
+    const std::string request_id = pending->record.request_id;
+    IssueDone answer = std::move(pending->done);
+    delete pending;
+    Release(request_id);
+    answer(std::move(out));
+  };
+  Admit(pending);
+}
+
+// Admit submits pending unless its request id is being issued in this process; then it
+// waits behind that request and is submitted when it finishes (Release), so it finds the
+// first certificate and replays it without a second signature. (Across replicas the
+// database decides: two first attempts racing on two servers may both sign, but only one
+// certificate is stored and returned by both; the other DER never leaves the process.)
+void PgCertificateStore::Admit(Pending* pending) {
+  {
+    absl::MutexLock lock(&in_flight_mu_);
+    auto [it, first] = in_flight_.try_emplace(pending->record.request_id);
+    if (!first) {
+      it->second.push_back(pending);
+      return;
+    }
+  }
+  stores_.SubmitAsync(pending);
+}
+
+void PgCertificateStore::Release(const std::string& request_id) {
+  Pending* next = nullptr;
+  {
+    absl::MutexLock lock(&in_flight_mu_);
+    auto it = in_flight_.find(request_id);
+    if (it == in_flight_.end()) return;
+    if (it->second.empty()) {
+      in_flight_.erase(it);
+      return;
+    }
+    next = it->second.front();  // it holds the request id now
+    it->second.pop_front();
+  }
+  stores_.SubmitAsync(next);
+}
+
+absl::StatusOr<IssueOutcome> PgCertificateStore::Outcome(Pending& pending) {
+  const CertificateRecord& r = pending.record;
   RETURN_IF_ERROR(pending.status);
   RETURN_IF_ERROR(pending.sign_status);
   if (pending.outcome == "replayed" || pending.outcome == "conflict") {
@@ -292,26 +346,6 @@ absl::StatusOr<IssueOutcome> PgCertificateStore::Issue(
   ASSIGN_OR_RETURN(out.record.fingerprint, FromHex(pending.fingerprint_hex));
   out.record.create_time = FromMicros(pending.created_micros);
   return out;
-}
-
-PgCertificateStore::InFlight::InFlight(PgCertificateStore* store, const std::string& request_id)
-    : store_(store), request_id_(request_id) {
-  absl::MutexLock lock(&store_->in_flight_mu_);
-  struct Free {
-    PgCertificateStore* store;
-    const std::string* id;
-  } free{store_, &request_id_};
-  store_->in_flight_mu_.Await(absl::Condition(
-      +[](Free* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(f->store->in_flight_mu_) {
-        return f->store->in_flight_.count(*f->id) == 0;
-      },
-      &free));
-  store_->in_flight_.insert(request_id_);
-}
-
-PgCertificateStore::InFlight::~InFlight() {
-  absl::MutexLock lock(&store_->in_flight_mu_);
-  store_->in_flight_.erase(request_id_);
 }
 
 absl::StatusOr<IssueOutcome> PgCertificateStore::Replayed(const char* sql, const std::string& key) {
@@ -332,7 +366,7 @@ void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& it
   for (GroupCommitter::Item* item : items) batch.push_back(static_cast<Pending*>(item));
   std::string check_json = "[";
   for (size_t i = 0; i < batch.size(); ++i) {
-    const CertificateRecord& r = *batch[i]->record;
+    const CertificateRecord& r = batch[i]->record;
     absl::StrAppend(&check_json, i > 0 ? "," : "", "{\"idx\":", i, ",\"kind\":");
     AppendJsonString(&check_json, CertificateKindName(r.kind));
     absl::StrAppend(&check_json, ",\"request_id\":");
@@ -373,7 +407,7 @@ void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& it
           Pending* p = batch[i];
           if (p->outcome == "unchecked") return absl::InternalError("a batch item was not checked");
           if (p->outcome != "ok") continue;
-          auto der = (*p->sign)();
+          auto der = p->sign();
           if (!der.ok()) {
             p->sign_status = der.status();
             p->outcome = "sign_failed";
@@ -381,7 +415,7 @@ void PgCertificateStore::StoreBatch(const std::vector<GroupCommitter::Item*>& it
           }
           p->der = *std::move(der);
           if (to_store++ > 0) store_json.push_back(',');
-          AppendStoreItem(&store_json, i, *p->record, p->der, *p->ctx);
+          AppendStoreItem(&store_json, i, p->record, p->der, p->ctx);
         }
         store_json.push_back(']');
         if (to_store == 0) return absl::OkStatus();

@@ -1,10 +1,11 @@
 #pragma once
 
-#include <set>
+#include <deque>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "storage/certificate_store.h"
 #include "storage/connection_pool.h"
@@ -39,9 +40,14 @@ class PgCertificateStore final : public CertificateStore {
   // max_stores_in_flight at once (one by default: the next batch fills while one commits,
   // which measured fastest; docs/performance.md).
   explicit PgCertificateStore(ConnectionPool& pool, int max_stores_in_flight = 1);
-  absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& reserved,
+  // Issue waits for IssueAsync.
+  absl::StatusOr<IssueOutcome> Issue(const CertificateRecord& record,
                                      const std::function<absl::StatusOr<std::string>()>& sign,
                                      const RequestContext& ctx) override;
+  // IssueAsync: done runs on the group committer's thread once the batch holding the
+  // request has committed (or failed).
+  void IssueAsync(CertificateRecord record, SignFn sign, RequestContext ctx,
+                  IssueDone done) override;
   absl::StatusOr<CertificateRecord> GetBySerial(const std::string& serial,
                                                 const std::string& issuer_id = "") override;
   absl::StatusOr<CertificateRecord> GetByFingerprint(const std::string& fingerprint) override;
@@ -69,23 +75,20 @@ class PgCertificateStore final : public CertificateStore {
   absl::StatusOr<IssueOutcome> Replayed(const char* sql, const std::string& key);
   void StoreBatch(const std::vector<GroupCommitter::Item*>& batch);
 
-  // InFlight holds a request id for the life of one Issue call in this process.
-  class InFlight {
-   public:
-    InFlight(PgCertificateStore* store, const std::string& request_id);
-    ~InFlight();
-    InFlight(const InFlight&) = delete;
-    InFlight& operator=(const InFlight&) = delete;
-
-   private:
-    PgCertificateStore* store_;
-    std::string request_id_;
-  };
+  // One request id at a time in this process (Admit, Release): a retry sent while its
+  // first attempt is still running waits for it and then gets its answer, without a second
+  // signature.
+  void Admit(Pending* pending);
+  void Release(const std::string& request_id);
+  // Outcome: what Issue returns for a pending request whose batch has run.
+  absl::StatusOr<IssueOutcome> Outcome(Pending& pending);
 
   ConnectionPool& pool_;
-  GroupCommitter stores_;
   absl::Mutex in_flight_mu_;
-  std::set<std::string> in_flight_ ABSL_GUARDED_BY(in_flight_mu_);
+  // Request ids being issued, each with the requests waiting for it to finish.
+  absl::flat_hash_map<std::string, std::deque<Pending*>> in_flight_ ABSL_GUARDED_BY(in_flight_mu_);
+  // Last: its workers stop (running what is queued) before the members above go.
+  GroupCommitter stores_;
 };
 
 }  // namespace fleetca::storage

@@ -107,19 +107,31 @@ void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out) {
   out->set_requested_by(r.requester);
 }
 
-grpc::Status IssuanceService::SignDeviceCsr(grpc::ServerContext* context,
-                                            const v1::SignDeviceCsrRequest* request,
-                                            v1::SignDeviceCsrResponse* response) {
+grpc::ServerUnaryReactor* IssuanceService::SignDeviceCsr(grpc::CallbackServerContext* context,
+                                                         const v1::SignDeviceCsrRequest* request,
+                                                         v1::SignDeviceCsrResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   issuance::SignRequest req;
   req.subject_id = request->comm_id();
   req.profile = request->profile();
-  if (grpc::Status st = FillCsr(*request, &req); !st.ok()) return st;
-  auto issued = issuance_.SignDeviceCsr(req, RequestContextFor(*context));
-  if (metrics_ != nullptr) metrics_->Issued("device", issued);
-  if (!issued.ok()) return ToGrpcStatus(issued.status());
-  ToProto(*issued, response->mutable_certificate());
-  response->set_replayed(issued->replayed);
-  return grpc::Status::OK;
+  if (grpc::Status st = FillCsr(*request, &req); !st.ok()) {
+    reactor->Finish(st);
+    return reactor;
+  }
+  // The call (context, response) lives until Finish.
+  issuance_.SignDeviceCsrAsync(
+      req, RequestContextFor(*context),
+      [this, reactor, response](absl::StatusOr<issuance::IssuedCertificate> issued) {
+        if (metrics_ != nullptr) metrics_->Issued("device", issued);
+        if (!issued.ok()) {
+          reactor->Finish(ToGrpcStatus(issued.status()));
+          return;
+        }
+        ToProto(*issued, response->mutable_certificate());
+        response->set_replayed(issued->replayed);
+        reactor->Finish(grpc::Status::OK);
+      });
+  return reactor;
 }
 
 grpc::Status IssuanceService::SignBrokerCsr(grpc::ServerContext* context,

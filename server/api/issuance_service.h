@@ -15,7 +15,12 @@ namespace fleetca::api {
 // return certificates).
 void ToProto(const issuance::IssuedCertificate& c, v1::Certificate* out);
 
-class IssuanceService final : public v1::IssuanceService::Service {
+// SignDeviceCsr, the factories' hot path, is a gRPC callback method: its handler checks the
+// request and verifies the CSR, then returns; the group committer's thread answers the
+// call once the certificate is committed (no thread waits per call). The other methods
+// are synchronous.
+class IssuanceService final
+    : public v1::IssuanceService::WithCallbackMethod_SignDeviceCsr<v1::IssuanceService::Service> {
  public:
   // metrics may be null (nothing counted).
   // external_cas may be null: RegisterExternalCertificate then answers UNIMPLEMENTED.
@@ -23,8 +28,12 @@ class IssuanceService final : public v1::IssuanceService::Service {
                            ca::ExternalCas* external_cas = nullptr)
       : issuance_(issuance), metrics_(metrics), external_cas_(external_cas) {}
 
-  grpc::Status SignDeviceCsr(grpc::ServerContext* context, const v1::SignDeviceCsrRequest* request,
-                             v1::SignDeviceCsrResponse* response) override;
+  // (The base's synchronous SignDeviceCsr, which gRPC never calls for a callback method,
+  // stays visible: -Woverloaded-virtual.)
+  using WithCallbackMethod_SignDeviceCsr::SignDeviceCsr;
+  grpc::ServerUnaryReactor* SignDeviceCsr(grpc::CallbackServerContext* context,
+                                          const v1::SignDeviceCsrRequest* request,
+                                          v1::SignDeviceCsrResponse* response) override;
   grpc::Status SignBrokerCsr(grpc::ServerContext* context, const v1::SignBrokerCsrRequest* request,
                              v1::SignBrokerCsrResponse* response) override;
   grpc::Status RenewDeviceCertificate(grpc::ServerContext* context,

@@ -110,8 +110,8 @@ absl::StatusOr<IssuedCertificate> Issuance::Complete(CertificateRecord record, b
   return out;
 }
 
-absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const SignRequest& req,
-                                                 const RequestContext& ctx) {
+absl::StatusOr<Issuance::Prepared> Issuance::Prepare(CertificateKind kind, const SignRequest& req,
+                                                     const RequestContext& ctx) {
   const bool is_device = kind == CertificateKind::kDevice;
   const char* id_field = is_device ? "comm_id" : "broker_id";
 
@@ -260,27 +260,65 @@ absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const Sig
   record.renewed_from = req.renew_from_serial;
   record.subject = SubjectString(t.subject);
 
-  // 6. One transaction (CertificateStore::Issue): retries are told apart, the subject is
-  //    still there and active, the certificate is signed and stored with its audit entry;
-  //    only once that commits is it returned.
-  auto sign = [&]() -> absl::StatusOr<std::string> {
-    return pki::BuildCertificateDer(t, issuer->certificate.get(), ca_.key_store(),
-                                    issuer->row.id);
+  // 6. The signature, made by the store inside the transaction that stores it (once the
+  //    request passed its checks there): the template and issuer are the closure's own.
+  Prepared out;
+  out.kind = kind;
+  out.request_id = req.request_id;
+  out.record = std::move(record);
+  out.issuer = issuer;
+  out.sign = [t = std::move(t), issuer, &key_store = ca_.key_store()]() -> absl::StatusOr<std::string> {
+    return pki::BuildCertificateDer(t, issuer->certificate.get(), key_store, issuer->row.id);
   };
-  ASSIGN_OR_RETURN(storage::IssueOutcome outcome, certificates_.Issue(record, sign, ctx));
+  return out;
+}
+
+// Finish: the store's outcome as the caller's answer. A replay must be of the same request.
+absl::StatusOr<IssuedCertificate> Issuance::Finish(const Prepared& p,
+                                                   absl::StatusOr<storage::IssueOutcome> stored) {
+  RETURN_IF_ERROR(stored.status());
+  storage::IssueOutcome& outcome = *stored;
   if (outcome.replayed) {
     const CertificateRecord& prior = outcome.record;
-    const bool same = prior.csr_sha256 == record.csr_sha256 && prior.kind == kind &&
+    const CertificateRecord& record = p.record;
+    const bool same = prior.csr_sha256 == record.csr_sha256 && prior.kind == p.kind &&
                       prior.comm_id == record.comm_id && prior.broker_name == record.broker_name &&
                       prior.renewed_from == record.renewed_from;
     if (!same) {
       return absl::AlreadyExistsError(absl::StrCat(
-          "request_id ", registry::Quote(req.request_id),
+          "request_id ", registry::Quote(p.request_id),
           " was already used for a different request (certificate ",
           pki::SerialToHex(prior.serial), "); use a new request id for a new request"));
     }
   }
-  return Complete(std::move(outcome.record), outcome.replayed, issuer.get());
+  return Complete(std::move(outcome.record), outcome.replayed, p.issuer.get());
+}
+
+// Sign: prepared, then signed and stored in one transaction (CertificateStore::Issue):
+// retries are told apart, the subject is still there and active, the certificate is signed
+// and stored with its audit entry; only once that commits is it returned.
+absl::StatusOr<IssuedCertificate> Issuance::Sign(CertificateKind kind, const SignRequest& req,
+                                                 const RequestContext& ctx) {
+  ASSIGN_OR_RETURN(Prepared p, Prepare(kind, req, ctx));
+  return Finish(p, certificates_.Issue(p.record, p.sign, ctx));
+}
+
+void Issuance::SignDeviceCsrAsync(const SignRequest& request, const RequestContext& ctx,
+                                  std::function<void(absl::StatusOr<IssuedCertificate>)> done) {
+  if (!request.renew_from_serial.empty()) {
+    done(absl::InternalError("SignDeviceCsr with a renewal serial"));
+    return;
+  }
+  absl::StatusOr<Prepared> prepared = Prepare(CertificateKind::kDevice, request, ctx);
+  if (!prepared.ok()) {
+    done(prepared.status());
+    return;
+  }
+  auto p = std::make_shared<Prepared>(*std::move(prepared));
+  certificates_.IssueAsync(p->record, p->sign, ctx,
+                           [this, p, done = std::move(done)](absl::StatusOr<storage::IssueOutcome> stored) {
+                             done(Finish(*p, std::move(stored)));
+                           });
 }
 
 absl::StatusOr<IssuedCertificate> Issuance::SignDeviceCsr(const SignRequest& request,

@@ -9,6 +9,7 @@
 //   registered and active, retries told apart, signature, row and audit entry) -> commit ->
 //   reply.
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,12 @@ class Issuance {
   // with replayed = true.
   absl::StatusOr<IssuedCertificate> SignDeviceCsr(const SignRequest& request,
                                                   const RequestContext& ctx);
+  // SignDeviceCsrAsync: SignDeviceCsr without a waiting thread. The request is checked and
+  // its CSR verified on the caller's thread; done gets the answer (on the store's thread
+  // once the certificate is committed, or at once for a request refused before the
+  // database).
+  void SignDeviceCsrAsync(const SignRequest& request, const RequestContext& ctx,
+                          std::function<void(absl::StatusOr<IssuedCertificate>)> done);
 
   // SignBrokerCsr: as above for a registered broker; the certificate carries the requested
   // DNS names and IP addresses (default: the broker's whole allow-list), each of which must
@@ -112,6 +119,18 @@ class Issuance {
                                              const ca::ActiveIssuer* signer = nullptr);
   absl::StatusOr<IssuedCertificate> Sign(storage::CertificateKind kind, const SignRequest& request,
                                          const RequestContext& ctx);
+  // A signing request checked and ready for the store: steps 1 to 5 of issuance.cc.
+  struct Prepared {
+    storage::CertificateKind kind = storage::CertificateKind::kDevice;
+    std::string request_id;
+    storage::CertificateRecord record;
+    std::shared_ptr<const ca::ActiveIssuer> issuer;
+    storage::CertificateStore::SignFn sign;  // builds and signs the DER
+  };
+  absl::StatusOr<Prepared> Prepare(storage::CertificateKind kind, const SignRequest& request,
+                                   const RequestContext& ctx);
+  absl::StatusOr<IssuedCertificate> Finish(const Prepared& prepared,
+                                           absl::StatusOr<storage::IssueOutcome> stored);
 
   ca::CertificateAuthority& ca_;
   storage::CertificateStore& certificates_;

@@ -1,5 +1,6 @@
 // GroupCommitter without a database: every item runs exactly once, batches stay within
-// max_batch, no more than max_in_flight run at once, and a lone caller runs at once.
+// max_batch, no more than max_in_flight run at once, a lone caller runs at once, and
+// asynchronous items are answered on the worker after their batch ran.
 #include "storage/group_commit.h"
 
 #include <gtest/gtest.h>
@@ -68,6 +69,42 @@ TEST(GroupCommitterTest, ALoneCallerRunsItsItemAtOnce) {
   committer.Submit(&b);
   EXPECT_TRUE(a.done && b.done);
   EXPECT_EQ(sizes, (std::vector<size_t>{1, 1}));
+}
+
+TEST(GroupCommitterTest, AsyncItemsAreAnsweredAfterTheirBatchRan) {
+  constexpr int kItems = 500;
+  std::atomic<int> answered{0};
+  absl::Mutex mu;
+  std::vector<size_t> sizes;
+  {
+    GroupCommitter committer(1, 64, [&](const std::vector<GroupCommitter::Item*>& b) {
+      for (GroupCommitter::Item* item : b) ++static_cast<Counted*>(item)->runs;
+      absl::MutexLock lock(&mu);
+      sizes.push_back(b.size());
+    });
+    for (int i = 0; i < kItems; ++i) {
+      auto* item = new Counted;
+      item->on_done = [item, &answered] {
+        EXPECT_EQ(item->runs, 1) << "answered before its batch ran, or ran twice";
+        delete item;  // the committer must not touch it after on_done
+        ++answered;
+      };
+      committer.SubmitAsync(item);
+    }
+    // A synchronous caller shares the queue with them.
+    Counted sync;
+    committer.Submit(&sync);
+    EXPECT_TRUE(sync.done);
+    EXPECT_EQ(sync.runs, 1);
+  }  // the destructor runs what is still queued
+  EXPECT_EQ(answered.load(), kItems);
+  absl::MutexLock lock(&mu);
+  size_t total = 0;
+  for (size_t n : sizes) {
+    EXPECT_LE(n, 64u);
+    total += n;
+  }
+  EXPECT_EQ(total, static_cast<size_t>(kItems + 1));
 }
 
 }  // namespace
