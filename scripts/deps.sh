@@ -21,6 +21,8 @@ PACKAGES=(
   mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev python3-paho-mqtt jq sslscan libcpp-httplib-dev curl
   libcli11-dev golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev python3-grpcio
   clang-14 libclang-rt-14-dev openjdk-17-jre-headless
+  # bench/issuance.sh's cfssl references: cfssl serve, driven by wrk.
+  golang-cfssl wrk
 )
 
 log() { echo "deps.sh: $*" >&2; }
