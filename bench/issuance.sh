@@ -36,6 +36,9 @@
 #
 # Environment:
 #   FLEETCA_BUILD_DIR          build directory (default build), for every binary here
+#   BENCH_BUILD=0              run the binaries in it as they are (a directory with
+#                              server/fleetca-server and bench/issuance_bench: an A/B of
+#                              two builds)
 #   BENCH_PLAINTEXT=1          serve --insecure_plaintext instead of mutual TLS (a diagnostic:
 #                              what TLS costs; the target is over TLS)
 #   BENCH_PREFILL=N            certificates put in the table before the server starts
@@ -86,7 +89,9 @@ for ((i = 0; i < ${#args[@]}; ++i)); do
   esac
 done
 
-FLEETCA_BUILD_DIR=$bin scripts/build.sh fleetca-server issuance_bench >/dev/null
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  FLEETCA_BUILD_DIR=$bin scripts/build.sh fleetca-server issuance_bench >/dev/null
+fi
 source bench/lib.sh   # psql_q, cpu_of, pg_cpu, bench_header, bench_cleanup
 
 # 1. PostgreSQL (its own directory per port: two runs on other ports do not meet), with

@@ -1,5 +1,7 @@
 #include "storage/group_commit.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 namespace fleetca::storage {
@@ -7,7 +9,12 @@ namespace fleetca::storage {
 GroupCommitter::GroupCommitter(int max_in_flight, size_t max_batch, BatchFn run)
     : max_batch_(max_batch < 1 ? 1 : max_batch), run_(std::move(run)) {
   const int workers = max_in_flight < 1 ? 1 : max_in_flight;
-  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { Work(); });
+  for (int i = 0; i < workers; ++i) {
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "group-commit");  // for top, perf and gdb
+      Work();
+    });
+  }
 }
 
 GroupCommitter::~GroupCommitter() {
@@ -31,10 +38,13 @@ void GroupCommitter::SubmitAsync(Item* item) {
 }
 
 void GroupCommitter::Work() {
+  // Work to do, or time to stop: when stopping, a worker leaves once nothing is queued and
+  // no other worker runs a batch (whose on_done may queue more: a request waiting for the
+  // same request id).
   struct Ready {
     GroupCommitter* self;
     static bool Check(Ready* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return !r->self->queue_.empty() || r->self->stopping_;
+      return !r->self->queue_.empty() || (r->self->stopping_ && r->self->running_ == 0);
     }
   } ready{this};
   std::vector<Item*> batch;
@@ -44,6 +54,7 @@ void GroupCommitter::Work() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(&Ready::Check, &ready));
       if (queue_.empty()) return;  // stopping, and nothing left to run
+      ++running_;
       batch.clear();
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(queue_.front());
@@ -66,6 +77,8 @@ void GroupCommitter::Work() {
       std::function<void()> on_done = std::move(item->on_done);
       on_done();  // may delete item
     }
+    absl::MutexLock lock(&mu_);
+    --running_;
   }
 }
 

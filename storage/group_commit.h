@@ -53,6 +53,7 @@ class GroupCommitter {
   absl::Mutex mu_;
   std::deque<Item*> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // workers running a batch or its on_done calls
   std::vector<std::thread> workers_;
 };
 
