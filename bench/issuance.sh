@@ -53,6 +53,9 @@
 #                              and the table's and each index's size (1,000,000: 49 to 67 s
 #                              on 2 shared cores, 1.2 GB of which 0.3 GB indexes).
 #   BENCH_PG_SHARED_BUFFERS    PostgreSQL shared_buffers (default 1GB)
+#   BENCH_PG_SETTINGS          more PostgreSQL settings, "name=value ..." (ALTER SYSTEM, set
+#                              with shared_buffers), e.g. "wal_compression=lz4
+#                              max_wal_size=8GB"; printed in the header and the summary
 #   BENCH_SYNCHRONOUS_COMMIT   default on; off is a diagnostic only, to see what the WAL flush
 #                              costs: certificates are then not durable when the reply is
 #                              sent, which the issue's target does not allow
@@ -110,6 +113,11 @@ rm -rf "$dir"
 scripts/pg.sh start "$dir" "$port"
 url=$(scripts/pg.sh url "$port")
 psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET shared_buffers = '$shared_buffers'"
+for setting in ${BENCH_PG_SETTINGS:-}; do
+  [[ "$setting" =~ ^[a-z_]+=[A-Za-z0-9._]+$ ]] ||
+    { echo "issuance.sh: BENCH_PG_SETTINGS: expected name=value, got '$setting'" >&2; exit 2; }
+  psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'"
+done
 scripts/pg.sh stop "$dir"
 scripts/pg.sh start "$dir" "$port"
 FLEETCA_KEK=$("$bin/server/fleetca-server" gen-kek --kek_id="bench-$(date +%s)")
@@ -235,6 +243,11 @@ print("policy index loaded: %s devices, %s certificates in %s ms" % (r.get("devi
   echo "policy index loaded")
 
 bench_header
+if [ -n "${BENCH_PG_SETTINGS:-}" ]; then
+  shown=""
+  for setting in $BENCH_PG_SETTINGS; do shown+=" ${setting%%=*}=$(psql_q "SHOW ${setting%%=*}")"; done
+  echo "== PostgreSQL settings of BENCH_PG_SETTINGS:$shown"
+fi
 echo "== certificates in the table before the run: $(psql_q "SELECT count(*) FROM certificates") (BENCH_PREFILL=$prefill); $index_line"
 echo "== transport: $transport"
 echo "== server: ${server_cmd[*]} (FLEETCA_DB_MAX_CONNECTIONS=${FLEETCA_DB_MAX_CONNECTIONS:-default})"
@@ -432,6 +445,6 @@ JSON
 fi
 
 # 5. Side by side.
-echo "== summary ($transport; BENCH_PREFILL=$prefill, shared_buffers=$shared_buffers, synchronous_commit=$sync_commit)"
+echo "== summary ($transport; BENCH_PREFILL=$prefill, shared_buffers=$shared_buffers, synchronous_commit=$sync_commit${BENCH_PG_SETTINGS:+, $BENCH_PG_SETTINGS})"
 grep -h '^fleetca SignDeviceCsr, \|^reference OpenSSL loop' "$work/bench.out" || true
 grep -h '^reference ' "$work/references.out" 2>/dev/null || true

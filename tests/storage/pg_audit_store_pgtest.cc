@@ -49,7 +49,7 @@ class PgAuditStoreTest : public ::testing::Test {
     }
     Chain();
   }
-  void Chain() { db_.Exec("SELECT fleetca_chain_audit(1000)"); }
+  void Chain() { db_.ChainAudit(1000); }
   std::string HashOf(int64_t seq) {
     return db_.Exec(absl::StrCat("SELECT encode(hash, 'hex') FROM audit_log WHERE chain_seq = ",
                                  seq));
@@ -351,7 +351,7 @@ TEST_F(PgAuditStoreTest, ListFiltersPagesAndOrders) {
   // Times 2020-01-01 + sequence days, set before chaining (as if written then).
   db_.Exec("UPDATE audit_log SET created_at = timestamptz '2020-01-01 00:00:00+00' + "
            "id * interval '1 day' WHERE actor <> 'carol'");
-  db_.Exec("SELECT fleetca_chain_audit(5)");
+  db_.ChainAudit(5);
   const int64_t first_id = std::stoll(db_.Exec("SELECT min(id) FROM audit_log"));
   auto day = [&](int seq) {
     return absl::FromCivil(absl::CivilDay(2020, 1, 1), absl::UTCTimeZone()) +

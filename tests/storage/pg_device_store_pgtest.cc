@@ -214,8 +214,8 @@ TEST_F(PgDeviceStoreTest, JournalRevisionsIncreaseAndAuditEntriesChain) {
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log"), "3");  // the batch is one entry
   // The sequencer chains them: each entry's prev_hash is the hash of the entry before it.
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log WHERE chain_seq IS NULL"), "3");
-  EXPECT_EQ(db_.Exec("SELECT fleetca_chain_audit(1000)"), "3");
-  EXPECT_EQ(db_.Exec("SELECT fleetca_chain_audit(1000)"), "0");
+  EXPECT_EQ(db_.ChainAudit(1000), 3);
+  EXPECT_EQ(db_.ChainAudit(1000), 0);
   EXPECT_EQ(db_.Exec("SELECT count(*) FROM audit_log a JOIN audit_log b ON "
                      "b.chain_seq = a.chain_seq - 1 WHERE a.prev_hash = b.hash"),
             "2");

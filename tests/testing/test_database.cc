@@ -8,6 +8,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "migrations/embedded_migrations.h"
 #include "storage/migrator.h"
 
@@ -72,6 +73,21 @@ storage::ConnectionPool& TestDatabase::pool() {
     pool_ = *std::move(pool);
   }
   return *pool_;
+}
+
+int TestDatabase::ChainAudit(int limit) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (true) {
+    const int chained = std::stoi(Exec(absl::StrCat("SELECT fleetca_chain_audit(", limit, ")")));
+    if (chained > 0 || Exec("SELECT count(*) FROM audit_log WHERE chain_seq IS NULL") == "0") {
+      return chained;
+    }
+    if (absl::Now() > deadline) {
+      ADD_FAILURE() << "the audit sequencer's lock stayed taken for 30 s";
+      return 0;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
 }
 
 std::string TestDatabase::Exec(const std::string& sql) {

@@ -24,6 +24,12 @@ class TestDatabase {
   storage::ConnectionPool& pool();
   // Exec runs SQL (in this schema) and returns the first column of the first row, or "".
   std::string Exec(const std::string& sql);
+  // ChainAudit runs the audit sequencer once (fleetca_chain_audit(limit)) and returns how
+  // many entries it chained. The sequencer's advisory lock is the database's, shared by the
+  // tests running at once in other schemas (an issuance batch holds it to its commit), and
+  // the sequencer skips its round when the lock is taken: this retries until it ran, that
+  // is until it chained something or nothing is left unchained (at most 30 s).
+  int ChainAudit(int limit);
 
   // BaseUrl returns FLEETCA_TEST_DATABASE_URL (fails the test when unset).
   static std::string BaseUrl();

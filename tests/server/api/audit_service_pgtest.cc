@@ -47,7 +47,7 @@ class AuditServiceTest : public ::testing::Test {
         });
     ASSERT_TRUE(st.ok()) << st;
   }
-  void Chain() { db_.Exec("SELECT fleetca_chain_audit(1000)"); }
+  void Chain() { db_.ChainAudit(1000); }
 
   // A small log: three device calls, a refused revocation, the init subcommand.
   void WriteLog() {
