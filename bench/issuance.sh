@@ -194,6 +194,11 @@ ALTER SYSTEM RESET max_wal_size;
 SELECT pg_reload_conf() \g /dev/null
 CHECKPOINT;
 SQL
+  # The load's max_wal_size is reset above: BENCH_PG_SETTINGS's own again, if it has one.
+  for setting in ${BENCH_PG_SETTINGS:-}; do
+    psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'"
+  done
+  psql_q "SELECT pg_reload_conf()" >/dev/null
   t2=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$n" \
     'BEGIN {printf "== prefill: %d certificates in %.0f s (rows %.0f s, keys and indexes rebuilt, VACUUM ANALYZE, checkpoint %.0f s)\n", n, c - a, b - a, c - b}'
@@ -255,13 +260,19 @@ echo "== bench: ${bench_cmd[*]}"
 # CPU seconds (user + system, cpu_of and pg_cpu in bench/lib.sh) of the server, and of
 # PostgreSQL (postmaster, its live processes and those it has reaped): a per-certificate
 # cost that a noisy, shared machine disturbs less than the rate.
-server_cpu0=$(cpu_of "$server_pid"); pg_cpu0=$(pg_cpu)
+# And the WAL PostgreSQL wrote (pg_stat_wal): records, full-page images (a page's first
+# change after a checkpoint) and bytes.
+wal_sql="SELECT wal_records || ' ' || wal_fpi || ' ' || wal_bytes FROM pg_stat_wal"
+server_cpu0=$(cpu_of "$server_pid"); pg_cpu0=$(pg_cpu); wal0=$(psql_q "$wal_sql")
 "${bench_cmd[@]}" | tee "$work/bench.out"
-server_cpu1=$(cpu_of "$server_pid"); pg_cpu1=$(pg_cpu)
+server_cpu1=$(cpu_of "$server_pid"); pg_cpu1=$(pg_cpu); wal1=$(psql_q "$wal_sql")
 requests=$(awk '/in all:/ {print $NF}' "$work/bench.out")
 if [ -n "$requests" ] && [ "$requests" -gt 0 ]; then
   awk -v s0="$server_cpu0" -v s1="$server_cpu1" -v p0="$pg_cpu0" -v p1="$pg_cpu1" -v n="$requests" \
     'BEGIN {printf "== CPU per certificate over all %d requests: fleetca-server %.0f us, PostgreSQL %.0f us\n", n, (s1 - s0) * 1e6 / n, (p1 - p0) * 1e6 / n}'
+  read -r r0 f0 b0 <<<"$wal0"; read -r r1 f1 b1 <<<"$wal1"
+  awk -v n="$requests" -v r="$((r1 - r0))" -v f="$((f1 - f0))" -v b="$((b1 - b0))" -v cp="$(psql_q "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")" \
+    'BEGIN {printf "== WAL per certificate: %.1f records, %.2f full-page images, %.0f bytes (%d checkpoints since the cluster started)\n", r / n, f / n, b / n, cp}'
 fi
 # The server stops here: the references below have the machine to themselves.
 kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
