@@ -95,36 +95,33 @@ done
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
   FLEETCA_BUILD_DIR=$bin scripts/build.sh fleetca-server issuance_bench >/dev/null
 fi
-source bench/lib.sh   # psql_q, cpu_of, pg_cpu, bench_header, bench_cleanup
+source bench/lib.sh   # bench_setup, psql_q, cpu_of, pg_cpu, bench_header, bench_cleanup
 
-# 1. PostgreSQL (its own directory per port: two runs on other ports do not meet), with
-# shared_buffers, then init: as bench_setup does, but with $bin's binaries (bench_setup
-# runs build/'s) and a restart between.
-dir=.dev/pg-bench-issuance-$port
-work=$(mktemp -d)
-server_pid=
+# 1. PostgreSQL (its own directory per port: two runs on other ports do not meet) and init
+# (bench_setup, with $bin's binaries), then shared_buffers and BENCH_PG_SETTINGS with a
+# restart.
+export FLEETCA_BUILD_DIR=$bin
+bench_setup "issuance-$port" "$port"
 cfssl_pid=
 issuance_cleanup() {
   if [ -n "$cfssl_pid" ]; then kill "$cfssl_pid" 2>/dev/null && wait "$cfssl_pid" 2>/dev/null || true; fi
   bench_cleanup   # the server, PostgreSQL and its directory, $work
 }
 trap issuance_cleanup EXIT
-rm -rf "$dir"
-scripts/pg.sh start "$dir" "$port"
-url=$(scripts/pg.sh url "$port")
+# apply_pg_settings: BENCH_PG_SETTINGS with ALTER SYSTEM (they take effect at the next
+# reload or restart).
+apply_pg_settings() {
+  local setting
+  for setting in ${BENCH_PG_SETTINGS:-}; do
+    [[ "$setting" =~ ^[a-z_]+=[A-Za-z0-9._]+$ ]] ||
+      { echo "issuance.sh: BENCH_PG_SETTINGS: expected name=value, got '$setting'" >&2; exit 2; }
+    psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'"
+  done
+}
 psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET shared_buffers = '$shared_buffers'"
-for setting in ${BENCH_PG_SETTINGS:-}; do
-  [[ "$setting" =~ ^[a-z_]+=[A-Za-z0-9._]+$ ]] ||
-    { echo "issuance.sh: BENCH_PG_SETTINGS: expected name=value, got '$setting'" >&2; exit 2; }
-  psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'"
-done
+apply_pg_settings
 scripts/pg.sh stop "$dir"
 scripts/pg.sh start "$dir" "$port"
-FLEETCA_KEK=$("$bin/server/fleetca-server" gen-kek --kek_id="bench-$(date +%s)")
-export FLEETCA_KEK
-unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
-"$bin/server/fleetca-server" init --database_url="$url" --log_level=warning \
-  --admin_credential_file="$work/admin.pem"
 if [ "$sync_commit" != on ]; then
   psql -X -q "$url" -c "ALTER DATABASE fleetca SET synchronous_commit = '$sync_commit'"
 fi
@@ -195,9 +192,7 @@ SELECT pg_reload_conf() \g /dev/null
 CHECKPOINT;
 SQL
   # The load's max_wal_size is reset above: BENCH_PG_SETTINGS's own again, if it has one.
-  for setting in ${BENCH_PG_SETTINGS:-}; do
-    psql -X -q -v ON_ERROR_STOP=1 "$url" -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'"
-  done
+  apply_pg_settings
   psql_q "SELECT pg_reload_conf()" >/dev/null
   t2=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v c="$t2" -v n="$n" \

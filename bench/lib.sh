@@ -1,6 +1,8 @@
 # bench/lib.sh: what every server benchmark does first; sourced by bench/*.sh (from the
 # repository root, with `set -euo pipefail`).
 #
+# Binaries come from FLEETCA_BUILD_DIR (default build), as scripts/build.sh puts them.
+#
 #   bench_setup NAME PG_PORT   a throwaway PostgreSQL in .dev/pg-bench-NAME (fsync and
 #                              synchronous commit on, as scripts/pg.sh sets them), a fresh
 #                              KEK in the environment only, `fleetca-server init` on it.
@@ -28,10 +30,10 @@ bench_setup() {
   server_pid=
   trap bench_cleanup EXIT
   # A fresh KEK for this run only (in the environment: it never touches the disk).
-  FLEETCA_KEK=$(build/server/fleetca-server gen-kek --kek_id="bench-$(date +%s)")
+  FLEETCA_KEK=$("${FLEETCA_BUILD_DIR:-build}/server/fleetca-server" gen-kek --kek_id="bench-$(date +%s)")
   export FLEETCA_KEK
   unset FLEETCA_KEK_FILE FLEETCA_PREVIOUS_KEK_FILES
-  build/server/fleetca-server init --database_url="$url" --log_level=warning \
+  "${FLEETCA_BUILD_DIR:-build}/server/fleetca-server" init --database_url="$url" --log_level=warning \
     --admin_credential_file="$work/admin.pem"
 }
 
@@ -60,7 +62,7 @@ SQL
 }
 
 bench_serve() {
-  server_cmd=(build/server/fleetca-server serve --insecure_plaintext --database_url="$url"
+  server_cmd=("${FLEETCA_BUILD_DIR:-build}/server/fleetca-server" serve --insecure_plaintext --database_url="$url"
               --listen=127.0.0.1:$1 --http_listen=off)
   "${server_cmd[@]}" 2>"$work/server.log" &
   server_pid=$!

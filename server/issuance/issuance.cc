@@ -315,18 +315,12 @@ void Issuance::SignDeviceCsrAsync(const SignRequest& request, const RequestConte
     return;
   }
   auto p = std::make_shared<Prepared>(*std::move(prepared));
-  certificates_.IssueAsync(p->record, p->sign, ctx,
+  // The signing closure (with the certificate template) moves to the store; Finish needs
+  // the rest of p.
+  certificates_.IssueAsync(p->record, std::move(p->sign), ctx,
                            [this, p, done = std::move(done)](absl::StatusOr<storage::IssueOutcome> stored) {
                              done(Finish(*p, std::move(stored)));
                            });
-}
-
-absl::StatusOr<IssuedCertificate> Issuance::SignDeviceCsr(const SignRequest& request,
-                                                          const RequestContext& ctx) {
-  if (!request.renew_from_serial.empty()) {
-    return absl::InternalError("SignDeviceCsr with a renewal serial");
-  }
-  return Sign(CertificateKind::kDevice, request, ctx);
 }
 
 absl::StatusOr<IssuedCertificate> Issuance::SignBrokerCsr(const SignRequest& request,

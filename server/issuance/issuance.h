@@ -77,17 +77,13 @@ class Issuance {
            storage::BrokerStore& brokers, std::vector<Profile> profiles)
       : ca_(ca), certificates_(certificates), brokers_(brokers), profiles_(std::move(profiles)) {}
 
-  // SignDeviceCsr: INVALID_ARGUMENT (field named) for a bad request or CSR, including a CN
-  // that is not exactly the comm-ID or a SAN; NOT_FOUND for an unregistered device;
+  // SignDeviceCsrAsync: INVALID_ARGUMENT (field named) for a bad request or CSR, including
+  // a CN that is not exactly the comm-ID or a SAN; NOT_FOUND for an unregistered device;
   // FAILED_PRECONDITION for a device not active or no active devices CA; ALREADY_EXISTS
   // when the request id was used for another request. A retry returns the same certificate
-  // with replayed = true.
-  absl::StatusOr<IssuedCertificate> SignDeviceCsr(const SignRequest& request,
-                                                  const RequestContext& ctx);
-  // SignDeviceCsrAsync: SignDeviceCsr without a waiting thread. The request is checked and
-  // its CSR verified on the caller's thread; done gets the answer (on the store's thread
-  // once the certificate is committed, or at once for a request refused before the
-  // database).
+  // with replayed = true. No thread waits: the request is checked and its CSR verified on
+  // the caller's thread; done gets the answer (on the store's thread once the certificate
+  // is committed, or at once for a request refused before the database).
   void SignDeviceCsrAsync(const SignRequest& request, const RequestContext& ctx,
                           std::function<void(absl::StatusOr<IssuedCertificate>)> done);
 
