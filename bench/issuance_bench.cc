@@ -65,6 +65,10 @@
 #include "fleetca/v1/device_registry.grpc.pb.h"
 #include "fleetca/v1/issuance.grpc.pb.h"
 #include "fleetca/v1/revocation.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "pki/certificate_builder.h"
+#include "pki/csr.h"
+#include "pki/key_store.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "fleetca-server address");
 ABSL_FLAG(int, clients, 32, "concurrent clients (threads, one connection each)");
@@ -93,6 +97,13 @@ ABSL_FLAG(double, steady_after, 0,
           "but creates nothing: each issuance replays a request issued earlier in the run "
           "(answered with the stored certificate) and each revocation revokes again a "
           "certificate revoked earlier (already_revoked); both counted as done");
+ABSL_FLAG(double, floor_seconds, 0,
+          "after the timed run, the same clients call grpc.health.v1.Health/Check in a closed "
+          "loop this long (0: not): what a call costs in gRPC and TLS alone, on both sides, "
+          "with nothing of fleetca's work in it");
+ABSL_FLAG(int, server_pid, 0,
+          "fleetca-server's process id (0: unknown): its CPU is read from /proc over each "
+          "closed loop, for the CPU-per-call lines");
 ABSL_FLAG(std::string, cacert, "", "TLS: the CA bundle verifying the server (empty: plaintext)");
 ABSL_FLAG(std::string, credential, "",
           "TLS: the client credential, key then certificate and chain in one PEM file");
@@ -238,8 +249,45 @@ size_t ReferenceIssue(const ReferenceCa& ca, const std::string& csr_pem) {
   return static_cast<size_t>(len);
 }
 
-double RunReference(const ReferenceCa& ca, const std::vector<std::string>& csrs, int threads,
-                    double seconds) {
+// The same issuance with fleetca's own code, as the server runs it: pki::ParseCsr (PEM, the
+// strict DER reader, proof of possession) and pki::BuildCertificateDer (the certificate's
+// DER assembled from a template with the server's extensions, CRL distribution point and
+// AIA included, signed through a SoftwareKeyStore), without gRPC or the database: the
+// server's crypto-and-encoding floor per certificate.
+class FleetcaPkiIssuer {
+ public:
+  explicit FleetcaPkiIssuer(const ReferenceCa& ca) : ca_(ca) {
+    EVP_PKEY_up_ref(ca.key.get());
+    keys_.Add("reference", fleetca::pki::EvpPkeyPtr(ca.key.get()));
+  }
+
+  size_t Issue(const std::string& csr_pem) {
+    auto csr = fleetca::pki::ParseCsr("csr_pem", csr_pem, /*is_pem=*/true);
+    if (!csr.ok() || csr->common_names.size() != 1) Die("fleetca pki reference: CSR");
+    fleetca::pki::CertificateTemplate t;
+    t.profile = fleetca::pki::CertificateProfile::kClient;
+    t.serial = fleetca::pki::RandomSerial();
+    t.subject.common_name = csr->common_names[0];
+    const absl::Time now = absl::Now();
+    t.not_before = now - absl::Minutes(5);
+    t.not_after = now + absl::Hours(24 * 365);
+    t.public_key_der = std::move(csr->public_key_der);
+    t.crl_url = "http://127.0.0.1:8080/crl/devices-1.crl";
+    t.ca_issuers_url = "http://127.0.0.1:8080/ca/devices-1.crt";
+    auto der = fleetca::pki::BuildCertificateDer(t, ca_.cert.get(), keys_, "reference");
+    if (!der.ok()) Die(absl::StrCat("fleetca pki reference: ", der.status().message()));
+    return der->size();
+  }
+
+ private:
+  const ReferenceCa& ca_;
+  fleetca::pki::SoftwareKeyStore keys_;
+};
+
+// RunLoop issues with issue() on `threads` threads for `seconds`, cycling through the CSRs;
+// certificates per second.
+double RunLoop(const std::function<size_t(const std::string&)>& issue,
+               const std::vector<std::string>& csrs, int threads, double seconds) {
   std::atomic<bool> stop{false};
   std::vector<long> counts(static_cast<size_t>(threads), 0);
   std::vector<std::thread> workers;
@@ -250,7 +298,7 @@ double RunReference(const ReferenceCa& ca, const std::vector<std::string>& csrs,
       long n = 0;
       size_t bytes = 0;
       while (!stop.load(std::memory_order_relaxed)) {
-        bytes += ReferenceIssue(ca, csrs[i % csrs.size()]);
+        bytes += issue(csrs[i % csrs.size()]);
         i += static_cast<size_t>(threads);
         ++n;
       }
@@ -312,6 +360,129 @@ std::shared_ptr<grpc::Channel> NewConnection(const std::string& target, int id) 
     Die(absl::StrCat("connection ", id, " cannot connect to ", target));
   }
   return ch;
+}
+
+// ---- Closed loop. ----
+
+// CpuSecondsOf: user + system CPU seconds of process pid (its threads included), from
+// /proc/<pid>/stat; -1 when it cannot be read.
+double CpuSecondsOf(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat;
+  std::getline(file, stat);
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return -1;
+  std::istringstream in(stat.substr(paren + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {  // fields 3.. after the name
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double ProcessCpuSeconds() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// A call's end: code 0 when it did what was asked, -1 for an OK status with a wrong answer,
+// else the gRPC status code.
+using CallDone = std::function<void(int code, const std::string& error)>;
+// A Sender starts client c's call number n (counted across all clients from 0) and calls
+// done when it has ended.
+using Sender = std::function<void(int c, long n, CallDone done)>;
+
+struct LoopResult {
+  double elapsed = 0;                // the timed window, seconds
+  long sent_before = 0, sent = 0;    // calls started before the window (warm-up); in all
+  std::vector<double> latencies_ms;  // the window's successful calls, sorted
+  long ok = 0;
+  std::map<int, long> errors;  // code -> count (window)
+  std::string first_error;
+  double cpu = 0;              // this process's CPU seconds over the loop, warm-up included
+  double server_cpu = -1;      // --server_pid's over the same span (-1: unknown)
+};
+
+// ClosedLoop: each of `clients` clients keeps one call in flight (started by send) from
+// the start of the warm-up to the end of the timed window; a call's completion, on one of
+// gRPC's few callback threads, records it and starts that client's next call (no thread per
+// client blocked in a call, which cost the load generator as much CPU per request as the
+// server's gRPC work). Only calls that start and end inside the timed window are counted.
+LoopResult ClosedLoop(int clients, double warmup, double seconds, const Sender& send) {
+  std::atomic<long> next{0};
+  std::atomic<int> phase{0};  // 0 warm-up, 1 timed, 2 stop
+  std::vector<ClientResult> results(static_cast<size_t>(clients));
+  for (ClientResult& r : results) r.latencies_ms.reserve(200000);
+  std::mutex idle_mu;
+  std::condition_variable idle_cv;
+  int busy_clients = clients;
+  std::function<void(int)> start = [&](int c) {
+    const int call_phase = phase.load(std::memory_order_relaxed);
+    if (call_phase == 2) {
+      std::lock_guard<std::mutex> lock(idle_mu);
+      if (--busy_clients == 0) idle_cv.notify_all();
+      return;
+    }
+    const long n = next.fetch_add(1, std::memory_order_relaxed);
+    const Clock::time_point t0 = Clock::now();
+    send(c, n, [&, c, t0, call_phase](int code, const std::string& error) {
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (call_phase == 1 && phase.load(std::memory_order_relaxed) == 1) {
+        ClientResult& r = results[static_cast<size_t>(c)];
+        if (code == 0) {
+          ++r.ok;
+          r.latencies_ms.push_back(ms);
+        } else {
+          ++r.errors[code];
+          if (r.first_error.empty()) r.first_error = error;
+        }
+      }
+      start(c);
+    });
+  };
+  LoopResult out;
+  const double cpu0 = ProcessCpuSeconds();
+  const double server_cpu0 = CpuSecondsOf(absl::GetFlag(FLAGS_server_pid));
+  for (int c = 0; c < clients; ++c) start(c);
+  std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
+  out.sent_before = next.load();
+  phase = 1;
+  const Clock::time_point started = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  phase = 2;
+  out.elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  {
+    std::unique_lock<std::mutex> lock(idle_mu);
+    idle_cv.wait(lock, [&] { return busy_clients == 0; });
+  }
+  out.cpu = ProcessCpuSeconds() - cpu0;
+  const double server_cpu1 = CpuSecondsOf(absl::GetFlag(FLAGS_server_pid));
+  if (server_cpu0 >= 0 && server_cpu1 >= 0) out.server_cpu = server_cpu1 - server_cpu0;
+  out.sent = next.load();
+  for (const ClientResult& r : results) {
+    out.latencies_ms.insert(out.latencies_ms.end(), r.latencies_ms.begin(), r.latencies_ms.end());
+    out.ok += r.ok;
+    for (const auto& [code, n] : r.errors) out.errors[code] += n;
+    if (out.first_error.empty()) out.first_error = r.first_error;
+  }
+  std::sort(out.latencies_ms.begin(), out.latencies_ms.end());
+  return out;
+}
+
+// The CPU-per-call line of a closed loop: this process's and (when known) the server's.
+std::string CpuPerCall(const LoopResult& r) {
+  const double calls = static_cast<double>(std::max(1L, r.sent));
+  std::string line = absl::StrCat(static_cast<long>(r.cpu * 1e6 / calls), " us");
+  if (r.server_cpu >= 0) {
+    absl::StrAppend(&line, "; fleetca-server ", static_cast<long>(r.server_cpu * 1e6 / calls),
+                    " us");
+  }
+  return line;
 }
 
 // ---- Paced (open-loop) mode. ----
@@ -684,38 +855,21 @@ int main(int argc, char** argv) {
       //    API: a call's completion, on one of gRPC's few threads, records it and starts the
       //    client's next call (no thread per client blocked in a call, which cost the load
       //    generator as much CPU per request as the server's gRPC work).
+      std::vector<std::shared_ptr<grpc::Channel>> connections;
       std::vector<std::unique_ptr<fleetca::v1::IssuanceService::Stub>> stubs;
       for (int c = 0; c < clients; ++c) {
-        stubs.push_back(fleetca::v1::IssuanceService::NewStub(NewConnection(target, c)));
+        connections.push_back(NewConnection(target, c));
+        stubs.push_back(fleetca::v1::IssuanceService::NewStub(connections.back()));
       }
-      std::atomic<long> next_request{0};
-      std::atomic<int> phase{0};  // 0 warm-up, 1 timed, 2 stop
-      std::vector<ClientResult> results(static_cast<size_t>(clients));
-      for (ClientResult& r : results) r.latencies_ms.reserve(200000);
-      std::mutex idle_mu;
-      std::condition_variable idle_cv;
-      int busy_clients = clients;
       const long request_ids = absl::GetFlag(FLAGS_request_ids);
       const double validity_seconds = absl::GetFlag(FLAGS_validity_seconds);
-      struct Call {
+      struct SignCall {
         grpc::ClientContext ctx;
         fleetca::v1::SignDeviceCsrRequest req;
         fleetca::v1::SignDeviceCsrResponse resp;
-        Clock::time_point t0;
-        int phase = 0;
       };
-      // start(c) sends client c's next call; its completion records it and calls start(c)
-      // again, until the stop phase.
-      std::function<void(int)> start = [&](int c) {
-        auto* call = new Call;
-        call->phase = phase.load(std::memory_order_relaxed);
-        if (call->phase == 2) {
-          delete call;
-          std::lock_guard<std::mutex> lock(idle_mu);
-          if (--busy_clients == 0) idle_cv.notify_all();
-          return;
-        }
-        const long n0 = next_request.fetch_add(1, std::memory_order_relaxed);
+      const Sender sign = [&](int c, long n0, CallDone done) {
+        auto* call = new SignCall;
         const long n = request_ids > 0 ? n0 % request_ids : n0;
         const size_t d = static_cast<size_t>(n % devices);
         call->req.set_comm_id(comm_ids[d]);
@@ -725,78 +879,84 @@ int main(int argc, char** argv) {
           call->req.mutable_validity()->set_seconds(static_cast<int64_t>(validity_seconds));
         }
         call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-        call->t0 = Clock::now();
         stubs[static_cast<size_t>(c)]->async()->SignDeviceCsr(
-            &call->ctx, &call->req, &call->resp, [&, c, call](grpc::Status st) {
-              const double ms =
-                  std::chrono::duration<double, std::milli>(Clock::now() - call->t0).count();
-              // Only calls that started and ended inside the timed window count.
-              if (call->phase == 1 && phase.load(std::memory_order_relaxed) == 1) {
-                ClientResult& r = results[static_cast<size_t>(c)];
-                if (st.ok() && (request_ids > 0 || !call->resp.replayed()) &&
-                    !call->resp.certificate().serial().empty()) {
-                  ++r.ok;
-                  r.latencies_ms.push_back(ms);
-                } else {
-                  ++r.errors[st.ok() ? -1 : static_cast<int>(st.error_code())];
-                  if (r.first_error.empty()) {
-                    r.first_error = st.ok() ? "replayed or empty response" : st.error_message();
-                  }
-                }
+            &call->ctx, &call->req, &call->resp,
+            [call, request_ids, done = std::move(done)](grpc::Status st) {
+              int code = 0;
+              std::string error;
+              if (!st.ok()) {
+                code = static_cast<int>(st.error_code());
+                error = st.error_message();
+              } else if ((request_ids == 0 && call->resp.replayed()) ||
+                         call->resp.certificate().serial().empty()) {
+                code = -1;
+                error = "replayed or empty response";
               }
               delete call;
-              start(c);
+              done(code, error);
             });
       };
-      struct rusage usage0;
-      getrusage(RUSAGE_SELF, &usage0);
-      for (int c = 0; c < clients; ++c) start(c);
-      std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
-      const long before = next_request.load();
-      phase = 1;
-      const Clock::time_point started = Clock::now();
-      std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-      phase = 2;
-      const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-      {
-        std::unique_lock<std::mutex> lock(idle_mu);
-        idle_cv.wait(lock, [&] { return busy_clients == 0; });
-      }
-
-      std::vector<double> all;
-      long ok = 0;
-      std::map<int, long> errors;
-      std::string first_error;
-      for (const ClientResult& r : results) {
-        all.insert(all.end(), r.latencies_ms.begin(), r.latencies_ms.end());
-        ok += r.ok;
-        for (const auto& [code, n] : r.errors) errors[code] += n;
-        if (first_error.empty()) first_error = r.first_error;
-      }
-      std::sort(all.begin(), all.end());
+      const LoopResult run = ClosedLoop(clients, warmup, seconds, sign);
       long error_count = 0;
-      for (const auto& [code, n] : errors) error_count += n;
-      std::printf("requests sent before the timed window (warm-up): %ld; in all: %ld\n", before,
-                  next_request.load());
+      for (const auto& [code, n] : run.errors) error_count += n;
+      std::printf("requests sent before the timed window (warm-up): %ld; in all: %ld\n",
+                  run.sent_before, run.sent);
       std::printf("fleetca SignDeviceCsr, %d clients, %.1f s: %ld certificates = %.0f certs/s; "
                   "latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %ld\n",
-                  clients, elapsed, ok, static_cast<double>(ok) / elapsed, Percentile(all, 0.50),
-                  Percentile(all, 0.99), all.empty() ? 0.0 : all.back(), error_count);
-      for (const auto& [code, n] : errors) {
+                  clients, run.elapsed, run.ok, static_cast<double>(run.ok) / run.elapsed,
+                  Percentile(run.latencies_ms, 0.50), Percentile(run.latencies_ms, 0.99),
+                  run.latencies_ms.empty() ? 0.0 : run.latencies_ms.back(), error_count);
+      for (const auto& [code, n] : run.errors) {
         std::printf("  errors with code %d: %ld\n", code, n);
       }
-      if (!first_error.empty()) std::printf("  first error: %s\n", first_error.c_str());
-      struct rusage usage;
-      getrusage(RUSAGE_SELF, &usage);
-      const auto seconds_of = [](const struct rusage& u) {
-        return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-               static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-      };
+      if (!run.first_error.empty()) std::printf("  first error: %s\n", run.first_error.c_str());
+      const double sent = static_cast<double>(std::max(1L, run.sent));
       std::printf("load generator CPU (the requests, warm-up included; keys and CSRs made "
                   "before): %.0f us per request\n",
-                  (seconds_of(usage) - seconds_of(usage0)) * 1e6 /
-                      static_cast<double>(next_request.load()));
-      if (ok == 0) return 1;
+                  run.cpu * 1e6 / sent);
+      if (run.server_cpu >= 0) {
+        std::printf("fleetca-server CPU over the same span: %.0f us per request\n",
+                    run.server_cpu * 1e6 / sent);
+      }
+      std::fflush(stdout);
+
+      // 3''. The floor: the same connections, an RPC that does nothing of fleetca's
+      //      (grpc.health.v1.Health/Check, answered by gRPC's own health service), so its CPU
+      //      per call is what gRPC and TLS cost on each side.
+      const double floor_seconds = absl::GetFlag(FLAGS_floor_seconds);
+      if (floor_seconds > 0) {
+        std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health;
+        for (const auto& ch : connections) health.push_back(grpc::health::v1::Health::NewStub(ch));
+        struct HealthCall {
+          grpc::ClientContext ctx;
+          grpc::health::v1::HealthCheckRequest req;
+          grpc::health::v1::HealthCheckResponse resp;
+        };
+        const Sender check = [&](int c, long, CallDone done) {
+          auto* call = new HealthCall;
+          call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+          health[static_cast<size_t>(c)]->async()->Check(
+              &call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status st) {
+                const bool serving =
+                    call->resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+                const int code = !st.ok() ? static_cast<int>(st.error_code()) : serving ? 0 : -1;
+                const std::string error = !st.ok() ? st.error_message() : "not SERVING";
+                delete call;
+                done(code, error);
+              });
+        };
+        const LoopResult f = ClosedLoop(clients, warmup, floor_seconds, check);
+        long floor_errors = 0;
+        for (const auto& [code, n] : f.errors) floor_errors += n;
+        std::printf("floor: grpc.health.v1.Health/Check on the same %d connections, %.1f s: "
+                    "%.0f calls/s, p50 %.2f ms, p99 %.2f ms, errors %ld; CPU per call: load "
+                    "generator %s\n",
+                    clients, f.elapsed, static_cast<double>(f.ok) / f.elapsed,
+                    Percentile(f.latencies_ms, 0.50), Percentile(f.latencies_ms, 0.99),
+                    floor_errors, CpuPerCall(f).c_str());
+        if (!f.first_error.empty()) std::printf("  floor first error: %s\n", f.first_error.c_str());
+      }
+      if (run.ok == 0) return 1;
     }
   }
 
@@ -805,9 +965,18 @@ int main(int argc, char** argv) {
   if (reference_seconds <= 0) return 0;  // --reference_seconds=0: none
   const ReferenceCa ca = MakeReferenceCa();
   for (int threads : {1, 2}) {
-    const double rate = RunReference(ca, csrs, threads, reference_seconds);
+    const double rate = RunLoop([&](const std::string& csr) { return ReferenceIssue(ca, csr); },
+                                csrs, threads, reference_seconds);
     std::printf("reference OpenSSL loop (parse PEM CSR, verify, build with 4 extensions, sign "
                 "P-256, DER), %d thread%s: %.0f certs/s\n",
+                threads, threads == 1 ? "" : "s", rate);
+  }
+  FleetcaPkiIssuer fleetca_pki(ca);
+  for (int threads : {1, 2}) {
+    const double rate = RunLoop([&](const std::string& csr) { return fleetca_pki.Issue(csr); },
+                                csrs, threads, reference_seconds);
+    std::printf("reference fleetca pki loop (the server's own CSR check and certificate "
+                "builder, no gRPC, no database), %d thread%s: %.0f certs/s\n",
                 threads, threads == 1 ? "" : "s", rate);
   }
   return 0;
