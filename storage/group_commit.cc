@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "absl/synchronization/notification.h"
+
 namespace fleetca::storage {
 
 GroupCommitter::GroupCommitter(int max_in_flight, size_t max_batch, BatchFn run)
@@ -26,10 +28,14 @@ GroupCommitter::~GroupCommitter() {
 }
 
 void GroupCommitter::Submit(Item* item) {
-  absl::MutexLock lock(&mu_);
+  absl::Notification finished;
   item->done = false;
-  queue_.push_back(item);
-  mu_.Await(absl::Condition(&item->done));
+  item->on_done = [item, &finished] {
+    item->done = true;
+    finished.Notify();
+  };
+  SubmitAsync(item);
+  finished.WaitForNotification();
 }
 
 void GroupCommitter::SubmitAsync(Item* item) {
@@ -48,7 +54,6 @@ void GroupCommitter::Work() {
     }
   } ready{this};
   std::vector<Item*> batch;
-  std::vector<Item*> async_done;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -62,18 +67,7 @@ void GroupCommitter::Work() {
       }
     }
     run_(batch);
-    async_done.clear();
-    {
-      absl::MutexLock lock(&mu_);
-      for (Item* item : batch) {
-        if (item->on_done) {
-          async_done.push_back(item);
-        } else {
-          item->done = true;  // its Submit returns (and may free it) once we unlock
-        }
-      }
-    }
-    for (Item* item : async_done) {
+    for (Item* item : batch) {
       std::function<void()> on_done = std::move(item->on_done);
       on_done();  // may delete item
     }

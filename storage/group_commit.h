@@ -25,10 +25,10 @@ class GroupCommitter {
  public:
   // Item: what a caller submits; callers derive their own item type from it.
   struct Item {
-    // SubmitAsync: called on the worker thread after the item's batch has run; the
-    // committer does not touch the item after calling it (on_done may delete it).
+    // Called on the worker thread after the item's batch has run; the committer does not
+    // touch the item after calling it (on_done may delete it). Submit sets its own.
     std::function<void()> on_done;
-    bool done = false;  // Submit: set (under the committer's lock) once its batch has run
+    bool done = false;  // Submit: set once its batch has run, before Submit returns
   };
   // BatchFn runs one batch and fills in each item's results. It must not throw.
   using BatchFn = std::function<void(const std::vector<Item*>& batch)>;
@@ -39,7 +39,8 @@ class GroupCommitter {
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;
 
-  // Submit queues item and returns once a batch holding it has run.
+  // Submit queues item and returns once a batch holding it has run (SubmitAsync with an
+  // on_done that wakes the caller).
   void Submit(Item* item);
   // SubmitAsync queues item and returns; item->on_done (required) is called once a batch
   // holding it has run.
