@@ -413,27 +413,39 @@ struct LoopResult {
 // gRPC's few callback threads, records it and starts that client's next call (no thread per
 // client blocked in a call, which cost the load generator as much CPU per request as the
 // server's gRPC work). Only calls that start and end inside the timed window are counted.
+// The loop's state is shared with the completions: the last one may still be returning
+// when ClosedLoop does.
 LoopResult ClosedLoop(int clients, double warmup, double seconds, const Sender& send) {
-  std::atomic<long> next{0};
-  std::atomic<int> phase{0};  // 0 warm-up, 1 timed, 2 stop
-  std::vector<ClientResult> results(static_cast<size_t>(clients));
-  for (ClientResult& r : results) r.latencies_ms.reserve(200000);
-  std::mutex idle_mu;
-  std::condition_variable idle_cv;
-  int busy_clients = clients;
-  std::function<void(int)> start = [&](int c) {
-    const int call_phase = phase.load(std::memory_order_relaxed);
+  struct State {
+    Sender send;
+    std::atomic<long> next{0};
+    std::atomic<int> phase{0};  // 0 warm-up, 1 timed, 2 stop
+    std::vector<ClientResult> results;
+    std::mutex idle_mu;
+    std::condition_variable idle_cv;
+    int busy_clients = 0;
+    std::function<void(int)> start;  // holds a weak reference: no cycle
+  };
+  auto state = std::make_shared<State>();
+  state->send = send;
+  state->results.resize(static_cast<size_t>(clients));
+  for (ClientResult& r : state->results) r.latencies_ms.reserve(200000);
+  state->busy_clients = clients;
+  state->start = [weak = std::weak_ptr<State>(state)](int c) {
+    std::shared_ptr<State> st = weak.lock();
+    if (st == nullptr) return;  // never: ClosedLoop or a completion holds it
+    const int call_phase = st->phase.load(std::memory_order_relaxed);
     if (call_phase == 2) {
-      std::lock_guard<std::mutex> lock(idle_mu);
-      if (--busy_clients == 0) idle_cv.notify_all();
+      std::lock_guard<std::mutex> lock(st->idle_mu);
+      if (--st->busy_clients == 0) st->idle_cv.notify_all();
       return;
     }
-    const long n = next.fetch_add(1, std::memory_order_relaxed);
+    const long n = st->next.fetch_add(1, std::memory_order_relaxed);
     const Clock::time_point t0 = Clock::now();
-    send(c, n, [&, c, t0, call_phase](int code, const std::string& error) {
+    st->send(c, n, [st, c, t0, call_phase](int code, const std::string& error) {
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      if (call_phase == 1 && phase.load(std::memory_order_relaxed) == 1) {
-        ClientResult& r = results[static_cast<size_t>(c)];
+      if (call_phase == 1 && st->phase.load(std::memory_order_relaxed) == 1) {
+        ClientResult& r = st->results[static_cast<size_t>(c)];
         if (code == 0) {
           ++r.ok;
           r.latencies_ms.push_back(ms);
@@ -442,29 +454,29 @@ LoopResult ClosedLoop(int clients, double warmup, double seconds, const Sender& 
           if (r.first_error.empty()) r.first_error = error;
         }
       }
-      start(c);
+      st->start(c);
     });
   };
   LoopResult out;
   const double cpu0 = ProcessCpuSeconds();
   const double server_cpu0 = CpuSecondsOf(absl::GetFlag(FLAGS_server_pid));
-  for (int c = 0; c < clients; ++c) start(c);
+  for (int c = 0; c < clients; ++c) state->start(c);
   std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
-  out.sent_before = next.load();
-  phase = 1;
+  out.sent_before = state->next.load();
+  state->phase = 1;
   const Clock::time_point started = Clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  phase = 2;
+  state->phase = 2;
   out.elapsed = std::chrono::duration<double>(Clock::now() - started).count();
   {
-    std::unique_lock<std::mutex> lock(idle_mu);
-    idle_cv.wait(lock, [&] { return busy_clients == 0; });
+    std::unique_lock<std::mutex> lock(state->idle_mu);
+    state->idle_cv.wait(lock, [&] { return state->busy_clients == 0; });
   }
   out.cpu = ProcessCpuSeconds() - cpu0;
   const double server_cpu1 = CpuSecondsOf(absl::GetFlag(FLAGS_server_pid));
   if (server_cpu0 >= 0 && server_cpu1 >= 0) out.server_cpu = server_cpu1 - server_cpu0;
-  out.sent = next.load();
-  for (const ClientResult& r : results) {
+  out.sent = state->next.load();
+  for (const ClientResult& r : state->results) {
     out.latencies_ms.insert(out.latencies_ms.end(), r.latencies_ms.begin(), r.latencies_ms.end());
     out.ok += r.ok;
     for (const auto& [code, n] : r.errors) out.errors[code] += n;
@@ -474,12 +486,16 @@ LoopResult ClosedLoop(int clients, double warmup, double seconds, const Sender& 
   return out;
 }
 
+// Microseconds per call of `cpu_seconds` over a closed loop's calls (warm-up included).
+double MicrosPerCall(const LoopResult& r, double cpu_seconds) {
+  return cpu_seconds * 1e6 / static_cast<double>(std::max(1L, r.sent));
+}
+
 // The CPU-per-call line of a closed loop: this process's and (when known) the server's.
 std::string CpuPerCall(const LoopResult& r) {
-  const double calls = static_cast<double>(std::max(1L, r.sent));
-  std::string line = absl::StrCat(static_cast<long>(r.cpu * 1e6 / calls), " us");
+  std::string line = absl::StrCat(static_cast<long>(MicrosPerCall(r, r.cpu)), " us");
   if (r.server_cpu >= 0) {
-    absl::StrAppend(&line, "; fleetca-server ", static_cast<long>(r.server_cpu * 1e6 / calls),
+    absl::StrAppend(&line, "; fleetca-server ", static_cast<long>(MicrosPerCall(r, r.server_cpu)),
                     " us");
   }
   return line;
@@ -910,13 +926,12 @@ int main(int argc, char** argv) {
         std::printf("  errors with code %d: %ld\n", code, n);
       }
       if (!run.first_error.empty()) std::printf("  first error: %s\n", run.first_error.c_str());
-      const double sent = static_cast<double>(std::max(1L, run.sent));
       std::printf("load generator CPU (the requests, warm-up included; keys and CSRs made "
                   "before): %.0f us per request\n",
-                  run.cpu * 1e6 / sent);
+                  MicrosPerCall(run, run.cpu));
       if (run.server_cpu >= 0) {
         std::printf("fleetca-server CPU over the same span: %.0f us per request\n",
-                    run.server_cpu * 1e6 / sent);
+                    MicrosPerCall(run, run.server_cpu));
       }
       std::fflush(stdout);
 
